@@ -1,0 +1,69 @@
+"""Frames to network tensors and back: Y space-to-depth (4 channels) plus U and V, half size.
+
+A frame of W x H becomes a (1, 6, Hp/2, Wp/2) tensor in [0, 1], where Wp, Hp are W, H padded
+(replicating the border) up to the network's multiple. Distortion weights Y:U:V as 6:1:1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nvcodec.frame import Frame
+
+MULTIPLE = 64  # the latent is at 1/16 and the hyperprior at 1/64 of the frame size
+
+
+def padded_size(width: int, height: int, multiple: int = MULTIPLE) -> tuple[int, int]:
+    return -(-width // multiple) * multiple, -(-height // multiple) * multiple
+
+
+def _pad_plane(plane: np.ndarray, height: int, width: int) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(plane)).to(torch.float32)
+    ph, pw = height - plane.shape[0], width - plane.shape[1]
+    t = t[None, None]
+    if ph or pw:
+        t = F.pad(t, (0, pw, 0, ph), mode="replicate")
+    return t / 255.0
+
+
+def frame_to_tensor(frame: Frame, multiple: int = MULTIPLE) -> torch.Tensor:
+    """The (1, 6, Hp/2, Wp/2) float32 tensor of a frame, padded by replication."""
+    wp, hp = padded_size(frame.width, frame.height, multiple)
+    y = F.pixel_unshuffle(_pad_plane(frame.y, hp, wp), 2)
+    u = _pad_plane(frame.u, hp // 2, wp // 2)
+    v = _pad_plane(frame.v, hp // 2, wp // 2)
+    return torch.cat([y, u, v], dim=1)
+
+
+def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
+    """Round to the 8-bit grid (values stay in [0, 1]); what a decoder outputs."""
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+def tensor_to_frame(x: torch.Tensor, width: int, height: int) -> Frame:
+    """The 8-bit frame of a (1, 6, h, w) tensor, cropped to width x height."""
+    q = torch.round(x.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+    y = F.pixel_shuffle(q[:, :4], 2)[0, 0, :height, :width].numpy()
+    cw, ch = (width + 1) // 2, (height + 1) // 2
+    u = q[0, 4, :ch, :cw].numpy()
+    v = q[0, 5, :ch, :cw].numpy()
+    return Frame(np.ascontiguousarray(y), np.ascontiguousarray(u), np.ascontiguousarray(v))
+
+
+def weighted_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-sample MSE with Y:U:V weighted 6:1:1 (the convention of PSNR-YUV)."""
+    per_channel = ((a - b) ** 2).mean(dim=(2, 3))
+    return (6 * per_channel[:, :4].mean(dim=1) + per_channel[:, 4] + per_channel[:, 5]) / 8
+
+
+def to_rgb(x: torch.Tensor) -> torch.Tensor:
+    """Approximate BT.709 limited-range RGB in [0, 1] at half size (for motion estimation)."""
+    y = (x[:, :4].mean(dim=1, keepdim=True) - 16 / 255) * (255 / 219)
+    cb = (x[:, 4:5] - 128 / 255) * (255 / 224)
+    cr = (x[:, 5:6] - 128 / 255) * (255 / 224)
+    r = y + 1.5748 * cr
+    g = y - 0.1873 * cb - 0.4681 * cr
+    b = y + 1.8556 * cb
+    return torch.cat([r, g, b], dim=1).clamp(0, 1)

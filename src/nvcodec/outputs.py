@@ -1,0 +1,78 @@
+"""Output files that appear only when complete: written beside the target, renamed at the end."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from nvcodec.errors import OutputError
+
+STDOUT = "-"
+
+
+def check_writable(path: str | os.PathLike[str], force: bool) -> None:
+    """Refuse an existing output unless force is set, and a folder that does not exist."""
+    if str(path) == STDOUT:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory")
+    if target.exists() and not force:
+        raise OutputError(f"{target}: exists (use -y/--force to overwrite)")
+    if not target.parent.exists():
+        raise OutputError(f"{target.parent}: no such directory")
+
+
+class AtomicOutput:
+    """A binary output that replaces its target only on commit(); abort() leaves nothing behind.
+
+    `-` means standard output, which is written directly (a stream cannot be taken back).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], force: bool = False) -> None:
+        check_writable(path, force)
+        self.path = str(path)
+        self._tmp: str | None = None
+        if self.path == STDOUT:
+            self.file: BinaryIO = sys.stdout.buffer
+            return
+        target = Path(self.path)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        self.file = os.fdopen(fd, "wb")
+
+    @property
+    def temp_path(self) -> str:
+        """Where the bytes go until commit (the target itself for standard output)."""
+        return self._tmp or self.path
+
+    def commit(self) -> None:
+        """Flush and move the finished file into place."""
+        self.file.flush()
+        if self._tmp is None:
+            return
+        self.file.close()
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+
+    def abort(self) -> None:
+        """Remove what was written (a no-op for standard output or after commit)."""
+        if self._tmp is None:
+            return
+        self.file.close()
+        try:
+            os.unlink(self._tmp)
+        except FileNotFoundError:
+            pass
+        self._tmp = None
+
+    def __enter__(self) -> AtomicOutput:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
