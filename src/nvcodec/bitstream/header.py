@@ -1,0 +1,233 @@
+"""The .nvc file header (bitstream_spec.md, section 3): packing, parsing and validation."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from dataclasses import dataclass, replace
+from enum import IntFlag
+from fractions import Fraction
+from typing import BinaryIO
+
+from nvcodec.errors import BitstreamError
+
+MAGIC = b"\x89NVC"
+VERSION = (1, 0)
+MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
+MAX_FPS = 1000
+UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
+MAX_FRAME_COUNT = 2**31 - 1
+CHROMA_420 = 1
+BIT_DEPTH = 8
+MAX_INTRA_PERIOD = 1_000_000
+MAX_QP_OFFSETS = 64
+MAX_QP_OFFSET = 63
+MAX_MODEL_NAME = 32
+WEIGHTS_HASH_BYTES = 8
+PREFIX_BYTES = 8  # magic, version_major, version_minor, header_len
+MIN_HEADER_LEN = 35 + 1 + 1  # fixed fields plus a 1-byte model name and one qp offset
+MAX_HEADER_LEN = 35 + MAX_MODEL_NAME + MAX_QP_OFFSETS
+FRAME_COUNT_OFFSET = 20  # byte offset of frame_count from the start of the header
+CHUNK = 1 << 20
+
+_MODEL_NAME = re.compile(r"[a-z0-9._-]{1,32}")
+_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+class Tools(IntFlag):
+    """Coding tools the header allows records to use (same bits as the record flags)."""
+
+    FILTER = 1
+    ENHANCE = 2
+
+
+def read_fully(stream: BinaryIO, n: int) -> bytearray:
+    """Read n bytes, or fewer at end of file, in chunks so that memory grows only with the data."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = stream.read(min(CHUNK, n - len(out)))
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
+def check_int(name: str, value: object, lo: int, hi: int) -> int:
+    """Return value if it is an int in lo..hi, else raise BitstreamError naming the field."""
+    if not isinstance(value, int) or not lo <= value <= hi:
+        shown = int(value) if isinstance(value, int) else repr(value)
+        raise BitstreamError(f"{name} {shown} outside {lo}..{hi}")
+    return value
+
+
+def check_version(major: int, minor: int) -> None:
+    """Refuse any version this decoder cannot read (every version other than 1.0)."""
+    if (major, minor) > VERSION:
+        raise BitstreamError(
+            f"bitstream version {major}.{minor} is newer than this decoder "
+            f"(reads up to {VERSION[0]}.{VERSION[1]}); upgrade nvcodec"
+        )
+    if (major, minor) != VERSION:
+        raise BitstreamError(f"bitstream version {major}.{minor} is not a released nvcodec version")
+
+
+@dataclass(frozen=True)
+class Header:
+    """The file header; constructing one validates every field (BitstreamError)."""
+
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int | None
+    model_name: str
+    weights_hash: bytes
+    intra_period: int
+    refresh_period: int
+    tools: int
+    qp_offsets: tuple[int, ...]
+    version: tuple[int, int] = VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "qp_offsets", tuple(self.qp_offsets))
+        object.__setattr__(self, "version", tuple(self.version))
+        object.__setattr__(
+            self, "tools", int(check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE)))
+        )
+        if len(self.version) != 2:
+            raise BitstreamError(f"version {self.version!r} is not (major, minor)")
+        check_version(*self.version)
+        if not all(isinstance(v, int) and 1 <= v <= MAX_DIMENSION for v in (self.width, self.height)):
+            raise BitstreamError(f"picture size {self.width}x{self.height} outside 1..{MAX_DIMENSION}")
+        check_int("fps_num", self.fps_num, 1, 0xFFFFFFFF)
+        check_int("fps_den", self.fps_den, 1, 0xFFFFFFFF)
+        if self.fps_num > MAX_FPS * self.fps_den:
+            raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} above {MAX_FPS} fps")
+        if self.frame_count is not None:
+            if not isinstance(self.frame_count, int) or not 1 <= self.frame_count <= MAX_FRAME_COUNT:
+                raise BitstreamError(
+                    f"frame_count {self.frame_count!r} outside 1..{MAX_FRAME_COUNT} (or unknown)"
+                )
+        if not isinstance(self.model_name, str) or not _MODEL_NAME.fullmatch(self.model_name):
+            raise BitstreamError(f"model name {self.model_name!r} is not 1..32 characters of [a-z0-9._-]")
+        if not isinstance(self.weights_hash, bytes) or len(self.weights_hash) != WEIGHTS_HASH_BYTES:
+            raise BitstreamError(
+                f"weights_hash must be {WEIGHTS_HASH_BYTES} bytes, got {self.weights_hash!r}"
+            )
+        if self.intra_period != -1:
+            check_int("intra_period", self.intra_period, 1, MAX_INTRA_PERIOD)
+        check_int("refresh_period", self.refresh_period, 0, 0xFFFF)
+        check_int("number of qp offsets", len(self.qp_offsets), 1, MAX_QP_OFFSETS)
+        for offset in self.qp_offsets:
+            check_int("qp offset", offset, -MAX_QP_OFFSET, MAX_QP_OFFSET)
+
+    @property
+    def fps(self) -> Fraction:
+        """The frame rate as an exact fraction."""
+        return Fraction(self.fps_num, self.fps_den)
+
+    @property
+    def chroma_format(self) -> int:
+        """Always 1 (4:2:0) in version 1.0."""
+        return CHROMA_420
+
+    @property
+    def bit_depth(self) -> int:
+        """Always 8 in version 1.0."""
+        return BIT_DEPTH
+
+    def with_frame_count(self, frame_count: int | None) -> Header:
+        """A copy announcing another frame count."""
+        return replace(self, frame_count=frame_count)
+
+    def pack(self) -> bytes:
+        """The header bytes, magic through header_crc."""
+        name = self.model_name.encode("ascii")
+        count = UNKNOWN_FRAME_COUNT if self.frame_count is None else self.frame_count
+        n = len(self.qp_offsets)
+        body = (
+            struct.pack(
+                "<HHIIIBB", self.width, self.height, self.fps_num, self.fps_den, count, CHROMA_420, BIT_DEPTH
+            )
+            + bytes([len(name)])
+            + name
+            + self.weights_hash
+            + struct.pack(
+                f"<iHBB{n}b", self.intra_period, self.refresh_period, self.tools, n, *self.qp_offsets
+            )
+        )
+        head = MAGIC + bytes(self.version) + struct.pack("<H", len(body)) + body
+        return head + struct.pack("<I", zlib.crc32(head))
+
+    @classmethod
+    def read(cls, stream: BinaryIO) -> Header:
+        """Read and validate a header from the start of a binary stream."""
+        head = read_fully(stream, PREFIX_BYTES)
+        if not head:
+            raise BitstreamError("not an nvcodec bitstream (empty file)")
+        if head[:4] != MAGIC[: min(4, len(head))]:
+            raise BitstreamError("not an nvcodec bitstream (bad magic)")
+        if len(head) < PREFIX_BYTES:
+            raise BitstreamError(f"truncated header: expected at least {PREFIX_BYTES} bytes, got {len(head)}")
+        check_version(head[4], head[5])
+        (header_len,) = struct.unpack_from("<H", head, 6)
+        if not MIN_HEADER_LEN <= header_len <= MAX_HEADER_LEN:
+            raise BitstreamError(f"header_len {header_len} outside {MIN_HEADER_LEN}..{MAX_HEADER_LEN}")
+        rest = read_fully(stream, header_len + 4)
+        if len(rest) < header_len + 4:
+            total = PREFIX_BYTES + header_len + 4
+            raise BitstreamError(f"truncated header: expected {total} bytes, got {PREFIX_BYTES + len(rest)}")
+        body, (crc,) = bytes(rest[:header_len]), struct.unpack_from("<I", rest, header_len)
+        if zlib.crc32(rest[:header_len], zlib.crc32(head)) != crc:
+            raise BitstreamError("header CRC mismatch (corrupted data)")
+        return _parse_body(body)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> Header:
+        """Parse bytes that hold exactly one header."""
+        stream = io.BytesIO(data)
+        header = cls.read(stream)
+        if stream.read(1):
+            raise BitstreamError("trailing bytes after the header")
+        return header
+
+
+def _parse_body(body: bytes) -> Header:
+    """Decode the fields between header_len and header_crc (CRC already checked)."""
+    width, height, fps_num, fps_den, count, chroma, depth, name_len = struct.unpack_from("<HHIIIBBB", body)
+    if chroma != CHROMA_420:
+        raise BitstreamError(f"chroma_format {chroma} not supported (version 1.0 has only 1 = 4:2:0)")
+    if depth != BIT_DEPTH:
+        raise BitstreamError(f"bit_depth {depth} not supported (version 1.0 has only 8)")
+    if not 1 <= name_len <= MAX_MODEL_NAME:
+        raise BitstreamError(f"model name length {name_len} outside 1..{MAX_MODEL_NAME}")
+    pos = 19
+    raw_name = body[pos : pos + name_len]
+    if not all(b in _NAME_BYTES for b in raw_name):
+        raise BitstreamError("model name has bytes outside [a-z0-9._-]")
+    pos += name_len
+    expected = pos + WEIGHTS_HASH_BYTES + 8
+    if len(body) < expected:
+        raise BitstreamError(f"header_len {len(body)} too small for its fields")
+    weights_hash = body[pos : pos + WEIGHTS_HASH_BYTES]
+    intra, refresh, tools, n = struct.unpack_from("<iHBB", body, pos + WEIGHTS_HASH_BYTES)
+    if not 1 <= n <= MAX_QP_OFFSETS:
+        raise BitstreamError(f"number of qp offsets {n} outside 1..{MAX_QP_OFFSETS}")
+    if len(body) != expected + n:
+        raise BitstreamError(f"header_len {len(body)} does not match its fields ({expected + n} bytes)")
+    offsets = struct.unpack_from(f"<{n}b", body, expected)
+    return Header(
+        width,
+        height,
+        fps_num,
+        fps_den,
+        None if count == UNKNOWN_FRAME_COUNT else count,
+        raw_name.decode("ascii"),
+        weights_hash,
+        intra,
+        refresh,
+        tools,
+        offsets,
+    )
