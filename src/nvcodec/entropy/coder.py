@@ -1,0 +1,156 @@
+"""Coding integer symbols with the probability tables and constriction's ANS stack coder.
+
+One substream holds a sequence of groups. A group is a set of symbols whose scale indices the
+decoder knows before reading them; it is coded table by table (ascending k, raster order within
+each table), then the escaped values of the group (bitstream_spec.md, 5.3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import constriction
+import numpy as np
+
+from nvcodec.entropy.tables import uniform_counts
+from nvcodec.errors import BitstreamError, NvcError
+
+_AnsCoder = constriction.stream.stack.AnsCoder
+_Categorical = constriction.stream.model.Categorical
+
+EXP_BITS = 32  # escape magnitudes use Exp-Golomb with at most 31 mantissa bits
+CHUNK_BITS = 16
+
+
+def _model(counts: np.ndarray):
+    return _Categorical(np.asarray(counts, dtype=np.float64), perfect=False)
+
+
+@dataclass
+class ProbabilityTables:
+    """The packed tables (radius per index, counts padded with -1) and their coder models."""
+
+    radius: np.ndarray
+    counts: np.ndarray
+    _models: dict = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.radius)
+
+    def model(self, k: int):
+        if k not in self._models:
+            row = self.counts[k]
+            self._models[k] = _model(row[row >= 0])
+        return self._models[k]
+
+    def uniform(self, n: int):
+        key = ("uniform", n)
+        if key not in self._models:
+            self._models[key] = _model(uniform_counts(n))
+        return self._models[key]
+
+
+def _escape_layout(nbits: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+    """(chunk, width, positions) triples in coding order for Exp-Golomb mantissas of nbits bits."""
+    layout = []
+    for chunk in range(-(-(EXP_BITS - 1) // CHUNK_BITS)):
+        width = np.clip(nbits - chunk * CHUNK_BITS, 0, CHUNK_BITS)
+        for w in range(1, CHUNK_BITS + 1):
+            positions = np.flatnonzero(width == w)
+            if positions.size:
+                layout.append((chunk, w, positions))
+    return layout
+
+
+class SymbolEncoder:
+    """Collects groups of symbols in decoding order; finish() returns the substream bytes."""
+
+    def __init__(self, tables: ProbabilityTables) -> None:
+        self.tables = tables
+        self._chunks: list[tuple[np.ndarray, object]] = []
+
+    def _put(self, symbols: np.ndarray, model) -> None:
+        if symbols.size:
+            self._chunks.append((symbols.astype(np.int32), model))
+
+    def add(self, values: np.ndarray, indices: np.ndarray) -> None:
+        """One group: integer values with their scale indices (same shape, raster order)."""
+        values = np.asarray(values, dtype=np.int64).ravel()
+        indices = np.asarray(indices, dtype=np.int64).ravel()
+        radius = self.tables.radius[indices]
+        escaped = np.abs(values) > radius
+        for k in np.unique(indices):
+            sel = indices == k
+            r = int(self.tables.radius[k])
+            alphabet = np.where(escaped[sel], 2 * r + 1, values[sel] + r)
+            self._put(alphabet, self.tables.model(int(k)))
+        if escaped.any():
+            self._add_escapes(values[escaped], radius[escaped])
+
+    def _add_escapes(self, values: np.ndarray, radius: np.ndarray) -> None:
+        mantissa = np.abs(values) - radius  # >= 1
+        if mantissa.max() >= 1 << (EXP_BITS - 1):
+            raise NvcError(f"latent value {int(np.abs(values).max())} too large to code")
+        nbits = np.floor(np.log2(mantissa)).astype(np.int64)
+        nbits += (mantissa >> (nbits + 1)) > 0  # guard against log2 rounding
+        nbits -= (mantissa >> nbits) == 0
+        self._put(nbits, self.tables.uniform(EXP_BITS))
+        rest = mantissa - (np.int64(1) << nbits)
+        for chunk, w, pos in _escape_layout(nbits):
+            self._put((rest[pos] >> (chunk * CHUNK_BITS)) & ((1 << w) - 1), self.tables.uniform(1 << w))
+        self._put((values < 0).astype(np.int64), self.tables.uniform(2))
+
+    def finish(self) -> bytes:
+        coder = _AnsCoder()
+        for symbols, model in reversed(self._chunks):
+            coder.encode_reverse(symbols, model)
+        return coder.get_compressed().astype("<u4").tobytes()
+
+
+class SymbolDecoder:
+    """Reads groups back from a substream, given the scale indices of each group."""
+
+    def __init__(self, tables: ProbabilityTables, data: bytes) -> None:
+        if len(data) % 4:
+            raise BitstreamError("substream length is not a multiple of 4 bytes")
+        self.tables = tables
+        self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+
+    def _get(self, model, count: int) -> np.ndarray:
+        if count == 0:
+            return np.zeros(0, dtype=np.int64)
+        try:
+            return np.asarray(self._coder.decode(model, count), dtype=np.int64)
+        except Exception as exc:  # constriction reports exhausted or invalid data this way
+            raise BitstreamError(f"entropy decoding failed: {exc}") from None
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """Decode one group; returns values in the shape of `indices`."""
+        shape = np.shape(indices)
+        indices = np.asarray(indices, dtype=np.int64).ravel()
+        values = np.zeros(indices.size, dtype=np.int64)
+        escaped = np.zeros(indices.size, dtype=bool)
+        for k in np.unique(indices):
+            sel = np.flatnonzero(indices == k)
+            r = int(self.tables.radius[k])
+            alphabet = self._get(self.tables.model(int(k)), sel.size)
+            values[sel] = alphabet - r
+            escaped[sel] = alphabet == 2 * r + 1
+        if escaped.any():
+            pos = np.flatnonzero(escaped)
+            values[pos] = self._read_escapes(self.tables.radius[indices[pos]].astype(np.int64))
+        return values.reshape(shape)
+
+    def _read_escapes(self, radius: np.ndarray) -> np.ndarray:
+        nbits = self._get(self.tables.uniform(EXP_BITS), radius.size)
+        rest = np.zeros(radius.size, dtype=np.int64)
+        for chunk, w, pos in _escape_layout(nbits):
+            rest[pos] |= self._get(self.tables.uniform(1 << w), pos.size) << (chunk * CHUNK_BITS)
+        negative = self._get(self.tables.uniform(2), radius.size).astype(bool)
+        magnitude = radius + (np.int64(1) << nbits) + rest
+        return np.where(negative, -magnitude, magnitude)
+
+    def finish(self) -> None:
+        """Refuse a substream with data left over after its last symbol."""
+        if not self._coder.is_empty():
+            raise BitstreamError("substream has data left after its last symbol")
