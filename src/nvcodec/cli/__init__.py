@@ -1,0 +1,1 @@
+"""Command-line tools: nvenc, nvdec, nvinfo. They parse options, call the library and report."""

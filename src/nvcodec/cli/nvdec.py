@@ -1,0 +1,76 @@
+"""nvdec: turn a .nvc bitstream back into video."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from nvcodec.cli.common import ProgressBar, run, setup_logging
+from nvcodec.pipeline import DecodeJob, decode_video
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", metavar="IN.nvc")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="Video to write: .y4m, .yuv, .mkv (FFV1), .mp4 (x264 lossless), a %d.png pattern, - (Y4M).",
+)
+@click.option("--no-enhance", is_flag=True, help="Skip the out-of-loop enhancement of flagged frames.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "fp64"]), default="fp32", show_default=True)
+@click.option("--frames", type=click.IntRange(min=1), help="Decode at most this many frames.")
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
+)
+@click.option("-y", "--force", is_flag=True, help="Overwrite an existing output.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def command(
+    input: str,
+    output: str,
+    no_enhance: bool,
+    device: str,
+    precision: str,
+    frames: int | None,
+    weights: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Decode IN.nvc (- for standard input)."""
+    setup_logging("nvdec", quiet)
+    job = DecodeJob(
+        input=input,
+        output=output,
+        frames=frames,
+        enhance=not no_enhance,
+        device=device,
+        precision=precision,
+        weights=weights,
+        force=force,
+    )
+    bar = ProgressBar("nvdec", quiet)
+    try:
+        result = decode_video(job, bar)
+    finally:
+        bar.close()
+    n = len(result.summary.frames)
+    if result.mismatched:
+        first = result.mismatched[0]
+        click.echo(
+            f"nvdec: warning: {len(result.mismatched)} of {n} frames differ from the encoder's "
+            f"reconstruction (floating-point drift; first at frame {first})",
+            err=True,
+        )
+    if not quiet:
+        click.echo(f"nvdec: {result.summary.line()} -> {output}", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(command, "nvdec", argv)
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""nvenc: compress a video into a .nvc bitstream."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from nvcodec.cli.common import ProgressBar, RateType, SizeType, run, setup_logging
+from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.pipeline import EncodeJob, encode_video
+
+TOOL_MODES = click.Choice([m.value for m in ToolMode])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", metavar="INPUT")
+@click.option("-o", "--output", required=True, help="The .nvc file to write (- for standard output).")
+@click.option(
+    "--qp", type=click.IntRange(0, 63), default=32, show_default=True, help="Quality: 0 finest, 63 smallest."
+)
+@click.option(
+    "--intra-period",
+    type=int,
+    default=-1,
+    show_default=True,
+    help="-1: one intra frame; N: one every N frames.",
+)
+@click.option(
+    "--refresh-period",
+    type=click.IntRange(0, 65535),
+    default=32,
+    show_default=True,
+    help="Refresh the temporal feature every N frames (0: never).",
+)
+@click.option("--frames", type=click.IntRange(min=1), help="Encode at most this many frames.")
+@click.option("--start", type=click.IntRange(min=0), default=0, help="Skip this many frames first.")
+@click.option("--size", type=SizeType(), help="WxH of a raw .yuv input (I420).")
+@click.option("--fps", type=RateType(), help="Frame rate of a raw input (default 25), or an override.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16"]),
+    default="fp32",
+    show_default=True,
+    help="Float precision of the network (fp16 needs CUDA).",
+)
+@click.option(
+    "--filter",
+    "filter_mode",
+    type=TOOL_MODES,
+    default="auto",
+    show_default=True,
+    help="In-loop contextual filter, decided per frame in auto.",
+)
+@click.option(
+    "--enhance",
+    "enhance_mode",
+    type=TOOL_MODES,
+    default="auto",
+    show_default=True,
+    help="Out-of-loop enhancement, decided per frame in auto.",
+)
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
+)
+@click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
+@click.option(
+    "--recon", type=click.Path(dir_okay=False), help="Also write the decoded video (what nvdec will output)."
+)
+@click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+def command(
+    input: str,
+    output: str,
+    qp: int,
+    intra_period: int,
+    refresh_period: int,
+    frames: int | None,
+    start: int,
+    size,
+    fps,
+    device: str,
+    precision: str,
+    filter_mode: str,
+    enhance_mode: str,
+    weights: str | None,
+    stats: str | None,
+    recon: str | None,
+    force: bool,
+    quiet: bool,
+) -> None:
+    """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
+    setup_logging("nvenc", quiet)
+    params = CodingParams(
+        qp=qp,
+        intra_period=intra_period,
+        refresh_period=refresh_period,
+        filter=ToolMode(filter_mode),
+        enhance=ToolMode(enhance_mode),
+    )
+    job = EncodeJob(
+        input=input,
+        output=output,
+        params=params,
+        start=start,
+        frames=frames,
+        size=size,
+        fps=fps,
+        device=device,
+        precision=precision,
+        weights=weights,
+        recon=recon,
+        stats=stats,
+        force=force,
+    )
+    bar = ProgressBar("nvenc", quiet)
+    try:
+        summary = encode_video(job, bar)
+    finally:
+        bar.close()
+    if not quiet:
+        click.echo(f"nvenc: {summary.line()} -> {output} ({summary.total_bytes} bytes)", err=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(command, "nvenc", argv)
+
+
+def entry() -> None:
+    sys.exit(main())

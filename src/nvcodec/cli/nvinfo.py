@@ -1,0 +1,111 @@
+"""nvinfo: show what a .nvc bitstream holds (header, and per frame with --frames)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from nvcodec.bitstream import StreamInfo, read_info
+from nvcodec.cli.common import run
+from nvcodec.errors import InputError
+from nvcodec.stats import flag_names
+
+
+def _header_lines(info: StreamInfo) -> list[str]:
+    h = info.header
+    count = "unknown (stream)" if h.frame_count is None else str(h.frame_count)
+    return [
+        f"format        nvcodec bitstream {h.version[0]}.{h.version[1]}",
+        f"picture       {h.width}x{h.height}, 4:2:0, {h.bit_depth}-bit, {float(h.fps):g} fps ({h.fps_num}/{h.fps_den})",
+        f"frames        {count} announced, {len(info.frames)} readable",
+        f"model         {h.model_name}, weights {h.weights_hash.hex()}",
+        f"intra period  {h.intra_period}",
+        f"refresh       {h.refresh_period or 'off'}",
+        f"tools         {', '.join(n for n, bit in (('filter', 1), ('enhance', 2)) if h.tools & bit) or 'none'}",
+        f"qp offsets    {' '.join(map(str, h.qp_offsets))}",
+        f"size          {info.file_bytes} bytes (header {info.header_bytes})",
+    ]
+
+
+def _rate_line(info: StreamInfo) -> str:
+    h, n = info.header, len(info.frames)
+    if not n:
+        return "rate          -"
+    bits = 8 * info.file_bytes
+    return f"rate          {bits * float(h.fps) / n / 1000:.1f} kbit/s, {bits / (n * h.width * h.height):.4f} bpp"
+
+
+def _frame_table(info: StreamInfo) -> list[str]:
+    lines = [f"{'frame':>6} {'type':>4} {'qp':>3} {'flags':<22} {'bytes':>8}  substreams"]
+    for f in info.frames:
+        kind = "I" if f.frame_type == 0 else "P"
+        flags = ",".join(flag_names(f.flags)) or "-"
+        subs = " ".join(map(str, f.substream_sizes))
+        lines.append(f"{f.index:>6} {kind:>4} {f.qp:>3} {flags:<22} {f.record_bytes:>8}  {subs}")
+    return lines
+
+
+def _as_json(info: StreamInfo) -> str:
+    h = info.header
+    return json.dumps(
+        {
+            "version": list(h.version),
+            "width": h.width,
+            "height": h.height,
+            "fps": f"{h.fps_num}/{h.fps_den}",
+            "frame_count": h.frame_count,
+            "model": h.model_name,
+            "weights": h.weights_hash.hex(),
+            "intra_period": h.intra_period,
+            "refresh_period": h.refresh_period,
+            "tools": h.tools,
+            "qp_offsets": list(h.qp_offsets),
+            "file_bytes": info.file_bytes,
+            "error": info.error,
+            "frames": [
+                {
+                    "index": f.index,
+                    "type": "I" if f.frame_type == 0 else "P",
+                    "qp": f.qp,
+                    "flags": flag_names(f.flags),
+                    "bytes": f.record_bytes,
+                    "substreams": list(f.substream_sizes),
+                }
+                for f in info.frames
+            ],
+        },
+        indent=1,
+    )
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("input", metavar="IN.nvc")
+@click.option("--frames", "show_frames", is_flag=True, help="Also list every frame: type, qp, flags, bytes.")
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def command(input: str, show_frames: bool, as_json: bool) -> None:
+    """Show the header of IN.nvc and a summary of its frames."""
+    if not Path(input).is_file():
+        raise InputError(f"{input}: no such file")
+    info = read_info(input)
+    if as_json:
+        click.echo(_as_json(info))
+    else:
+        lines = _header_lines(info) + [_rate_line(info)]
+        if show_frames:
+            lines += [""] + _frame_table(info)
+        click.echo("\n".join(lines))
+    if info.error:
+        click.echo(f"nvinfo: error: {info.error}", err=True)
+        raise click.exceptions.Exit(4)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(command, "nvinfo", argv)
+
+
+def entry() -> None:
+    sys.exit(main())

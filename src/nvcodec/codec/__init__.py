@@ -1,0 +1,1 @@
+"""The frame loop: GOP structure, per-frame decisions, references, encoder and decoder."""

@@ -1,0 +1,84 @@
+"""The decoder's frame loop: follow each record, rebuild the picture, check it against the CRCs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
+from nvcodec.errors import WeightsError
+from nvcodec.models.layout import quantize_pixels
+from nvcodec.weights import Weights
+
+
+@dataclass
+class DecodedFrame:
+    """A decoded frame and whether it matches the encoder's pictures bit for bit."""
+
+    index: int
+    record: FrameRecord
+    picture: Picture
+    recon_matches: bool  # in-loop reconstruction equals the encoder's (CRC)
+    output_matches: bool | None  # shown picture equals the encoder's; None when enhancement was skipped
+
+    @property
+    def output(self):
+        return self.picture.output
+
+
+def check_weights(header: Header, weights: Weights) -> None:
+    """Refuse weights other than the ones the bitstream was made with."""
+    if header.model_name != weights.config.name or header.weights_hash != weights.identity:
+        raise WeightsError(
+            f"bitstream needs model {header.model_name!r} with weights {header.weights_hash.hex()}, "
+            f"but {weights.path} is {weights.config.name!r} {weights.identity.hex()}"
+        )
+
+
+class Decoder(FrameLoop):
+    """Feed records in order; each call returns the decoded frame."""
+
+    def __init__(
+        self,
+        weights: Weights,
+        header: Header,
+        device: torch.device = CPU,
+        dtype: torch.dtype = torch.float32,
+        enhance: bool = True,
+    ) -> None:
+        check_weights(header, weights)
+        super().__init__(weights, device, dtype, header.width, header.height)
+        self.header = header
+        self.apply_enhancement = enhance
+        self._shape = (1, 6, -(-header.height // 64) * 32, -(-header.width // 64) * 32)
+
+    @torch.no_grad()
+    def decode(self, record: FrameRecord) -> DecodedFrame:
+        if record.frame_type == FrameType.INTRA:
+            like = torch.zeros(1, device=self.device, dtype=self.dtype)
+            out = self.model.intra.decode(record.substreams, self._shape, record.qp, self.tables, like)
+            x_hat = quantize_pixels(out.x_hat)
+            reference = Reference(x_hat, None, out.latent.symbols, None)
+        else:
+            ref = self.reference
+            refresh, use_filter = (
+                bool(record.flags & FrameFlags.REFRESH),
+                bool(record.flags & FrameFlags.FILTER),
+            )
+            feature = self.model.reference_feature(ref.frame, ref.feature, refresh, use_filter)
+            previous = (ref.motion_symbols, ref.symbols)
+            out = self.model.inter.decode(
+                record.substreams, ref.frame, feature, record.qp, self.tables, previous
+            )
+            x_hat = quantize_pixels(out.x_hat)
+            reference = Reference(x_hat, out.feature, out.latent.symbols, out.motion.symbols)
+        flagged = bool(record.flags & FrameFlags.ENHANCE)
+        enhance = flagged and self.apply_enhancement
+        picture = Picture(self.to_frame(x_hat), self.to_frame(self.enhanced(x_hat) if enhance else x_hat))
+        index = self.index
+        self.reference, self.index = reference, index + 1
+        recon_ok = frame_crc(picture.recon) == record.crc_recon
+        output_ok = frame_crc(picture.output) == record.crc_output if enhance or not flagged else None
+        return DecodedFrame(index, record, picture, recon_ok, output_ok)

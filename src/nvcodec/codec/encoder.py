@@ -1,0 +1,135 @@
+"""The encoder's frame loop: plan each frame, code it (trying the tools), emit a record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
+from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
+from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
+from nvcodec.frame import Frame, VideoInfo
+from nvcodec.models.inter import InterOutput
+from nvcodec.models.layout import frame_to_tensor, quantize_pixels, weighted_mse
+from nvcodec.weights import Weights
+
+
+@dataclass
+class EncodedFrame:
+    """One frame's record and pictures, as the decoder will reproduce them."""
+
+    plan: FramePlan
+    record: FrameRecord
+    picture: Picture
+
+    @property
+    def bytes(self) -> int:
+        return self.record.record_len + 4
+
+
+def header_for(weights: Weights, params: CodingParams, info: VideoInfo) -> Header:
+    tools = (Tools.FILTER if params.filter != ToolMode.OFF else 0) | (
+        Tools.ENHANCE if params.enhance != ToolMode.OFF else 0
+    )
+    return Header(
+        width=info.width,
+        height=info.height,
+        fps_num=info.fps.numerator,
+        fps_den=info.fps.denominator,
+        frame_count=info.frame_count,
+        model_name=weights.config.name,
+        weights_hash=weights.identity,
+        intra_period=params.intra_period,
+        refresh_period=params.refresh_period,
+        tools=int(tools),
+        qp_offsets=params.qp_offsets,
+    )
+
+
+class Encoder(FrameLoop):
+    """Feed frames in display order; each call returns the frame's record and reconstruction."""
+
+    def __init__(
+        self,
+        weights: Weights,
+        params: CodingParams,
+        info: VideoInfo,
+        device: torch.device = CPU,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__(weights, device, dtype, info.width, info.height)
+        self.params = params
+        self.header = header_for(weights, params, info)
+        self.filter_decider = FilterDecider(info.frame_count)
+
+    def _distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> float:
+        """Weighted MSE of the 8-bit picture inside the true (unpadded) frame area."""
+        h, w = -(-self.height // 2), -(-self.width // 2)
+        return float(weighted_mse(quantize_pixels(x_hat)[..., :h, :w].float(), x[..., :h, :w].float()))
+
+    @torch.no_grad()
+    def encode(self, frame: Frame) -> EncodedFrame:
+        if (frame.width, frame.height) != (self.width, self.height):
+            raise ValueError(
+                f"frame {self.index} is {frame.width}x{frame.height}, not {self.width}x{self.height}"
+            )
+        plan = plan_frame(self.index, self.params)
+        x = frame_to_tensor(frame).to(self.device, self.dtype)
+        if plan.frame_type == FrameType.INTRA:
+            out = self.model.intra.encode(x, plan.qp, self.tables)
+            flags, streams, x_hat = FrameFlags(0), out.latent.streams, quantize_pixels(out.x_hat)
+            reference = Reference(x_hat, None, out.latent.symbols, None)
+            self.filter_decider.reset()
+        else:
+            inter, flags = self._encode_inter(x, plan)
+            streams, x_hat = inter.streams, quantize_pixels(inter.x_hat)
+            reference = Reference(x_hat, inter.feature, inter.latent.symbols, inter.motion.symbols)
+        shown = self._enhancement(x_hat, x)
+        if shown is not None:
+            flags |= FrameFlags.ENHANCE
+        picture = Picture(self.to_frame(x_hat), self.to_frame(shown if shown is not None else x_hat))
+        record = FrameRecord(
+            plan.frame_type, plan.qp, flags, streams, frame_crc(picture.recon), frame_crc(picture.output)
+        )
+        self.reference, self.index = reference, self.index + 1
+        return EncodedFrame(plan, record, picture)
+
+    def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
+        ref = self.reference
+        refresh = plan.refresh
+        if refresh:
+            self.filter_decider.reset()
+        motion = self.model.inter.encode_motion(x, ref.frame, plan.qp, self.tables, ref.motion_symbols)
+
+        def trial(use_filter: bool) -> InterOutput:
+            feature = self.model.reference_feature(ref.frame, ref.feature, refresh, use_filter)
+            return self.model.inter.encode_texture(x, motion, feature, plan.qp, self.tables, ref.symbols)
+
+        mode = self.params.filter
+        if mode == ToolMode.AUTO:
+            off, on = trial(False), trial(True)
+            use = self.filter_decider.decide(
+                plan.index,
+                Trial(sum(map(len, off.streams)), self._distortion(off.x_hat, x)),
+                Trial(sum(map(len, on.streams)), self._distortion(on.x_hat, x)),
+            )
+            out = on if use else off
+        else:
+            use = mode == ToolMode.ON
+            out = trial(use)
+        flags = (FrameFlags.FILTER if use else FrameFlags(0)) | (
+            FrameFlags.REFRESH if refresh else FrameFlags(0)
+        )
+        return out, flags
+
+    def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
+        """The enhanced picture when the frame is flagged for enhancement, else None."""
+        mode = self.params.enhance
+        if mode == ToolMode.OFF:
+            return None
+        shown = self.enhanced(x_hat)
+        if mode == ToolMode.ON or should_enhance(self._distortion(x_hat, x), self._distortion(shown, x)):
+            return shown
+        return None

@@ -1,0 +1,82 @@
+"""What encoder and decoder share: the model on its device, the references, the output picture."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import torch
+
+from nvcodec.errors import InputError
+from nvcodec.frame import Frame
+from nvcodec.models.layout import quantize_pixels, tensor_to_frame
+from nvcodec.models.nvc import NvcModel
+from nvcodec.weights import Weights
+
+CPU = torch.device("cpu")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "fp64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without it is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise InputError(f"unknown device {name!r} (auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name not in PRECISIONS:
+        raise InputError(f"unknown precision {name!r} ({', '.join(PRECISIONS)})")
+    if name == "fp16" and device.type != "cuda":
+        raise InputError("--precision fp16 needs a CUDA device (CPU coding runs in fp32)")
+    return PRECISIONS[name]
+
+
+def frame_crc(frame: Frame) -> int:
+    """CRC-32 of the picture's I420 bytes (the decoded-picture hash of a record)."""
+    return zlib.crc32(frame.tobytes())
+
+
+@dataclass
+class Reference:
+    """What frame t is predicted from: the decoded frame t-1 and what its coding left behind."""
+
+    frame: torch.Tensor  # x_hat_{t-1} on the 8-bit grid
+    feature: torch.Tensor | None  # F_{t-1}; None after an intra frame
+    symbols: torch.Tensor  # latent symbols of frame t-1 (int64, CPU)
+    motion_symbols: torch.Tensor | None  # motion symbols of frame t-1 (None after an intra frame)
+
+
+@dataclass
+class Picture:
+    """A coded frame's pictures: the in-loop reconstruction and what is shown."""
+
+    recon: Frame
+    output: Frame
+
+
+class FrameLoop:
+    """The model placed for coding, its tables, and the reference state across frames."""
+
+    def __init__(
+        self, weights: Weights, device: torch.device, dtype: torch.dtype, width: int, height: int
+    ) -> None:
+        self.weights = weights
+        self.model: NvcModel = weights.model.place(device, dtype)
+        self.tables = self.model.probability_tables()
+        self.device, self.dtype = device, dtype
+        self.width, self.height = width, height
+        self.reference: Reference | None = None
+        self.index = 0
+
+    def to_frame(self, x: torch.Tensor) -> Frame:
+        """An 8-bit picture of the true size from a frame tensor."""
+        return tensor_to_frame(x, self.width, self.height)
+
+    def enhanced(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """The out-of-loop enhancement of an 8-bit reconstruction, back on the 8-bit grid."""
+        return quantize_pixels(self.model.enhancer(x_hat))

@@ -1,0 +1,140 @@
+"""Model weights as safetensors: fp16 float parts, integer tables as they are, named config.
+
+The SHA-256 of the file identifies the weights; a bitstream records its first 8 bytes, and a
+decoder refuses a bitstream made with other weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from nvcodec.errors import WeightsError
+from nvcodec.models.config import ModelConfig, get_config
+from nvcodec.models.nvc import NvcModel
+from nvcodec.outputs import AtomicOutput
+
+FORMAT = "nvcodec-weights/1"
+IDENTITY_BYTES = 8
+REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "base.safetensors"
+MAX_WEIGHTS_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A loaded model and the identity of the file it came from."""
+
+    model: NvcModel
+    sha256: bytes
+    path: str
+
+    @property
+    def identity(self) -> bytes:
+        """The prefix of the SHA-256 that bitstreams carry."""
+        return self.sha256[:IDENTITY_BYTES]
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def default_weights_path() -> Path:
+    """$NVCODEC_WEIGHTS, else the released weights in the repository's weights/ folder."""
+    return Path(os.environ.get("NVCODEC_WEIGHTS", REPO_WEIGHTS))
+
+
+def release_tensors(model: NvcModel) -> dict[str, torch.Tensor]:
+    """The state as released: floating-point tensors in fp16, integer tensors unchanged."""
+    return {
+        name: (t.detach().to(torch.float16) if t.is_floating_point() else t.detach()).cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+
+
+def weights_bytes(model: NvcModel, extra: dict[str, str] | None = None) -> bytes:
+    cfg = model.config
+    metadata = {
+        "format": FORMAT,
+        "config": cfg.name,
+        "config_json": json.dumps(cfg.to_dict(), sort_keys=True),
+    }
+    metadata.update(extra or {})
+    return save_tensors(release_tensors(model), metadata=metadata)
+
+
+def save_weights(model: NvcModel, path: str | os.PathLike[str], extra: dict[str, str] | None = None) -> str:
+    """Write the release file (atomically, overwriting); returns its SHA-256 in hex."""
+    data = weights_bytes(model, extra)
+    with AtomicOutput(path, force=True) as out:
+        out.file.write(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_metadata(data: bytes) -> dict[str, str]:
+    """The __metadata__ of a safetensors file, validated just enough to trust its length fields."""
+    if len(data) < 8:
+        raise WeightsError("weights file too short")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise WeightsError("weights file truncated or not safetensors")
+    try:
+        header = json.loads(data[8 : 8 + n])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise WeightsError("weights file is not safetensors") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise WeightsError("not an nvcodec weights file (format tag missing)")
+    return meta
+
+
+def _config_of(meta: dict[str, str]) -> ModelConfig:
+    cfg = get_config(meta.get("config", ""))
+    if meta.get("config_json") != json.dumps(cfg.to_dict(), sort_keys=True):
+        raise WeightsError(
+            f"weights were made for a different {cfg.name!r} configuration than this nvcodec's"
+        )
+    return cfg
+
+
+def load_weights(path: str | os.PathLike[str]) -> Weights:
+    """Read, check and load a weights file into a new model (float32, evaluation mode)."""
+    p = Path(path)
+    if not p.is_file():
+        raise WeightsError(f"{p}: no such weights file")
+    if p.stat().st_size > MAX_WEIGHTS_BYTES:
+        raise WeightsError(f"{p}: larger than {MAX_WEIGHTS_BYTES} bytes; not a weights file")
+    data = p.read_bytes()
+    model = NvcModel(_config_of(read_metadata(data)))
+    try:
+        tensors = load_tensors(data)
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"{p}: cannot read tensors: {exc}") from None
+    expected = model.state_dict()
+    if set(tensors) != set(expected):
+        missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
+        raise WeightsError(
+            f"{p}: tensors do not match the model ({len(missing)} missing, {len(unexpected)} unknown)"
+        )
+    for name, t in tensors.items():
+        if t.shape != expected[name].shape:
+            raise WeightsError(
+                f"{p}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(expected[name].shape)}"
+            )
+    model.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
+    return Weights(model.eval(), hashlib.sha256(data).digest(), str(p))
+
+
+def random_model(cfg: ModelConfig, seed: int = 0) -> NvcModel:
+    """A random-initialised model, reproducible from the seed, with its integer parts exported."""
+    torch.manual_seed(seed)
+    model = NvcModel(cfg)
+    model.export()
+    return model.eval()
