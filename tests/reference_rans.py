@@ -1,6 +1,6 @@
 """Pure-Python reference decoder for the entropy-coded substreams.
 
-Written from the normative description in ``spec_parts/ans.md`` ("Entropy
+Written from the normative description in ``bitstream_spec.md, 5.2`` ("Entropy
 coder"); it depends on nothing outside the standard library. It exists to
 prove that the specification is complete: ``tests/test_reference_rans.py``
 encodes with constriction's ``stack.AnsCoder`` and decodes with this class.

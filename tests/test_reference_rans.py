@@ -1,5 +1,5 @@
 """Cross-check constriction's ANS coder against the pure-Python reference
-decoder written from the specification (spec_parts/ans.md).
+decoder written from the specification (bitstream_spec.md, 5.2).
 
 constriction encodes; ``tests/reference_rans.py`` decodes. Symbols, the
 "fully consumed" verdict and (for the reference encoder) the exact words

@@ -13,6 +13,13 @@ from nvcodec.errors import OutputError
 STDOUT = "-"
 
 
+def _default_mode() -> int:
+    """The permissions a plain open() would give a new file (0666 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def check_writable(path: str | os.PathLike[str], force: bool) -> None:
     """Refuse an existing output unless force is set, and a folder that does not exist."""
     if str(path) == STDOUT:
@@ -54,6 +61,7 @@ class AtomicOutput:
         if self._tmp is None:
             return
         self.file.close()
+        os.chmod(self._tmp, _default_mode())  # mkstemp made it private
         os.replace(self._tmp, self.path)
         self._tmp = None
 

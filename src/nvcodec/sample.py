@@ -42,3 +42,29 @@ def synthetic_frames(
         u = scene[1][off : off + 2 * ch : 2, : 2 * cw : 2] * 120 + 68
         v = scene[2][: 2 * ch : 2, off : off + 2 * cw : 2] * 120 + 68
         yield Frame(*(np.clip(np.rint(p), 0, 255).astype(np.uint8) for p in (y, u, v)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m nvcodec.sample OUT.y4m [--size WxH] [--frames N]`: write a synthetic clip."""
+    import argparse
+    from fractions import Fraction
+
+    from nvcodec.frame import VideoInfo
+    from nvcodec.io import open_writer
+
+    parser = argparse.ArgumentParser(prog="python -m nvcodec.sample", description=main.__doc__)
+    parser.add_argument("output")
+    parser.add_argument("--size", default="352x288")
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    info = VideoInfo(width, height, Fraction(25), args.frames)
+    with open_writer(args.output, info, force=True) as writer:
+        for frame in synthetic_frames(width, height, args.frames, seed=args.seed):
+            writer.write(frame)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
+from nvcodec.entropy.intnet import BIAS_MAX, MAX_EXP
+from nvcodec.entropy.tables import NUM_SCALES, TOTAL
 from nvcodec.errors import WeightsError
 from nvcodec.models.config import ModelConfig, get_config
 from nvcodec.models.nvc import NvcModel
@@ -59,6 +60,34 @@ def release_tensors(model: NvcModel) -> dict[str, torch.Tensor]:
     }
 
 
+_DTYPE_NAMES = {
+    torch.float16: "F16",
+    torch.float32: "F32",
+    torch.int8: "I8",
+    torch.int32: "I32",
+    torch.int64: "I64",
+}
+
+
+def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """The safetensors layout with names sorted, so the same weights always give the same bytes."""
+    header: dict[str, object] = {"__metadata__": dict(sorted(metadata.items()))}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        data = t.contiguous().view(torch.uint8).numpy().tobytes()
+        header[name] = {
+            "dtype": _DTYPE_NAMES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        chunks.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + b"".join(chunks)
+
+
 def weights_bytes(model: NvcModel, extra: dict[str, str] | None = None) -> bytes:
     cfg = model.config
     metadata = {
@@ -67,7 +96,7 @@ def weights_bytes(model: NvcModel, extra: dict[str, str] | None = None) -> bytes
         "config_json": json.dumps(cfg.to_dict(), sort_keys=True),
     }
     metadata.update(extra or {})
-    return save_tensors(release_tensors(model), metadata=metadata)
+    return serialize(release_tensors(model), metadata)
 
 
 def save_weights(model: NvcModel, path: str | os.PathLike[str], extra: dict[str, str] | None = None) -> str:
@@ -104,6 +133,27 @@ def _config_of(meta: dict[str, str]) -> ModelConfig:
     return cfg
 
 
+def check_integer_parts(model: NvcModel) -> None:
+    """Refuse weights whose parsing parts break bitstream_spec.md 5.1.1 and 6.1."""
+    radius, counts = model.table_radius, model.table_counts
+    for k in range(len(radius)):
+        n = 2 * int(radius[k]) + 2
+        row = counts[k]
+        valid = n <= len(row) and bool((row[:n] >= 0).all()) and bool((row[n:] == -1).all())
+        if radius[k] < 1 or not valid or int(row[:n].sum()) != TOTAL - n:
+            raise WeightsError(f"probability table {k} is invalid")
+    bounds = {
+        "w_int": (-127, 127),
+        "b_int": (-BIAS_MAX, BIAS_MAX),
+        "w_exp": (0, MAX_EXP),
+        "index_int": (0, NUM_SCALES - 1),
+    }
+    for name, t in model.state_dict().items():
+        lo_hi = bounds.get(name.rsplit(".", 1)[-1])
+        if lo_hi and t.numel() and not (lo_hi[0] <= int(t.min()) and int(t.max()) <= lo_hi[1]):
+            raise WeightsError(f"{name} has values outside {lo_hi[0]}..{lo_hi[1]}")
+
+
 def load_weights(path: str | os.PathLike[str]) -> Weights:
     """Read, check and load a weights file into a new model (float32, evaluation mode)."""
     p = Path(path)
@@ -129,6 +179,7 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
                 f"{p}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(expected[name].shape)}"
             )
     model.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
+    check_integer_parts(model)
     return Weights(model.eval(), hashlib.sha256(data).digest(), str(p))
 
 

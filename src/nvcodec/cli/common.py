@@ -92,12 +92,14 @@ class ProgressBar:
 def run(command: click.Command, prog: str, argv: Sequence[str] | None) -> int:
     """Run a click command; every failure becomes one line on stderr and an exit code."""
     try:
-        command.main(args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False)
-        return 0
+        code = command.main(
+            args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
+        )
+        return code or 0  # non-standalone click returns the code of an explicit Exit (nvinfo's 4)
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as bad:
-        bad.show()
+        click.echo(f"{prog}: error: {bad.format_message()}", err=True)
         return bad.exit_code
     except click.exceptions.Abort:
         click.echo(f"{prog}: interrupted", err=True)

@@ -8,7 +8,7 @@ import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
-from nvcodec.errors import WeightsError
+from nvcodec.errors import BitstreamError, WeightsError
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.weights import Weights
 
@@ -54,8 +54,15 @@ class Decoder(FrameLoop):
         self.apply_enhancement = enhance
         self._shape = (1, 6, -(-header.height // 64) * 32, -(-header.width // 64) * 32)
 
-    @torch.no_grad()
     def decode(self, record: FrameRecord) -> DecodedFrame:
+        """Decode the next record; a substream that does not parse names its frame."""
+        try:
+            return self._decode(record)
+        except BitstreamError as err:
+            raise BitstreamError(f"frame {self.index}: {err}") from None
+
+    @torch.no_grad()
+    def _decode(self, record: FrameRecord) -> DecodedFrame:
         if record.frame_type == FrameType.INTRA:
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
             out = self.model.intra.decode(record.substreams, self._shape, record.qp, self.tables, like)

@@ -18,7 +18,7 @@ from nvcodec.errors import BitstreamError, NvcError
 _AnsCoder = constriction.stream.stack.AnsCoder
 _Categorical = constriction.stream.model.Categorical
 
-EXP_BITS = 32  # escape magnitudes use Exp-Golomb with at most 31 mantissa bits
+EXP_BITS = 32  # escape exponents use a uniform table of 32; encoders use at most 30 (5.3)
 CHUNK_BITS = 16
 
 
@@ -114,7 +114,10 @@ class SymbolDecoder:
         if len(data) % 4:
             raise BitstreamError("substream length is not a multiple of 4 bytes")
         self.tables = tables
-        self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        try:
+            self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        except ValueError:  # constriction refuses a stream whose last word is zero
+            raise BitstreamError("substream ends with a zero word (not a valid ANS stream)") from None
 
     def _get(self, model, count: int) -> np.ndarray:
         if count == 0:
@@ -143,6 +146,8 @@ class SymbolDecoder:
 
     def _read_escapes(self, radius: np.ndarray) -> np.ndarray:
         nbits = self._get(self.tables.uniform(EXP_BITS), radius.size)
+        if nbits.size and nbits.max() >= EXP_BITS - 1:
+            raise BitstreamError(f"escape exponent {int(nbits.max())} above the limit {EXP_BITS - 2}")
         rest = np.zeros(radius.size, dtype=np.int64)
         for chunk, w, pos in _escape_layout(nbits):
             rest[pos] |= self._get(self.tables.uniform(1 << w), pos.size) << (chunk * CHUNK_BITS)

@@ -102,8 +102,17 @@ class ParamHead(nn.Module):
         return mean, torch.exp(SCALER_RANGE * torch.tanh(rho))
 
 
-# take(step, mask, mean, w, k) -> symbols of this step (floats on the model's device, 0 elsewhere)
-Take = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# take(step, mask, mean, w, k) -> the step's symbols (0 elsewhere) twice: as the model's floats,
+# and as the integer network sees them (int64 on the CPU when coding, detached floats in training).
+Take = Callable[
+    [int, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
+SYMBOL_LIMIT = 1 << 30  # the encoder never codes a larger magnitude (bitstream_spec.md, 5.3)
+
+
+def round_symbols(x: torch.Tensor) -> torch.Tensor:
+    """Symbols of a float map: rounded half up in fp32 (never in fp16), bounded, int64 on the CPU."""
+    return torch.floor(x.float() + 0.5).clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).cpu().to(torch.int64)
 
 
 class LatentCodec(nn.Module):
@@ -145,16 +154,16 @@ class LatentCodec(nn.Module):
         params: torch.Tensor,
         index_of: Callable[[int, torch.Tensor], torch.Tensor],
         take: Take,
-        shape: torch.Size,
+        symbols: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the spatial-prior steps; returns (v_hat, symbols as floats)."""
+        """Run the spatial-prior steps from `symbols` (zeros); returns (v_hat, symbols)."""
+        shape = symbols.shape
         v_hat = params.new_zeros(shape)
-        symbols = params.new_zeros(shape)
         for j, mask in enumerate(step_masks(self.steps, shape[2], shape[3], params.device)):
             mean, w = self.heads[j](torch.cat([params, v_hat], dim=1))
-            s = take(j, mask, mean, w, index_of(j, symbols))
+            s, s_index = take(j, mask, mean, w, index_of(j, symbols))
             v_hat = v_hat + mask * (s + mean) / w
-            symbols = symbols + mask * s
+            symbols = symbols + s_index
         return v_hat, symbols
 
     def forward(
@@ -171,17 +180,17 @@ class LatentCodec(nn.Module):
         bits = [self.z_prior.bits(z_sym)]
 
         def index_of(j: int, symbols: torch.Tensor) -> torch.Tensor:
-            return self.index_net.soft_indices(h, j, symbols.detach(), previous, qp)
+            return self.index_net.soft_indices(h, j, symbols, previous, qp)
 
         def take(
             j: int, mask: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, k: torch.Tensor
-        ) -> torch.Tensor:
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             s = ste_round(v * w - mean) * mask
             bits.append((gaussian_bits(s, sigma_of_index(k)) * mask).flatten(1).sum(dim=1))
-            return s
+            return s, s.detach()
 
-        v_hat, symbols = self._steps(self._params(z_hat, prior), index_of, take, v.shape)
-        return LatentResult(v_hat * self.dec_scale(qp), symbols.detach(), bits=sum(bits))
+        v_hat, symbols = self._steps(self._params(z_hat, prior), index_of, take, torch.zeros_like(v))
+        return LatentResult(v_hat * self.dec_scale(qp), symbols, bits=sum(bits))
 
     def _exact_index_of(
         self, z_sym: torch.Tensor, qp: int, previous: torch.Tensor | None
@@ -189,7 +198,7 @@ class LatentCodec(nn.Module):
         h = self.index_net.hyper_features(z_sym, exact=True)
 
         def index_of(j: int, symbols: torch.Tensor) -> torch.Tensor:
-            return self.index_net.indices(h, j, symbols.detach().cpu().to(torch.int64), previous, qp)
+            return self.index_net.indices(h, j, symbols, previous, qp)
 
         return index_of
 
@@ -204,26 +213,24 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """Code y; returns the decoder's own reconstruction of it and the two substreams."""
         v = y * self.enc_scale(qp)
-        z_sym = torch.floor(self.hyper_analysis(v) - self.z_prior.loc.view(1, -1, 1, 1) + 0.5)
+        z_int = round_symbols(self.hyper_analysis(v) - self.z_prior.loc.view(1, -1, 1, 1))
         z_enc, y_enc = SymbolEncoder(tables), SymbolEncoder(tables)
-        z_int = z_sym.cpu().to(torch.int64)
         z_enc.add(z_int.numpy(), self.z_prior.indices(z_int.shape))
 
         def take(
             j: int, mask: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, k: torch.Tensor
-        ) -> torch.Tensor:
-            s = torch.floor(v * w - mean + 0.5) * mask
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            s = round_symbols(v * w - mean) * mask.cpu().to(torch.int64)
             sel = mask.cpu().bool().expand_as(k).numpy()
-            y_enc.add(s.cpu().to(torch.int64).numpy()[sel], k.numpy()[sel])
-            return s
+            y_enc.add(s.numpy()[sel], k.numpy()[sel])
+            return s.to(device=mean.device, dtype=mean.dtype), s
 
-        params = self._params(self.z_prior.dequantize(z_sym), prior)
-        v_hat, symbols = self._steps(params, self._exact_index_of(z_int, qp, previous), take, v.shape)
-        return LatentResult(
-            v_hat * self.dec_scale(qp),
-            symbols.cpu().to(torch.int64),
-            streams=(z_enc.finish(), y_enc.finish()),
+        z_hat = self.z_prior.dequantize(z_int.to(device=v.device, dtype=v.dtype))
+        start = torch.zeros(v.shape, dtype=torch.int64)
+        v_hat, symbols = self._steps(
+            self._params(z_hat, prior), self._exact_index_of(z_int, qp, previous), take, start
         )
+        return LatentResult(v_hat * self.dec_scale(qp), symbols, streams=(z_enc.finish(), y_enc.finish()))
 
     @torch.no_grad()
     def decode(
@@ -243,20 +250,23 @@ class LatentCodec(nn.Module):
         z_shape = (n, self.z_prior.loc.numel(), h // 4, w // 4)
         z_int = torch.from_numpy(z_dec.read(self.z_prior.indices(z_shape)))
         z_dec.finish()
-        z_sym = z_int.to(device=ref.device, dtype=ref.dtype)
+        z_hat = self.z_prior.dequantize(z_int.to(device=ref.device, dtype=ref.dtype))
 
         def take(
             j: int, mask: torch.Tensor, mean: torch.Tensor, w: torch.Tensor, k: torch.Tensor
-        ) -> torch.Tensor:
+        ) -> tuple[torch.Tensor, torch.Tensor]:
             sel = mask.cpu().bool().expand_as(k).numpy()
             values = np.zeros(k.shape, dtype=np.int64)
             values[sel] = y_dec.read(k.numpy()[sel])
-            return torch.from_numpy(values).to(device=mean.device, dtype=mean.dtype)
+            s = torch.from_numpy(values)
+            return s.to(device=mean.device, dtype=mean.dtype), s
 
-        params = self._params(self.z_prior.dequantize(z_sym).to(ref.dtype), prior)
-        v_hat, symbols = self._steps(params, self._exact_index_of(z_int, qp, previous), take, shape)
+        start = torch.zeros(shape, dtype=torch.int64)
+        v_hat, symbols = self._steps(
+            self._params(z_hat, prior), self._exact_index_of(z_int, qp, previous), take, start
+        )
         y_dec.finish()
-        return LatentResult(v_hat * self.dec_scale(qp), symbols.cpu().to(torch.int64))
+        return LatentResult(v_hat * self.dec_scale(qp), symbols)
 
     def export(self) -> None:
         self.z_prior.export()

@@ -1,0 +1,173 @@
+"""The frame loop through the library API: schedule, decisions, bit-exact round trips, independent
+segments, and decoding with a different float path."""
+
+import copy
+import io
+from fractions import Fraction
+
+import pytest
+import torch
+
+from nvcodec.bitstream import BitstreamReader, BitstreamWriter, FrameFlags, FrameType
+from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
+from nvcodec.codec.decoder import Decoder
+from nvcodec.codec.encoder import Encoder
+from nvcodec.codec.schedule import CodingParams, ToolMode, plan_frame
+from nvcodec.errors import InputError, WeightsError
+from nvcodec.frame import VideoInfo
+from nvcodec.metrics import frame_psnr
+from nvcodec.models.config import TINY
+from nvcodec.sample import synthetic_frames
+from nvcodec.weights import Weights, random_model
+
+WIDTH, HEIGHT = 70, 45  # odd on purpose: padded inside, cropped on output
+
+
+def make_weights(seed: int = 0, refiners: bool = False) -> Weights:
+    """Tiny random weights; with `refiners`, ConFRE's blocks are not the identity."""
+    model = random_model(TINY, seed)
+    if refiners:
+        with torch.no_grad():
+            for block in (model.context_filter, model.enhancer):
+                block.tail.weight.normal_(0, 0.05)
+    return Weights(model, bytes(range(32)), f"<random tiny seed {seed}>")
+
+
+def encode(weights: Weights, params: CodingParams, frames: int = 6, seed: int = 0):
+    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), frames)
+    encoder = Encoder(weights, params, info)
+    source = list(synthetic_frames(WIDTH, HEIGHT, frames, seed=seed))
+    coded = [encoder.encode(f) for f in source]
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, encoder.header)
+    for c in coded:
+        writer.write(c.record)
+    return source, coded, buf.getvalue()
+
+
+def decode(weights: Weights, data: bytes, **options):
+    reader = BitstreamReader(io.BytesIO(data))
+    decoder = Decoder(weights, reader.header, **options)
+    return [decoder.decode(r) for r in reader]
+
+
+def test_schedule_types_qp_and_refresh():
+    params = CodingParams(qp=40, intra_period=4, refresh_period=3, qp_offsets=(0, 6, 4, 6, 2, 6, 4, 6))
+    plans = [plan_frame(i, params) for i in range(9)]
+    assert [p.frame_type for p in plans] == [FrameType.INTRA, *[FrameType.INTER] * 3] * 2 + [FrameType.INTRA]
+    assert [p.position for p in plans] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
+    assert [p.qp for p in plans] == [40, 46, 44, 46, 40, 46, 44, 46, 40]
+    assert [p.refresh for p in plans] == [False, False, False, True, False, False, False, True, False]
+    top = [plan_frame(i, CodingParams(qp=62)).qp for i in range(4)]
+    assert top == [62, 63, 63, 63]  # clamped
+
+
+@pytest.mark.parametrize("bad", [dict(qp=64), dict(intra_period=0), dict(intra_period=-2), dict(refresh_period=-1)])
+def test_invalid_parameters_are_refused(bad):
+    with pytest.raises(InputError):
+        CodingParams(**bad)
+
+
+def test_filter_decider_follows_confre():
+    decider = FilterDecider(total_frames=100)
+    better, worse = Trial(1000, 1.0), Trial(1000, 2.0)
+    assert not decider.decide(1, better, worse)  # distortion must drop
+    assert decider.decide(2, worse, Trial(1300, 1.9))  # first m=2: distortion alone
+    assert decider.decide(3, worse, Trial(1300, 1.9))
+    # then: (R_off - R_on) / R_off + 0.16 (1 - t/T) > 0
+    assert not decider.decide(4, Trial(1000, 2.0), Trial(1200, 1.9))  # -0.2 + 0.154 < 0
+    assert decider.decide(5, Trial(1000, 2.0), Trial(1100, 1.9))  # -0.1 + 0.152 > 0
+    assert not decider.decide(90, Trial(1000, 2.0), Trial(1100, 1.9))  # late: -0.1 + 0.016 < 0
+    decider.reset()
+    assert decider.decide(91, worse, Trial(5000, 1.9))
+    assert should_enhance(2.0, 1.0) and not should_enhance(1.0, 1.0)
+
+
+def test_round_trip_is_bit_exact_with_every_tool_forced_on():
+    weights = make_weights(1, refiners=True)
+    params = CodingParams(qp=24, refresh_period=2, filter=ToolMode.ON, enhance=ToolMode.ON)
+    source, coded, data = encode(weights, params)
+    decoded = decode(make_weights(1, refiners=True), data)
+    flags = [int(c.record.flags) for c in coded]
+    assert flags[0] == FrameFlags.ENHANCE
+    assert all(f & FrameFlags.FILTER and f & FrameFlags.ENHANCE for f in flags[1:])
+    assert [bool(f & FrameFlags.REFRESH) for f in flags] == [False, False, True, False, True, False]
+    for c, d in zip(coded, decoded):
+        assert d.recon_matches and d.output_matches
+        assert d.output == c.picture.output and d.picture.recon == c.picture.recon
+        assert d.output != d.picture.recon  # the enhancement really changed the picture
+    skipped = decode(make_weights(1, refiners=True), data, enhance=False)
+    assert all(d.output == c.picture.recon and d.output_matches is None for c, d in zip(coded, skipped))
+
+
+def test_automatic_decisions_pick_one_of_two_real_codings(monkeypatch):
+    """In auto mode both filter choices are coded; the decoder follows whichever was kept."""
+    choices = iter([True, False, True, True, False])
+    trials = []
+
+    def decide(self, index, off, on):
+        trials.append((off, on))
+        return next(choices)
+
+    monkeypatch.setattr(FilterDecider, "decide", decide)
+    weights = make_weights(2, refiners=True)
+    source, coded, data = encode(weights, CodingParams(qp=30))
+    kept = [bool(c.record.flags & FrameFlags.FILTER) for c in coded[1:]]
+    assert kept == [True, False, True, True, False]
+    assert all(off != on for off, on in trials)  # two different codings were compared
+    for c, d, s in zip(coded, decode(weights, data), source):
+        assert d.recon_matches and d.output == c.picture.output
+        enhanced = bool(c.record.flags & FrameFlags.ENHANCE)
+        if enhanced:  # auto enhancement only when it brings the output closer to the source
+            assert frame_psnr(s, c.picture.output).yuv >= frame_psnr(s, c.picture.recon).yuv - 0.01
+        else:
+            assert c.picture.output == c.picture.recon
+
+
+def test_intra_period_segments_decode_independently():
+    weights = make_weights(3)
+    source, coded, data = encode(weights, CodingParams(qp=28, intra_period=4), frames=9)
+    assert [c.record.frame_type for c in coded] == [0, 1, 1, 1, 0, 1, 1, 1, 0]
+    whole = decode(weights, data)
+    reader = BitstreamReader(io.BytesIO(data))
+    records = list(reader)
+    tail = io.BytesIO()
+    writer = BitstreamWriter(tail, reader.header.with_frame_count(5))
+    for r in records[4:]:  # start at the second intra frame, as a seek would
+        writer.write(r)
+    segment = decode(weights, tail.getvalue())
+    assert [d.output for d in segment] == [d.output for d in whole[4:]]
+    assert all(d.recon_matches for d in segment)
+
+
+def test_decoding_in_fp64_parses_every_frame_and_reports_drift():
+    weights = make_weights(4)
+    source, coded, data = encode(weights, CodingParams(qp=20, refresh_period=3), frames=8)
+    decoded = decode(make_weights(4), data, dtype=torch.float64)
+    assert len(decoded) == len(coded)
+    for c, d in zip(coded, decoded):
+        assert d.recon_matches == (d.picture.recon == c.picture.recon)  # the CRC tells the truth
+        assert frame_psnr(c.picture.recon, d.picture.recon).yuv > 40  # drift, if any, is small
+
+
+def test_a_different_float_path_is_detected_never_misparsed():
+    """Weights perturbed in their float parts stand for another machine's arithmetic: the frames
+    still parse (same symbols), and the CRCs flag the pictures that differ."""
+    weights = make_weights(5)
+    source, coded, data = encode(weights, CodingParams(qp=20), frames=5)
+    other = copy.deepcopy(weights.model)
+    with torch.no_grad():
+        for name, p in other.named_parameters():
+            if "index_net" not in name:
+                p.mul_(1 + 1e-2 * torch.randn_like(p))
+    decoded = decode(Weights(other, weights.sha256, "perturbed"), data)
+    assert len(decoded) == 5
+    assert not all(d.recon_matches for d in decoded)
+    assert all(d.recon_matches == (d.picture.recon == c.picture.recon) for c, d in zip(coded, decoded))
+
+
+def test_decoder_refuses_other_weights():
+    _, _, data = encode(make_weights(6), CodingParams(), frames=1)
+    other = Weights(random_model(TINY, 7), bytes(32 * [9]), "other")
+    with pytest.raises(WeightsError, match="weights"):
+        decode(other, data)
