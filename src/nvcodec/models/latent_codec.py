@@ -93,9 +93,9 @@ class FactorizedPrior(nn.Module):
 class ParamHead(nn.Module):
     """Float entropy parameters of one step: the mean and the content-adaptive scaler w."""
 
-    def __init__(self, cin: int, latent_ch: int) -> None:
+    def __init__(self, cin: int, width: int, latent_ch: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(conv1x1(cin, cin), DepthConvBlock(cin), conv1x1(cin, 2 * latent_ch))
+        self.body = nn.Sequential(conv1x1(cin, width), DepthConvBlock(width), conv1x1(width, 2 * latent_ch))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, rho = self.body(x).chunk(2, dim=1)
@@ -143,7 +143,7 @@ class LatentCodec(nn.Module):
         self.prior_fuse = Fuse(prior_ch, extra_prior_ch, prior_ch) if extra_prior_ch else None
         self.z_prior = FactorizedPrior(hyper_ch)
         self.index_net = ScaleIndexNet(latent_ch, hyper_ch, index_ch, steps, temporal)
-        self.heads = nn.ModuleList(ParamHead(prior_ch + latent_ch, latent_ch) for _ in range(steps))
+        self.heads = nn.ModuleList(ParamHead(prior_ch + latent_ch, prior_ch, latent_ch) for _ in range(steps))
 
     def _params(self, z_hat: torch.Tensor, prior: torch.Tensor | None) -> torch.Tensor:
         params = self.hyper_synthesis(z_hat)

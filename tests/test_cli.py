@@ -1,0 +1,862 @@
+"""The nvenc / nvdec / nvinfo tools end to end: round trips, inputs and outputs, statistics,
+nvinfo's report, error exits, outputs that never appear half written, and container fuzzing.
+
+Everything runs on the CPU with the tiny random-initialised model on small synthetic videos.
+Most calls go through each tool's in-process `main(argv) -> int`; the standard-stream tests run
+the installed console scripts in a subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from nvcodec.bitstream import MAGIC, read_info
+from nvcodec.cli import nvdec, nvenc, nvinfo
+from nvcodec.codec.encoder import Encoder
+from nvcodec.frame import Frame
+from nvcodec.io import open_reader
+from nvcodec.metrics import frame_psnr
+from nvcodec.models.config import TINY
+from nvcodec.weights import random_model, save_weights
+
+OFFSETS = (0, 6, 4, 6, 2, 6, 4, 6)  # the default hierarchical qp offsets
+DEFAULT_QP = 32
+FRAMES = 6
+HEADER_LEN_OFFSET = 6  # u16 header_len after magic and version
+FIELD = {"width": 8, "height": 10, "fps_num": 12, "fps_den": 16, "frame_count": 20}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Code with one thread in-process (and in the subprocesses, see run_script).
+
+    The tiny model gains nothing from more, and when the cores are shared with other jobs,
+    torch's waiting worker threads make a 2-thread encode 30 to 80 times slower.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """Calls the tools in-process, capturing their standard streams; nvenc/nvdec get the tiny weights."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str], weights: str) -> None:
+        self.capsys, self.weights = capsys, weights
+
+    def _call(self, tool, args) -> Result:
+        self.capsys.readouterr()
+        code = tool.main([str(a) for a in args])
+        out, err = self.capsys.readouterr()
+        assert isinstance(code, int)
+        return Result(code, out, err)
+
+    def enc(self, *args: object, weights: str | None = None) -> Result:
+        return self._call(nvenc, [*args, "--weights", weights or self.weights, "-q"])
+
+    def dec(self, *args: object, weights: str | None = None) -> Result:
+        return self._call(nvdec, [*args, "--weights", weights or self.weights, "-q"])
+
+    def info(self, *args: object) -> Result:
+        return self._call(nvinfo, args)
+
+    def info_json(self, path: Path) -> dict:
+        res = self.info(path, "--json")
+        assert res.code == 0, res.err
+        return json.loads(res.out)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], tiny_weights: str):
+    """A Cli; afterwards the 'nvcodec' logger the tools configured (handler on the captured
+    stderr, no propagation) is put back as it was, so that other tests see library logs."""
+    logger = logging.getLogger("nvcodec")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield Cli(capsys, tiny_weights)
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def read_frames(path: Path | str, **kwargs: object) -> list[Frame]:
+    with open_reader(str(path), **kwargs) as reader:
+        return list(reader.frames())
+
+
+def frame_crc(frame: Frame) -> int:
+    return zlib.crc32(frame.tobytes())
+
+
+def assert_error(res: Result, code: int, fragment: str = "") -> str:
+    """Exit `code` with exactly one line on stderr (containing `fragment`) and no traceback."""
+    assert res.code == code, f"exit {res.code}, stderr: {res.err!r}"
+    assert "Traceback" not in res.err
+    lines = [line for line in res.err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {res.err!r}"
+    assert fragment.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def hidden_files(folder: Path) -> list[str]:
+    """Names of leftover temporary files (AtomicOutput and the PNG writer use '.NAME...' names)."""
+    return sorted(p.name for p in folder.rglob(".*"))
+
+
+def header_bytes(data: bytes) -> int:
+    (header_len,) = struct.unpack_from("<H", data, HEADER_LEN_OFFSET)
+    return 8 + header_len + 4
+
+
+def record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each record in a valid .nvc file, record_len field included."""
+    spans, pos = [], header_bytes(data)
+    while pos < len(data):
+        (record_len,) = struct.unpack_from("<I", data, pos)
+        spans.append((pos, pos + 4 + record_len))
+        pos += 4 + record_len
+    assert pos == len(data)
+    return spans
+
+
+def fix_header_crc(data: bytearray) -> bytearray:
+    n = header_bytes(data) - 4
+    struct.pack_into("<I", data, n, zlib.crc32(bytes(data[:n])))
+    return data
+
+
+def expected_qp(index: int, qp: int, intra_period: int) -> tuple[str, int]:
+    """Type and qp of frame `index`: intra at the base qp, P at base + offset[position % 8], clamped."""
+    position = index if intra_period <= 0 else index % intra_period
+    if position == 0:
+        return "I", qp
+    return "P", min(63, max(0, qp + OFFSETS[position % len(OFFSETS)]))
+
+
+def console_script(name: str) -> list[str]:
+    """The installed console script next to the interpreter (or an equivalent -c command)."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent))
+    if found:
+        return [found]
+    return [sys.executable, "-c", f"from nvcodec.cli.{name} import entry; entry()"]
+
+
+# --- shared coded stream ----------------------------------------------------------------------
+
+
+@dataclass
+class Coded:
+    folder: Path
+    source: Path
+    frames: list[Frame]
+    nvc: Path
+    recon: Path
+    stats: Path
+
+
+@pytest.fixture(scope="module")
+def coded(tmp_path_factory: pytest.TempPathFactory, tiny_weights: str, make_video) -> Coded:
+    """A 6-frame 96x64 Y4M source coded with default options, with its --recon and --stats."""
+    folder = tmp_path_factory.mktemp("coded")
+    source = folder / "src.y4m"
+    frames = make_video(source)
+    nvc, recon, stats = folder / "a.nvc", folder / "rec.y4m", folder / "stats.json"
+    args = [source, "-o", nvc, "--recon", recon, "--stats", stats, "--weights", tiny_weights, "-q"]
+    assert nvenc.main([str(a) for a in args]) == 0
+    return Coded(folder, source, frames, nvc, recon, stats)
+
+
+@pytest.fixture(scope="module")
+def other_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tiny weights from another seed: a different hash than the stream's."""
+    path = tmp_path_factory.mktemp("other") / "tiny-seed1.safetensors"
+    save_weights(random_model(TINY, 1), path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tool_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tiny weights whose contextual filter and enhancement are not the identity.
+
+    A random-initialised refiner has a zero last convolution (it starts as the identity), so
+    with the plain tiny weights an enhanced picture equals the reconstruction.
+    """
+    model = random_model(TINY, 0)
+    generator = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for refiner in (model.context_filter, model.enhancer):
+            weight = refiner.tail.weight
+            weight.copy_(0.05 * torch.randn(weight.shape, generator=generator))
+    path = tmp_path_factory.mktemp("tools") / "tiny-tools.safetensors"
+    save_weights(model, path)
+    return str(path)
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+def round_trip(cli: Cli, folder: Path, make_video, size=(96, 64), frames=FRAMES, args=()) -> dict:
+    """Encode (with --recon), decode, check the two videos are byte-identical; returns nvinfo --json."""
+    source, nvc, recon, out = folder / "src.y4m", folder / "a.nvc", folder / "rec.y4m", folder / "out.y4m"
+    make_video(source, *size, frames)
+    res = cli.enc(source, "-o", nvc, "--recon", recon, *args)
+    assert res.code == 0, res.err
+    assert res.out == ""
+    res = cli.dec(nvc, "-o", out)
+    assert res.code == 0, res.err
+    assert res.out == "" and "warning" not in res.err, res.err
+    assert out.read_bytes() == recon.read_bytes()
+    info = cli.info_json(nvc)
+    assert (info["width"], info["height"], info["frame_count"]) == (*size, frames)
+    assert len(info["frames"]) == frames and info["error"] is None
+    return info
+
+
+@pytest.mark.parametrize("size", [(96, 64), (70, 45)], ids=["96x64", "70x45"])
+def test_round_trip_recon_equals_decoded(cli: Cli, tmp_path: Path, make_video, size) -> None:
+    info = round_trip(cli, tmp_path, make_video, size)
+    assert [f["type"] for f in info["frames"]] == ["I"] + ["P"] * (FRAMES - 1)
+
+
+def test_round_trip_intra_and_refresh_periods(cli: Cli, tmp_path: Path, make_video) -> None:
+    info = round_trip(cli, tmp_path, make_video, args=["--intra-period", "3", "--refresh-period", "2"])
+    assert (info["intra_period"], info["refresh_period"]) == (3, 2)
+    assert [f["type"] for f in info["frames"]] == ["I", "P", "P", "I", "P", "P"]
+    # refresh on P frames whose distance to the last intra frame is a multiple of 2
+    assert ["refresh" in f["flags"] for f in info["frames"]] == [False, False, True, False, False, True]
+    # The qp offsets restart at each intra frame (position = frames since the intra frame).
+    assert [f["qp"] for f in info["frames"]] == [expected_qp(i, DEFAULT_QP, 3)[1] for i in range(FRAMES)]
+
+
+def test_tools_forced_on_and_no_enhance(cli: Cli, tmp_path: Path, make_video, tool_weights: str) -> None:
+    cli.weights = tool_weights
+    info = round_trip(cli, tmp_path, make_video, args=["--filter", "on", "--enhance", "on"])
+    assert info["tools"] == 3
+    for f in info["frames"]:
+        expected = ["enhance"] if f["type"] == "I" else ["filter", "enhance"]
+        assert f["flags"] == expected, f
+    enhanced = read_frames(tmp_path / "out.y4m")
+
+    plain_path = tmp_path / "plain.y4m"
+    res = cli.dec(tmp_path / "a.nvc", "-o", plain_path, "--no-enhance")
+    assert res.code == 0 and "warning" not in res.err, res.err
+    plain = read_frames(plain_path)
+    records = read_info(tmp_path / "a.nvc").frames
+    assert len(plain) == len(records) == FRAMES
+    # --no-enhance shows the in-loop reconstruction (crc_recon), not the enhanced picture (crc_output)
+    assert [frame_crc(f) for f in plain] == [r.crc_recon for r in records]
+    assert [frame_crc(f) for f in enhanced] == [r.crc_output for r in records]
+    assert any(p != e for p, e in zip(plain, enhanced))
+
+
+def test_tools_off_no_enhance_changes_nothing(cli: Cli, tmp_path: Path, make_video) -> None:
+    info = round_trip(cli, tmp_path, make_video, args=["--filter", "off", "--enhance", "off"])
+    assert info["tools"] == 0
+    assert all(f["flags"] == [] for f in info["frames"])
+    res = cli.dec(tmp_path / "a.nvc", "-o", tmp_path / "plain.y4m", "--no-enhance")
+    assert res.code == 0, res.err
+    assert (tmp_path / "plain.y4m").read_bytes() == (tmp_path / "rec.y4m").read_bytes()
+
+
+def test_nvdec_frames_limit(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    out = tmp_path / "three.y4m"
+    res = cli.dec(coded.nvc, "-o", out, "--frames", "3")
+    assert res.code == 0, res.err
+    assert read_frames(out) == read_frames(coded.recon)[:3]
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["yuv", "mkv", "mp4", "png"])
+def test_input_formats(cli: Cli, tmp_path: Path, make_video, kind: str) -> None:
+    if kind == "png":
+        (tmp_path / "png").mkdir()
+        source = tmp_path / "png" / "%03d.png"
+        extra = ["--fps", "10"]
+        fps = "10/1"
+    elif kind == "yuv":
+        source = tmp_path / "src.yuv"
+        extra = ["--size", "96x64", "--fps", "30000/1001"]
+        fps = "30000/1001"
+    else:
+        source = tmp_path / f"src.{kind}"
+        extra, fps = [], "25/1"
+    frames = make_video(source)
+    nvc, recon, stats, out = (tmp_path / n for n in ("a.nvc", "rec.y4m", "s.json", "out.y4m"))
+    res = cli.enc(source, "-o", nvc, "--recon", recon, "--stats", stats, *extra)
+    assert res.code == 0, res.err
+    assert cli.dec(nvc, "-o", out).code == 0
+    assert out.read_bytes() == recon.read_bytes()
+    info = cli.info_json(nvc)
+    assert (info["width"], info["height"], info["fps"]) == (96, 64, fps)
+    assert info["frame_count"] == FRAMES and len(info["frames"]) == FRAMES
+    if kind != "png":  # lossless inputs: the encoder saw exactly the frames written
+        rec = read_frames(recon)
+        per_frame = json.loads(stats.read_text())["per_frame"]
+        for src, r, entry in zip(frames, rec, per_frame):
+            assert entry["psnr_y"] == pytest.approx(frame_psnr(src, r).y, abs=1e-9)
+
+
+def test_raw_yuv_frame_count_follows_size(cli: Cli, tmp_path: Path, make_video) -> None:
+    source = tmp_path / "src.yuv"
+    make_video(source)
+    # 6 frames of 96x64 I420 are 55296 bytes, which is also 12 frames of 64x48: raw video is trusted
+    res = cli.enc(source, "-o", tmp_path / "a.nvc", "--size", "64x48")
+    assert res.code == 0, res.err
+    assert cli.info_json(tmp_path / "a.nvc")["frame_count"] == 12
+
+
+def run_script(name: str, args: list[object], stdin: bytes, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*console_script(name), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=cwd,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_stdin_y4m_to_stdout_nvc(cli: Cli, coded: Coded, tmp_path: Path, tiny_weights: str) -> None:
+    recon = tmp_path / "rec.y4m"
+    proc = run_script(
+        "nvenc",
+        ["-", "-o", "-", "--recon", recon, "--weights", tiny_weights, "-q"],
+        coded.source.read_bytes(),
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    assert proc.stdout.startswith(MAGIC)
+    nvc = tmp_path / "piped.nvc"
+    nvc.write_bytes(proc.stdout)
+    info = cli.info_json(nvc)
+    # a pipe cannot be rewound: the frame count stays "unknown"
+    assert info["frame_count"] is None and len(info["frames"]) == FRAMES and info["error"] is None
+    res = cli.dec(nvc, "-o", tmp_path / "out.y4m")
+    assert res.code == 0 and "warning" not in res.err, res.err
+    assert (tmp_path / "out.y4m").read_bytes() == recon.read_bytes()
+    assert len(read_frames(recon)) == FRAMES
+
+
+def test_stdin_nvc_to_stdout_y4m(coded: Coded, tmp_path: Path, tiny_weights: str) -> None:
+    proc = run_script(
+        "nvdec", ["-", "-o", "-", "--weights", tiny_weights, "-q"], coded.nvc.read_bytes(), tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stderr == b""
+    assert proc.stdout == coded.recon.read_bytes()
+
+
+def test_console_script_error_is_one_line(tmp_path: Path, tiny_weights: str) -> None:
+    junk = tmp_path / "junk.nvc"
+    junk.write_bytes(b"YUV4MPEG2 W8 H8\n" + bytes(200))
+    proc = run_script("nvdec", [junk, "-o", "out.y4m", "--weights", tiny_weights], b"", tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == 4, err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    assert err.startswith("nvdec: error: not an nvcodec bitstream (bad magic)")
+    assert not (tmp_path / "out.y4m").exists()
+
+
+# --- statistics and frame selection -----------------------------------------------------------
+
+
+def test_stats_json(cli: Cli, coded: Coded) -> None:
+    stats = json.loads(coded.stats.read_text())
+    info = cli.info_json(coded.nvc)
+    rec = read_frames(coded.recon)
+    assert stats["frames"] == FRAMES == len(stats["per_frame"])
+    assert (stats["width"], stats["height"], stats["fps"]) == (96, 64, "25")
+    assert stats["bytes"] == coded.nvc.stat().st_size == info["file_bytes"]
+    header = header_bytes(coded.nvc.read_bytes())
+    assert stats["bytes"] == header + sum(f["bytes"] for f in stats["per_frame"])
+    assert stats["bpp"] == pytest.approx(8 * stats["bytes"] / (FRAMES * 96 * 64))
+    assert stats["kbps"] == pytest.approx(8 * stats["bytes"] * 25 / FRAMES / 1000)
+    for i, (entry, shown) in enumerate(zip(stats["per_frame"], info["frames"])):
+        assert entry["index"] == i
+        assert (entry["type"], entry["qp"], entry["flags"], entry["bytes"]) == (
+            shown["type"],
+            shown["qp"],
+            shown["flags"],
+            shown["bytes"],
+        )
+        psnr = frame_psnr(coded.frames[i], rec[i])
+        for plane in ("y", "u", "v", "yuv"):
+            assert entry[f"psnr_{plane}"] == pytest.approx(getattr(psnr, plane), abs=1e-9)
+    for plane in ("y", "u", "v", "yuv"):
+        mean = sum(e[f"psnr_{plane}"] for e in stats["per_frame"]) / FRAMES
+        assert stats[f"psnr_{plane}"] == pytest.approx(mean)
+
+
+def test_start_and_frames_select_frames(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    nvc, recon, stats = tmp_path / "a.nvc", tmp_path / "rec.y4m", tmp_path / "s.json"
+    res = cli.enc(coded.source, "-o", nvc, "--start", 2, "--frames", 3, "--recon", recon, "--stats", stats)
+    assert res.code == 0, res.err
+    rec = read_frames(recon)
+    per_frame = json.loads(stats.read_text())["per_frame"]
+    assert len(rec) == len(per_frame) == 3
+    for i, (r, entry) in enumerate(zip(rec, per_frame)):
+        # the PSNR the encoder reports is against source frame 2 + i, and the reconstruction is sane
+        assert entry["psnr_y"] == pytest.approx(frame_psnr(coded.frames[2 + i], r).y, abs=1e-9)
+        assert 0 < entry["psnr_y"] < 100
+    assert [frame_psnr(coded.frames[2 + i], r).y for i, r in enumerate(rec)] != [
+        frame_psnr(coded.frames[i], r).y for i, r in enumerate(rec)
+    ]
+    info = cli.info_json(nvc)
+    assert info["frame_count"] == 3 and len(info["frames"]) == 3
+    assert [f["type"] for f in info["frames"]] == ["I", "P", "P"]
+
+
+def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--start", 5, "--frames", 3)
+    assert res.code == 0, res.err
+    assert cli.info_json(tmp_path / "a.nvc")["frame_count"] == 1
+    res = cli.enc(coded.source, "-o", tmp_path / "b.nvc", "--start", FRAMES)
+    assert_error(res, 2, "no frames to encode")
+    assert not (tmp_path / "b.nvc").exists() and hidden_files(tmp_path) == []
+
+
+# --- nvinfo -----------------------------------------------------------------------------------
+
+
+def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
+    info = cli.info_json(coded.nvc)
+    weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
+    assert info["version"] == [1, 0]
+    assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
+    assert (info["model"], info["weights"]) == ("tiny", weights_id)
+    assert (info["intra_period"], info["refresh_period"], info["tools"]) == (-1, 32, 3)
+    assert info["qp_offsets"] == list(OFFSETS)
+    assert info["error"] is None
+    for i, f in enumerate(info["frames"]):
+        assert f["index"] == i
+        assert (f["type"], f["qp"]) == expected_qp(i, DEFAULT_QP, -1)
+        assert len(f["substreams"]) == (2 if f["type"] == "I" else 4)
+        assert f["bytes"] == 4 + 16 + sum(4 + s for s in f["substreams"])
+
+    res = cli.info(coded.nvc, "--frames")
+    assert res.code == 0 and res.err == ""
+    lines = res.out.splitlines()
+    fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
+    assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
+    assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
+    assert fields["model"] == f"tiny, weights {weights_id}"
+    assert fields["intra period"] == "-1" and fields["refresh"] == "32"
+    assert fields["qp offsets"] == "0 6 4 6 2 6 4 6"
+    assert fields["size"].startswith(f"{info['file_bytes']} bytes")
+    table = lines[lines.index("") + 2 :]
+    assert len(table) == FRAMES
+    for row, f in zip(table, info["frames"]):
+        index, kind, qp, flags, size, *subs = row.split()
+        assert (int(index), kind, int(qp), int(size)) == (f["index"], f["type"], f["qp"], f["bytes"])
+        assert flags == (",".join(f["flags"]) or "-")
+        assert list(map(int, subs)) == f["substreams"]
+
+    res = cli.info(coded.nvc)  # without --frames: no table
+    assert res.code == 0 and len(res.out.splitlines()) == len(fields)
+
+
+def test_nvinfo_qp_schedule_clamps(cli: Cli, tmp_path: Path, make_video) -> None:
+    source = tmp_path / "src.y4m"
+    make_video(source, frames=9)  # position 8 wraps to offset 0
+    res = cli.enc(source, "-o", tmp_path / "a.nvc", "--qp", 60, "--filter", "off", "--enhance", "off")
+    assert res.code == 0, res.err
+    info = cli.info_json(tmp_path / "a.nvc")
+    got = [(f["type"], f["qp"]) for f in info["frames"]]
+    assert got == [expected_qp(i, 60, -1) for i in range(9)]
+    assert got[1:] == [("P", q) for q in (63, 63, 63, 62, 63, 63, 63, 60)]
+
+
+def test_nvinfo_on_truncated_file(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    data = coded.nvc.read_bytes()
+    start, end = record_spans(data)[3]
+    cut = tmp_path / "cut.nvc"
+    cut.write_bytes(data[: (start + end) // 2])
+    res = cli.info(cut, "--json")
+    assert res.code == 4
+    info = json.loads(res.out)
+    assert len(info["frames"]) == 3 and "truncated record at frame 3" in info["error"]
+    assert_error(res, 4, "truncated record at frame 3")
+
+
+@pytest.mark.parametrize("tool", [nvenc, nvdec, nvinfo], ids=lambda t: t.__name__.split(".")[-1])
+def test_help(capsys: pytest.CaptureFixture[str], tool) -> None:
+    assert tool.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage:") and "--help" in out
+
+
+def test_console_script_help(tmp_path: Path) -> None:
+    proc = run_script("nvinfo", ["--help"], b"", tmp_path)  # nvinfo does not import torch: fast
+    assert proc.returncode == 0 and proc.stdout.startswith(b"Usage: nvinfo")
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def test_missing_input(cli: Cli, tmp_path: Path) -> None:
+    assert_error(cli.enc(tmp_path / "nope.y4m", "-o", tmp_path / "a.nvc"), 2, "no such file")
+    assert_error(cli.dec(tmp_path / "nope.nvc", "-o", tmp_path / "a.y4m"), 2, "no such file")
+    assert_error(cli.info(tmp_path / "nope.nvc"), 2, "no such file")
+    assert hidden_files(tmp_path) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_unknown_input_format(cli: Cli, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.txt"
+    junk.write_text("this is not a video\n" * 20)
+    assert_error(cli.enc(junk, "-o", tmp_path / "a.nvc"), 2, "junk.txt")
+    assert not (tmp_path / "a.nvc").exists()
+
+
+def test_raw_yuv_needs_size(cli: Cli, tmp_path: Path, make_video) -> None:
+    source = tmp_path / "src.yuv"
+    make_video(source)
+    assert_error(cli.enc(source, "-o", tmp_path / "a.nvc"), 2, "needs the frame size")
+
+
+@pytest.mark.parametrize("size", ["0x0", "10x", "abc", "9000x10", "10x-4", "x"])
+def test_bad_size(cli: Cli, coded: Coded, tmp_path: Path, size: str) -> None:
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--size", size), 2, "--size")
+    assert not (tmp_path / "a.nvc").exists()
+
+
+def test_yuv_not_a_multiple_of_the_frame_size(cli: Cli, tmp_path: Path, make_video) -> None:
+    source = tmp_path / "src.yuv"
+    make_video(source)
+    with source.open("ab") as f:
+        f.write(b"\x80" * 100)
+    assert_error(cli.enc(source, "-o", tmp_path / "a.nvc", "--size", "96x64"), 2, "not a multiple")
+    assert not (tmp_path / "a.nvc").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--qp", "64"], "--qp"),
+        (["--qp", "-1"], "--qp"),
+        (["--intra-period", "0"], "--intra-period"),
+        (["--refresh-period", "70000"], "--refresh-period"),
+        (["--frames", "0"], "--frames"),
+        (["--fps", "0"], "--fps"),
+        (["--filter", "maybe"], "--filter"),
+        (["--bogus"], "--bogus"),
+    ],
+)
+def test_usage_errors(cli: Cli, coded: Coded, tmp_path: Path, args: list[str], fragment: str) -> None:
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", *args), 2, fragment)
+    assert not (tmp_path / "a.nvc").exists()
+
+
+def test_missing_output_option(cli: Cli, coded: Coded) -> None:
+    assert_error(cli.enc(coded.source), 2, "-o")
+    assert_error(cli.dec(coded.nvc), 2, "-o")
+
+
+def test_refuse_overwrite_then_force(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    nvc = tmp_path / "a.nvc"
+    nvc.write_bytes(b"precious")
+    assert_error(cli.enc(coded.source, "-o", nvc), 3, "exists")
+    assert nvc.read_bytes() == b"precious"
+    assert cli.enc(coded.source, "-o", nvc, "-y").code == 0
+    assert nvc.read_bytes() == coded.nvc.read_bytes()
+
+    out = tmp_path / "out.y4m"
+    out.write_bytes(b"precious")
+    assert_error(cli.dec(nvc, "-o", out), 3, "exists")
+    assert out.read_bytes() == b"precious"
+    assert cli.dec(nvc, "-o", out, "--force").code == 0
+    assert out.read_bytes() == coded.recon.read_bytes()
+    assert hidden_files(tmp_path) == []
+
+
+def test_existing_recon_refused_before_anything_is_written(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    recon = tmp_path / "rec.y4m"
+    recon.write_bytes(b"precious")
+    res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--recon", recon, "--stats", tmp_path / "s.json")
+    assert_error(res, 3, "exists")
+    assert recon.read_bytes() == b"precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.y4m"]
+
+
+def test_output_equal_to_input(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    copy = tmp_path / "src.y4m"
+    shutil.copy(coded.source, copy)
+    assert_error(cli.enc(copy, "-o", copy, "-y"), 2, "overwrite the input")
+    assert copy.read_bytes() == coded.source.read_bytes()
+    assert_error(cli.enc(copy, "-o", tmp_path / "a.nvc", "--recon", copy, "-y"), 2, "overwrite the input")
+    nvc = tmp_path / "a.nvc"
+    shutil.copy(coded.nvc, nvc)
+    assert_error(cli.dec(nvc, "-o", nvc, "-y"), 2, "overwrite the input")
+    assert nvc.read_bytes() == coded.nvc.read_bytes()
+    res = cli.enc(copy, "-o", tmp_path / "b.nvc", "--recon", tmp_path / "b.nvc")
+    assert_error(res, 2, "two outputs")
+
+
+def test_unknown_output_extension(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    assert_error(cli.dec(coded.nvc, "-o", tmp_path / "out.foo"), 3, "unknown output format")
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--recon", tmp_path / "r.foo"), 3, ".foo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_wrong_weights(cli: Cli, coded: Coded, tmp_path: Path, other_weights: str) -> None:
+    line = assert_error(cli.dec(coded.nvc, "-o", tmp_path / "out.y4m", weights=other_weights), 5, "weights")
+    assert "tiny" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_weights_files(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    assert_error(cli.dec(coded.nvc, "-o", tmp_path / "o.y4m", weights=str(tmp_path / "none")), 5, "weights")
+    not_weights = tmp_path / "w.safetensors"
+    not_weights.write_bytes(b"\x10" + bytes(40))
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", weights=str(not_weights)), 5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+
+
+def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    assert_error(cli.dec(coded.source, "-o", tmp_path / "out.y4m"), 4, "bad magic")
+    empty = tmp_path / "empty.nvc"
+    empty.write_bytes(b"")
+    assert_error(cli.dec(empty, "-o", tmp_path / "out.y4m"), 4, "empty file")
+    assert_error(cli.info(empty), 4, "empty file")
+    assert not (tmp_path / "out.y4m").exists()
+
+
+@pytest.mark.parametrize(("major", "minor"), [(1, 1), (2, 0)])
+def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
+    data = bytearray(coded.nvc.read_bytes())
+    data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
+    nvc = tmp_path / "new.nvc"
+    nvc.write_bytes(data)
+    assert_error(cli.dec(nvc, "-o", tmp_path / "out.y4m"), 4, f"version {major}.{minor} is newer")
+    assert_error(cli.info(nvc), 4, "newer")
+    assert not (tmp_path / "out.y4m").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_unavailable(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--device", "cuda"), 2, "cuda")
+    assert_error(cli.dec(coded.nvc, "-o", tmp_path / "o.y4m", "--device", "cuda"), 2, "cuda")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_on_cpu(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--device", "cpu", "--precision", "fp16")
+    assert_error(res, 2, "fp16")
+    res = cli.dec(coded.nvc, "-o", tmp_path / "o.y4m", "--device", "cpu", "--precision", "fp16")
+    assert_error(res, 2, "fp16")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- no partial outputs -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mkv", "png/%03d.png"])
+def test_truncated_bitstream_leaves_no_output(cli: Cli, coded: Coded, tmp_path: Path, name: str) -> None:
+    data = coded.nvc.read_bytes()
+    start, end = record_spans(data)[3]
+    bitstream_dir = tmp_path / "in"
+    bitstream_dir.mkdir()
+    cut = bitstream_dir / "cut.nvc"
+    cut.write_bytes(data[: (start + end) // 2])
+    out_dir = tmp_path / "out"
+    (out_dir / "png").mkdir(parents=True)
+    res = cli.dec(cut, "-o", out_dir / name)
+    assert_error(res, 4, "truncated record at frame 3")
+    assert [p for p in out_dir.rglob("*") if p.is_file()] == []
+    assert hidden_files(tmp_path) == []
+
+
+def test_interrupted_encode_leaves_nothing(
+    cli: Cli, coded: Coded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_encode = Encoder.encode
+    calls = []
+
+    def encode(self, frame):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_encode(self, frame)
+
+    monkeypatch.setattr(Encoder, "encode", encode)
+    nvc, recon, stats = tmp_path / "a.nvc", tmp_path / "rec.y4m", tmp_path / "s.json"
+    res = cli.enc(coded.source, "-o", nvc, "--recon", recon, "--stats", stats)
+    assert res.code == 130
+    assert "Traceback" not in res.err and "interrupted" in res.err
+    assert len(calls) == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- container fuzzing through nvdec ----------------------------------------------------------
+
+
+def _mutations() -> list[tuple[str, tuple]]:
+    """~60 seeded mutations of a valid stream, described relative to its length."""
+    rng = random.Random(0x4E5643)
+    cases: list[tuple[str, tuple]] = [
+        ("trunc-header", ()),
+        ("trunc-boundary", (2,)),
+        ("trunc-boundary", (5,)),
+    ]
+    cases += [("trunc", (rng.random(),)) for _ in range(14)]
+    cases += [("flip", (rng.random(), rng.randrange(8))) for _ in range(24)]
+    cases += [("flip-header", (rng.randrange(1 << 16), rng.randrange(8))) for _ in range(6)]
+    hostile = [
+        ("width", "<H", 0),
+        ("width", "<H", 65535),
+        ("height", "<H", 8192),
+        ("frame_count", "<I", 0),
+        ("frame_count", "<I", 1),
+        ("frame_count", "<I", 0xFFFFFFFF),
+        ("fps_den", "<I", 0),
+    ]
+    cases += [("field", h) for h in hostile]
+    cases += [("record_len", (v,)) for v in (0, 23, 0xFFFFFFFF, 1 << 30)]
+    cases += [("garbage-tail", ())]
+    return cases
+
+
+MUTATIONS = _mutations()
+
+
+def mutate(data: bytes, kind: str, args: tuple) -> bytes:
+    header = header_bytes(data)
+    spans = record_spans(data)
+    out = bytearray(data)
+    if kind == "trunc-header":
+        return data[:header]
+    if kind == "trunc-boundary":
+        return data[: spans[args[0]][0]]
+    if kind == "trunc":
+        return data[: int(args[0] * len(data))]
+    if kind == "flip":
+        out[int(args[0] * len(data))] ^= 1 << args[1]
+    elif kind == "flip-header":
+        out[args[0] % header] ^= 1 << args[1]
+    elif kind == "field":
+        name, fmt, value = args
+        struct.pack_into(fmt, out, FIELD[name], value)  # header CRC left as it was
+    elif kind == "record_len":
+        struct.pack_into("<I", out, spans[1][0], args[0])
+    elif kind == "garbage-tail":
+        out += b"\x00\x00\x00\x00"
+    return bytes(out)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+def decode_case(cli: Cli, folder: Path, data: bytes, name: str) -> tuple[Result, float]:
+    case = folder / name
+    case.mkdir()
+    nvc, out = case / "f.nvc", case / "out.y4m"
+    nvc.write_bytes(data)
+    began = time.perf_counter()
+    try:
+        res = cli.dec(nvc, "-o", out)
+    except BaseException as exc:  # pragma: no cover - the point of the test
+        pytest.fail(f"exception escaped nvdec.main: {exc!r}")
+    elapsed = time.perf_counter() - began
+    assert res.code != 70, res.err
+    assert "Traceback" not in res.err
+    if res.code != 0:
+        assert not out.exists()
+    assert hidden_files(case) == []
+    return res, elapsed
+
+
+@pytest.mark.parametrize(("kind", "args"), MUTATIONS, ids=[f"{i}-{k}" for i, (k, _) in enumerate(MUTATIONS)])
+def test_fuzz_corrupted_stream_is_refused(
+    cli: Cli, coded: Coded, fuzz_dir: Path, kind: str, args: tuple, request: pytest.FixtureRequest
+) -> None:
+    data = coded.nvc.read_bytes()
+    bad = mutate(data, kind, args)
+    assert bad != data
+    res, elapsed = decode_case(cli, fuzz_dir, bad, request.node.callspec.id)
+    # every byte is covered by a CRC, a length check or the announced frame count
+    assert_error(res, 4)
+    assert elapsed < 10
+
+
+CRAFTED = [
+    ("width", "<H", 0),
+    ("width", "<H", 97),
+    ("width", "<H", 8192),
+    ("height", "<H", 1),
+    ("height", "<H", 8192),
+    ("frame_count", "<I", 1),
+    ("frame_count", "<I", 5),
+    ("frame_count", "<I", 7),
+    ("frame_count", "<I", 2**31 - 1),
+    ("frame_count", "<I", 0xFFFFFFFF),
+    ("fps_num", "<I", 1001 * 1000 + 1),
+    ("fps_den", "<I", 0),
+]
+
+
+@pytest.mark.parametrize(("name", "fmt", "value"), CRAFTED, ids=[f"{n}={v}" for n, _, v in CRAFTED])
+def test_fuzz_crafted_header_with_valid_crc(
+    cli: Cli, coded: Coded, fuzz_dir: Path, name: str, fmt: str, value: int, request: pytest.FixtureRequest
+) -> None:
+    """Hostile header values with a recomputed CRC: refused (4) or decoded (0), never a crash."""
+    data = bytearray(coded.nvc.read_bytes())
+    struct.pack_into(fmt, data, FIELD[name], value)
+    res, elapsed = decode_case(
+        cli, fuzz_dir, bytes(fix_header_crc(data)), "crafted-" + request.node.callspec.id
+    )
+    assert res.code in (0, 4), res.err
+    assert elapsed < 10
+    if name == "frame_count":
+        assert res.code == (0 if value in (FRAMES, 0xFFFFFFFF) else 4), res.err
+    if name in ("fps_den", "fps_num") or value == 0:
+        assert res.code == 4
+
+
+def test_fuzz_crafted_weights_hash(cli: Cli, coded: Coded, fuzz_dir: Path) -> None:
+    data = bytearray(coded.nvc.read_bytes())
+    name_len = data[26]
+    data[27 + name_len] ^= 0x01  # first byte of weights_hash
+    res, _ = decode_case(cli, fuzz_dir, bytes(fix_header_crc(data)), "crafted-hash")
+    assert_error(res, 5, "weights")
+
+
+def test_crafted_stream_with_tools_the_header_forbids(cli: Cli, tmp_path: Path, make_video) -> None:
+    source, nvc = tmp_path / "src.y4m", tmp_path / "a.nvc"
+    make_video(source, frames=3)
+    assert cli.enc(source, "-o", nvc, "--filter", "on", "--enhance", "off").code == 0
+    data = bytearray(nvc.read_bytes())
+    tools_at = header_bytes(data) - 4 - len(OFFSETS) - 2  # ... tools u8, n u8, offsets, header_crc
+    assert data[tools_at] == 1
+    data[tools_at] = 0
+    res, _ = decode_case(cli, tmp_path, bytes(fix_header_crc(data)), "case")
+    assert_error(res, 4, "frame 1: contextual filter flag set but the header's tools do not allow it")
