@@ -66,7 +66,8 @@ def test_training_rate_estimate_matches_real_coding(model):
         with torch.no_grad():
             estimate = model.intra(x, qp).latent.bits.item()
         real = 8 * sum(map(len, model.intra.encode(x, qp, tables).latent.streams))
-        assert abs(real - estimate) < 0.15 * estimate + 64, (qp, estimate, real)
+        # slack: each of the two substreams flushes up to 64 bits of coder state
+        assert abs(real - estimate) < 0.15 * estimate + 128, (qp, estimate, real)
 
 
 def test_lower_qp_spends_more_bits(model):
