@@ -171,3 +171,21 @@ def test_decoder_refuses_other_weights():
     other = Weights(random_model(TINY, 7), bytes(32 * [9]), "other")
     with pytest.raises(WeightsError, match="weights"):
         decode(other, data)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_cuda_bitstream_parses_on_the_cpu():
+    """DESIGN.md: a .nvc made on a GPU in fp16 decodes on a CPU in fp32 (pictures may drift)."""
+    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), 6)
+    source = list(synthetic_frames(WIDTH, HEIGHT, 6))
+    encoder = Encoder(make_weights(8), CodingParams(qp=24), info, torch.device("cuda"), torch.float16)
+    coded = [encoder.encode(f) for f in source]
+    buf = io.BytesIO()
+    writer = BitstreamWriter(buf, encoder.header)
+    for c in coded:
+        writer.write(c.record)
+    decoded = decode(make_weights(8), buf.getvalue())
+    assert len(decoded) == len(coded)
+    for c, d in zip(coded, decoded):
+        assert d.recon_matches == (d.picture.recon == c.picture.recon)
+        assert frame_psnr(c.picture.recon, d.picture.recon).yuv > 30
