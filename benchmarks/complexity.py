@@ -39,7 +39,9 @@ def measure(name: str) -> dict:
             model.inter.encode_texture(x, motion, feature(use_filter), 32, tables)
         model.enhancer(ref)
 
-    coded = model.inter.encode_texture(x, model.inter.encode_motion(x, ref, 32, tables), feature(True), 32, tables)
+    coded = model.inter.encode_texture(
+        x, model.inter.encode_motion(x, ref, 32, tables), feature(True), 32, tables
+    )
 
     def decode_p() -> None:
         model.inter.decode(coded.streams, ref, feature(True), 32, tables)
@@ -48,9 +50,15 @@ def measure(name: str) -> dict:
     with torch.no_grad():
         result = {
             "parameters": sum(p.numel() for p in model.parameters()),
-            "intra_encode_kmac": kmacs_per_pixel(lambda: (model.intra.encode(x, 32, tables), model.enhancer(ref)), pixels),
+            "intra_encode_kmac": kmacs_per_pixel(
+                lambda: (model.intra.encode(x, 32, tables), model.enhancer(ref)), pixels
+            ),
             "intra_decode_kmac": kmacs_per_pixel(
-                lambda: (model.intra.decode(intra.latent.streams, x.shape, 32, tables, x), model.enhancer(ref)), pixels
+                lambda: (
+                    model.intra.decode(intra.latent.streams, x.shape, 32, tables, x),
+                    model.enhancer(ref),
+                ),
+                pixels,
             ),
             "inter_encode_kmac": kmacs_per_pixel(encode_p, pixels),
             "inter_decode_kmac": kmacs_per_pixel(decode_p, pixels),

@@ -63,7 +63,11 @@ class Stopwatch:
 
 def entropy_stopwatch() -> tuple[Stopwatch, contextlib.ExitStack]:
     watch, stack = Stopwatch(), contextlib.ExitStack()
-    for owner, name in ((coder.SymbolEncoder, "add"), (coder.SymbolEncoder, "finish"), (coder.SymbolDecoder, "read")):
+    for owner, name in (
+        (coder.SymbolEncoder, "add"),
+        (coder.SymbolEncoder, "finish"),
+        (coder.SymbolDecoder, "read"),
+    ):
         stack.enter_context(watch.wrap(owner, name))
     return watch, stack
 
@@ -142,7 +146,11 @@ def entropy_throughput(symbols: int = 2_000_000) -> dict:
     began = time.perf_counter()
     coder.SymbolDecoder(tables, data).read(k)
     decode = symbols / (time.perf_counter() - began)
-    return {"encode_symbols_per_s": encode, "decode_symbols_per_s": decode, "bits_per_symbol": 8 * len(data) / symbols}
+    return {
+        "encode_symbols_per_s": encode,
+        "decode_symbols_per_s": decode,
+        "bits_per_symbol": 8 * len(data) / symbols,
+    }
 
 
 def main() -> None:
@@ -152,7 +160,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--weights", help="weights file (default: the released weights)")
-    parser.add_argument("--random", metavar="CONFIG", help="use a random-initialised model of this configuration")
+    parser.add_argument(
+        "--random", metavar="CONFIG", help="use a random-initialised model of this configuration"
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.random:
@@ -161,7 +171,11 @@ def main() -> None:
         weights = load_weights(args.weights or default_weights_path())
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
-    machine = torch.cuda.get_device_name() if device.type == "cuda" else f"{platform.processor() or platform.machine()}"
+    machine = (
+        torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"{platform.processor() or platform.machine()}"
+    )
     result = {
         "machine": machine,
         "threads": torch.get_num_threads(),
@@ -182,8 +196,10 @@ def main() -> None:
             flush=True,
         )
     e = result["entropy"]
-    print(f"entropy coder: {e['encode_symbols_per_s'] / 1e6:.1f} M symbols/s encode, "
-          f"{e['decode_symbols_per_s'] / 1e6:.1f} M symbols/s decode")
+    print(
+        f"entropy coder: {e['encode_symbols_per_s'] / 1e6:.1f} M symbols/s encode, "
+        f"{e['decode_symbols_per_s'] / 1e6:.1f} M symbols/s decode"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

@@ -62,7 +62,9 @@ def test_schedule_types_qp_and_refresh():
     assert top == [62, 63, 63, 63]  # clamped
 
 
-@pytest.mark.parametrize("bad", [dict(qp=64), dict(intra_period=0), dict(intra_period=-2), dict(refresh_period=-1)])
+@pytest.mark.parametrize(
+    "bad", [dict(qp=64), dict(intra_period=0), dict(intra_period=-2), dict(refresh_period=-1)]
+)
 def test_invalid_parameters_are_refused(bad):
     with pytest.raises(InputError):
         CodingParams(**bad)

@@ -106,7 +106,9 @@ def test_base_stays_within_the_complexity_budget():
     def encode():  # both filter trials, as --filter auto does, and the enhancement decision
         motion = base.inter.encode_motion(x, ref, 30, tables)
         for use_filter in (False, True):
-            base.inter.encode_texture(x, motion, base.reference_feature(ref, None, False, use_filter), 30, tables)
+            base.inter.encode_texture(
+                x, motion, base.reference_feature(ref, None, False, use_filter), 30, tables
+            )
         base.enhancer(ref)
 
     coded = base.inter.encode_texture(x, base.inter.encode_motion(x, ref, 30, tables), feature, 30, tables)

@@ -31,19 +31,27 @@ def ste_round(x: torch.Tensor) -> torch.Tensor:
 
 
 def ste_clamp(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
-    """Clamp with the gradient kept inside the range only (the usual clamp)."""
-    return x.clamp(lo, hi)
+    """Clamp in the forward pass, identity gradient (so an output stuck at a bound can recover)."""
+    return x + (x.clamp(lo, hi) - x).detach()
 
 
 class IntConv2d(nn.Module):
     """A convolution with an exact integer form; `export()` freezes it into int buffers."""
 
     def __init__(
-        self, cin: int, cout: int, kernel: int, lo: int = 0, hi: int = ACT_MAX, qp_bias: bool = False
+        self,
+        cin: int,
+        cout: int,
+        kernel: int,
+        lo: int = 0,
+        hi: int = ACT_MAX,
+        qp_bias: bool = False,
+        output: bool = False,
     ) -> None:
         super().__init__()
         self.padding = kernel // 2
         self.lo, self.hi = lo, hi
+        self.output = output  # an output layer's clamp passes gradients straight through
         self.weight = nn.Parameter(torch.empty(cout, cin, kernel, kernel))
         nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         self.bias = nn.Parameter(torch.zeros(cout))
@@ -69,10 +77,13 @@ class IntConv2d(nn.Module):
     def forward(self, x: torch.Tensor, qp: int = 0) -> torch.Tensor:
         """Training form: floats holding integers in, floats holding integers out."""
         w, b, e = self._quantized(qp)
-        with torch.autocast(x.device.type, enabled=False):
+        # exact integer sums need plain fp32 products: no autocast, and no cuDNN (its TF32 and
+        # Winograd kernels round); bitstream_spec.md 6.6
+        with torch.autocast(x.device.type, enabled=False), torch.backends.cudnn.flags(enabled=False):
             acc = F.conv2d(x.float(), w.float(), b.float(), padding=self.padding)
         step = torch.pow(2.0, e).view(1, -1, 1, 1)
-        return ste_clamp(ste_round(acc / step), self.lo, self.hi)
+        out = ste_round(acc / step)
+        return ste_clamp(out, self.lo, self.hi) if self.output else out.clamp(self.lo, self.hi)
 
     @torch.no_grad()
     def export(self) -> None:

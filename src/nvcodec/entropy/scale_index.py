@@ -14,8 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nvcodec.entropy.intnet import ACT_MAX, ACT_MIN, IntConv2d
+from nvcodec.entropy.intnet import ACT_MAX, ACT_MIN, FRAC_BITS, IntConv2d
 from nvcodec.entropy.tables import NUM_SCALES
+
+INITIAL_INDEX = 24
 
 
 def symbol_input(symbols: torch.Tensor) -> torch.Tensor:
@@ -38,11 +40,18 @@ class ScaleIndexNet(nn.Module):
                     IntConv2d(cin, width, 1, qp_bias=True),
                     IntConv2d(width, width, 3),
                     IntConv2d(width, width, 3),
-                    IntConv2d(width, latent_ch, 1, lo=0, hi=NUM_SCALES - 1),
+                    IntConv2d(width, latent_ch, 1, lo=0, hi=NUM_SCALES - 1, output=True),
                 ]
             )
             for _ in range(steps)
         )
+        self._start_mid_range()
+
+    def _start_mid_range(self) -> None:
+        """Untrained heads predict scale index ~24 (sigma ~1.6) rather than the bottom table."""
+        for head in self.heads:
+            with torch.no_grad():
+                head[-1].bias.fill_(INITIAL_INDEX / 2**FRAC_BITS)
 
     def _hyper(self, z_symbols: torch.Tensor, exact: bool) -> torch.Tensor:
         layers = (self.hyper_in, self.hyper_up)

@@ -20,7 +20,7 @@ def padded_size(width: int, height: int, multiple: int = MULTIPLE) -> tuple[int,
 
 
 def _pad_plane(plane: np.ndarray, height: int, width: int) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(plane)).to(torch.float32)
+    t = torch.tensor(plane, dtype=torch.float32)
     ph, pw = height - plane.shape[0], width - plane.shape[1]
     t = t[None, None]
     if ph or pw:

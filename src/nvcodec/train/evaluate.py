@@ -1,0 +1,51 @@
+"""Short evaluations with the real codec: real bitstream sizes and PSNR of the decoded pictures."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from fractions import Fraction
+
+import torch
+
+from nvcodec.codec.encoder import Encoder
+from nvcodec.codec.schedule import CodingParams
+from nvcodec.frame import Frame, VideoInfo
+from nvcodec.metrics import frame_psnr
+from nvcodec.models.nvc import NvcModel
+from nvcodec.stats import FrameReport, Summary
+from nvcodec.weights import Weights
+
+
+def code_sequence(
+    weights: Weights, frames: Sequence[Frame], params: CodingParams, fps: Fraction = Fraction(25)
+) -> Summary:
+    """Encode the frames; the summary holds real sizes and the PSNR of what nvdec would output."""
+    first = frames[0]
+    encoder = Encoder(weights, params, VideoInfo(first.width, first.height, fps, len(frames)))
+    summary = Summary(first.width, first.height, fps, header_bytes=len(encoder.header.pack()))
+    for frame in frames:
+        coded = encoder.encode(frame)
+        summary.frames.append(
+            FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, coded.picture.output))
+        )
+    return summary
+
+
+def frozen_copy(model: NvcModel) -> Weights:
+    """A CPU copy of a model in training, with its integer parts exported, ready to code."""
+    clone = copy.deepcopy(model).to("cpu").eval()
+    clone.export()
+    return Weights(clone, bytes(32), "<model in training>")
+
+
+@torch.no_grad()
+def rd_points(model: NvcModel, frames: Sequence[Frame], qps: Sequence[int]) -> list[dict]:
+    """One rate-distortion point per qp over the frames (intra period -1)."""
+    weights = frozen_copy(model)
+    points = []
+    for qp in qps:
+        s = code_sequence(weights, frames, CodingParams(qp=qp))
+        points.append({"qp": qp, "bpp": s.bpp, "psnr_y": s.mean_psnr("y"), "psnr_yuv": s.mean_psnr("yuv"),
+                       "frame_bytes": [f.bytes for f in s.frames]})  # fmt: skip
+    return points
