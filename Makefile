@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 OUT := out
 
-.PHONY: install test demo bench bench-quick lint clean
+.PHONY: install test demo bench bench-deps bench-quick lint clean
 
 install: $(BIN)/nvenc
 
@@ -26,6 +26,28 @@ demo: install
 	$(BIN)/nvenc $(OUT)/sample.y4m -o $(OUT)/sample.nvc --qp 32 --stats $(OUT)/sample_stats.json -y
 	$(BIN)/nvinfo $(OUT)/sample.nvc
 	$(BIN)/nvdec $(OUT)/sample.nvc -o $(OUT)/sample_decoded.y4m -y
+
+RESULTS := benchmarks/results
+QUICK := $(RESULTS)/quick
+
+bench-deps: install
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+
+# The development set: Foreman, Cockatoo, Cactus (96 frames), people (9), Kodak; several hours on a CPU.
+bench: bench-deps
+	$(BIN)/python -m benchmarks.complexity --json $(RESULTS)/complexity.json
+	$(BIN)/python -m benchmarks.speed --sizes 416x240,854x480,1280x720,1920x1080 --frames 3 --json $(RESULTS)/speed.json
+	$(BIN)/python -m benchmarks.rd --out $(RESULTS)
+	$(BIN)/python -m benchmarks.intra --out $(RESULTS)
+	$(BIN)/python -m benchmarks.report --results $(RESULTS) --out benchmarks/RESULTS.md
+
+# A few minutes: 9 frames of two clips, three qps, x264 and x265, three Kodak images, 240p speed.
+bench-quick: bench-deps
+	mkdir -p $(QUICK)
+	$(BIN)/python -m benchmarks.rd --clips people,foreman --frames 9 --qps 12,32,52 --anchors x264,x265 --out $(QUICK)
+	$(BIN)/python -m benchmarks.intra --images 3 --out $(QUICK)
+	$(BIN)/python -m benchmarks.speed --sizes 416x240 --frames 2 --json $(QUICK)/speed.json
+	$(BIN)/python -m benchmarks.report --results $(QUICK) --out $(QUICK)/RESULTS.md
 
 lint: install
 	$(BIN)/pip install --quiet ruff

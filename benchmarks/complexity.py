@@ -1,6 +1,6 @@
 """Parameters and kMAC per pixel of each configuration's coding paths.
 
-    python benchmarks/complexity.py [--json FILE]
+    python -m benchmarks.complexity [--json FILE]
 
 Counts every convolution the encoder and decoder run for an I frame and for a P frame (encoder:
 motion estimation and coding, both trials of the contextual filter as `--filter auto` codes them,

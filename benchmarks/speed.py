@@ -1,6 +1,6 @@
 """Coding speed: frames per second, where the time goes, peak memory, entropy-coder throughput.
 
-    python benchmarks/speed.py [--sizes 416x240,854x480] [--frames 5] [--device cpu] [--precision fp32]
+    python -m benchmarks.speed [--sizes 416x240,854x480] [--frames 5] [--device cpu] [--precision fp32]
                                [--weights PATH | --random base] [--json FILE]
 
 Frames are synthetic (nvcodec.sample); timings exclude model loading and the first (warm-up) frame.
@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import resource
 import time
 from fractions import Fraction
@@ -20,6 +19,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
+from benchmarks.environment import machine
 from nvcodec.bitstream import BitstreamReader, BitstreamWriter
 from nvcodec.codec.decoder import Decoder
 from nvcodec.codec.encoder import Encoder
@@ -171,13 +171,9 @@ def main() -> None:
         weights = load_weights(args.weights or default_weights_path())
     device = resolve_device(args.device)
     dtype = resolve_precision(args.precision, device)
-    machine = (
-        torch.cuda.get_device_name()
-        if device.type == "cuda"
-        else f"{platform.processor() or platform.machine()}"
-    )
+    where = torch.cuda.get_device_name() if device.type == "cuda" else machine()
     result = {
-        "machine": machine,
+        "machine": where,
         "threads": torch.get_num_threads(),
         "device": str(device),
         "precision": args.precision,

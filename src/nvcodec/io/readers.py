@@ -95,6 +95,13 @@ def _to_yuv420p(frame: av.VideoFrame) -> av.VideoFrame:
     )
 
 
+def frame_from_av(picture: av.VideoFrame) -> Frame:
+    """A decoded PyAV picture as an owned 8-bit 4:2:0 Frame (converted when it is not yuv420p)."""
+    if picture.format.name != "yuv420p":
+        picture = _to_yuv420p(picture)
+    return Frame(*(_copy_plane(p) for p in picture.planes))
+
+
 def _open_container(plan: _Plan) -> tuple[av.container.InputContainer, av.VideoStream]:
     """Open a plan's input and its first video stream, or raise InputError."""
     try:
@@ -204,8 +211,7 @@ class Reader:
             )
         if picture.format.name != "yuv420p":
             self.note_conversion(picture.format.name)
-            picture = _to_yuv420p(picture)
-        return Frame(*(_copy_plane(p) for p in picture.planes))
+        return frame_from_av(picture)
 
 
 def _raw_plan(label: str, target: str | StdinSource, size: tuple[int, int], fps: Fraction) -> _Plan:

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from fractions import Fraction
 
 import torch
 
-from nvcodec.codec.encoder import Encoder
 from nvcodec.codec.schedule import CodingParams
-from nvcodec.frame import Frame, VideoInfo
-from nvcodec.metrics import frame_psnr
+from nvcodec.evaluation import code_sequence
+from nvcodec.frame import Frame
 from nvcodec.models.nvc import NvcModel
-from nvcodec.stats import FrameReport, Summary
 from nvcodec.weights import Weights
-
-
-def code_sequence(
-    weights: Weights, frames: Sequence[Frame], params: CodingParams, fps: Fraction = Fraction(25)
-) -> Summary:
-    """Encode the frames; the summary holds real sizes and the PSNR of what nvdec would output."""
-    first = frames[0]
-    encoder = Encoder(weights, params, VideoInfo(first.width, first.height, fps, len(frames)))
-    summary = Summary(first.width, first.height, fps, header_bytes=len(encoder.header.pack()))
-    for frame in frames:
-        coded = encoder.encode(frame)
-        summary.frames.append(
-            FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, coded.picture.output))
-        )
-    return summary
 
 
 def frozen_copy(model: NvcModel) -> Weights:

@@ -1,0 +1,131 @@
+"""Rate-distortion of nvcodec and the anchors on the development clips, measured in one run.
+
+    python -m benchmarks.rd [--clips foreman,cockatoo,cactus,people] [--frames N] [--qps 8,20,32,44,56]
+                            [--anchors x264,x265,svt-av1] [--weights PATH] [--out benchmarks/results]
+
+Writes one JSON per clip (every point with its per-frame bits and PSNR). Conditions: low delay,
+one intra frame, YUV 4:2:0 8-bit, PSNR-YUV 6:1:1, rates from the real bitstream sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+from tqdm import tqdm
+
+from benchmarks.anchors import ANCHORS, encode
+from benchmarks.clips import CLIPS, DATA
+from benchmarks.environment import library_versions, machine
+from nvcodec.codec.schedule import CodingParams
+from nvcodec.evaluation import code_sequence
+from nvcodec.frame import Frame
+from nvcodec.weights import Weights, default_weights_path, load_weights
+
+RESULTS = Path(__file__).resolve().parent / "results"
+NVCODEC_QPS = (8, 20, 32, 44, 56)
+
+
+def point(qp: int, frame_bits: Sequence[int], psnr: Sequence[dict], frames: Sequence[Frame], fps: Fraction,
+          seconds: float, extra_bits: int = 0) -> dict:  # fmt: skip
+    """One RD point: totals and the per-frame traces."""
+    bits = sum(frame_bits) + extra_bits
+    n, pixels = len(frames), frames[0].width * frames[0].height
+    mean = {p: sum(f[p] for f in psnr) / n for p in ("y", "u", "v", "yuv")}
+    return {
+        "qp": qp,
+        "bits": bits,
+        "bpp": bits / (n * pixels),
+        "kbps": bits * float(fps) / n / 1000,
+        **{f"psnr_{p}": v for p, v in mean.items()},
+        "seconds": seconds,
+        "frame_bits": list(frame_bits),
+        "frame_psnr_yuv": [f["yuv"] for f in psnr],
+        "frame_psnr_y": [f["y"] for f in psnr],
+    }
+
+
+def run_nvcodec(weights: Weights, frames: Sequence[Frame], fps: Fraction, qps: Sequence[int]) -> list[dict]:
+    points = []
+    for qp in tqdm(qps, desc="nvcodec", unit="qp", leave=False):
+        began = time.perf_counter()
+        s = code_sequence(weights, frames, CodingParams(qp=qp), fps)
+        psnr = [{"y": f.psnr.y, "u": f.psnr.u, "v": f.psnr.v, "yuv": f.psnr.yuv} for f in s.frames]
+        seconds = time.perf_counter() - began
+        points.append(
+            point(qp, [8 * f.bytes for f in s.frames], psnr, frames, fps, seconds, 8 * s.header_bytes)
+        )
+        points[-1]["frame_types"] = [f.type for f in s.frames]
+        points[-1]["frame_flags"] = [f.flags for f in s.frames]
+    return points
+
+
+def run_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
+    anchor = ANCHORS[name]
+    points = []
+    for qp in tqdm(anchor.qps, desc=name, unit="qp", leave=False):
+        run = encode(anchor, frames, qp, fps)
+        points.append(point(qp, run.frame_bits, run.psnr, frames, fps, run.seconds))
+        points[-1]["encoder_version"] = run.version
+    return points
+
+
+def measure_clip(name: str, frames_limit: int | None, weights: Weights, qps: Sequence[int], anchors: Sequence[str],
+                 data: Path) -> dict:  # fmt: skip
+    clip = CLIPS[name]
+    frames, fps = clip.read(data, frames_limit)
+    result = {
+        "clip": name,
+        "width": frames[0].width,
+        "height": frames[0].height,
+        "fps": str(fps),
+        "frames": len(frames),
+        "nvcodec": run_nvcodec(weights, frames, fps, qps),
+        "anchors": {a: run_anchor(a, frames, fps) for a in anchors},
+    }
+    result["settings"] = {a: {"qps": list(ANCHORS[a].qps), "command": ANCHORS[a].command_line(ANCHORS[a].qps[0])}
+                          for a in anchors}  # fmt: skip
+    return result
+
+
+def environment(weights: Weights) -> dict:
+    return {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "weights": {"path": weights.path, "sha256": weights.sha256.hex(), "config": weights.config.name},
+        "versions": library_versions(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", default=",".join(CLIPS))
+    parser.add_argument("--frames", type=int, help="frames per clip (default: each clip's own count)")
+    parser.add_argument("--qps", default=",".join(map(str, NVCODEC_QPS)))
+    parser.add_argument("--anchors", default=",".join(ANCHORS))
+    parser.add_argument("--weights", type=Path, default=None)
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. quick)")
+    args = parser.parse_args(argv)
+    weights = load_weights(args.weights or default_weights_path())
+    qps = [int(q) for q in args.qps.split(",")]
+    anchors = [a for a in args.anchors.split(",") if a]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.clips.split(","):
+        result = measure_clip(name, args.frames, weights, qps, anchors, args.data)
+        result["environment"] = environment(weights)
+        path = args.out / f"rd_{name}{'_' + args.tag if args.tag else ''}.json"
+        path.write_text(json.dumps(result, indent=1))
+        best = max(result["nvcodec"], key=lambda p: p["psnr_yuv"])
+        print(f"{name}: {len(result['nvcodec'])} nvcodec points (best {best['psnr_yuv']:.2f} dB at "
+              f"{best['kbps']:.0f} kbit/s), anchors {', '.join(anchors)} -> {path}", flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

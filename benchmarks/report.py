@@ -1,0 +1,194 @@
+"""RESULTS.md and the RD-curve pictures from the JSON results of rd, intra, speed and complexity.
+
+    python -m benchmarks.report [--results benchmarks/results] [--out benchmarks/RESULTS.md]
+
+Pictures need matplotlib (`pip install -e '.[bench]'`); without it the tables are still written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from benchmarks.anchors import ANCHORS
+from nvcodec.bdrate import bd_rate
+
+HERE = Path(__file__).resolve().parent
+CLIP_ORDER = ("foreman", "cockatoo", "cactus", "people")
+
+
+def _bd(anchor: list[dict], test: list[dict], method: str = "pchip") -> float | None:
+    """BD-rate (%) of `test` against `anchor` on PSNR-YUV, or None without overlap."""
+    try:
+        return bd_rate([p["bits"] for p in anchor], [p["psnr_yuv"] for p in anchor],
+                       [p["bits"] for p in test], [p["psnr_yuv"] for p in test], method)  # fmt: skip
+    except ValueError:
+        return None
+
+
+def _fmt(value: float | None, digits: int = 1, suffix: str = "%") -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:+.{digits}f}{suffix}"
+
+
+def _load(results: Path, pattern: str) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results.glob(pattern))}
+
+
+def bd_table(clips: list[dict]) -> list[str]:
+    anchors = [a for a in ANCHORS if any(a in c["anchors"] for c in clips)]
+    head = "| clip | frames | " + " | ".join(f"vs {a} (pchip / cubic)" for a in anchors) + " |"
+    lines = [head, "| --- | ---: | " + " | ".join("---:" for _ in anchors) + " |"]
+    sums: dict[str, list[float]] = {a: [] for a in anchors}
+    for c in clips:
+        cells = []
+        for a in anchors:
+            if a not in c["anchors"]:
+                cells.append("-")
+                continue
+            p, k = _bd(c["anchors"][a], c["nvcodec"]), _bd(c["anchors"][a], c["nvcodec"], "cubic")
+            if p is not None:
+                sums[a].append(p)
+            cells.append(f"{_fmt(p)} / {_fmt(k)}")
+        lines.append(
+            f"| {c['clip']} ({c['width']}x{c['height']}) | {c['frames']} | " + " | ".join(cells) + " |"
+        )
+    means = [_fmt(sum(v) / len(v)) if v else "n/a" for v in sums.values()]
+    lines.append("| **average** | | " + " | ".join(f"**{m}**" for m in means) + " |")
+    return lines
+
+
+def points_table(clip: dict) -> list[str]:
+    lines = [f"**{clip['clip']}** ({clip['width']}x{clip['height']}, {clip['frames']} frames, {clip['fps']} fps)", "",
+             "| codec | qp | kbit/s | bpp | PSNR-Y | PSNR-YUV | encode s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    rows = [("nvcodec", p) for p in clip["nvcodec"]]
+    rows += [(a, p) for a, pts in clip["anchors"].items() for p in pts]
+    for name, p in rows:
+        lines.append(f"| {name} | {p['qp']} | {p['kbps']:.1f} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | "
+                     f"{p['psnr_yuv']:.2f} | {p['seconds']:.1f} |")  # fmt: skip
+    return lines
+
+
+def intra_table(kodak: dict) -> list[str]:
+    codecs = kodak["codecs"]
+    lines = ["| codec | BD-rate vs JPEG (pchip) | points (bpp, PSNR-YUV) |", "| --- | ---: | --- |"]
+    for name, rows in codecs.items():
+        ref = codecs["jpeg"]
+        try:
+            bd = bd_rate([r["bpp"] for r in ref], [r["psnr_yuv"] for r in ref],
+                         [r["bpp"] for r in rows], [r["psnr_yuv"] for r in rows])  # fmt: skip
+        except ValueError:
+            bd = None
+        pts = ", ".join(f"({r['bpp']:.3f}, {r['psnr_yuv']:.2f})" for r in rows)
+        lines.append(f"| {name} | {_fmt(bd) if name != 'jpeg' else 'anchor'} | {pts} |")
+    return lines
+
+
+def speed_table(speed: dict) -> list[str]:
+    lines = [f"Machine: {speed['machine']}, {speed['device']}, {speed['precision']}, "
+             f"model `{speed['model']}`.", "",
+             "| size | encode fps | decode fps | encode: model / entropy | decode: model / entropy | I/O ms/frame | peak RSS MiB |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in speed["sizes"]:
+        e, d = r["encode_share"], r["decode_share"]
+        lines.append(f"| {r['size']} | {r['encode_fps']:.2f} | {r['decode_fps']:.2f} | "
+                     f"{100 * e['model']:.0f}% / {100 * e['entropy']:.0f}% | {100 * d['model']:.0f}% / {100 * d['entropy']:.0f}% | "
+                     f"{r['io_ms_per_frame']:.1f} | {r['peak_rss_mib']:.0f} |")  # fmt: skip
+    e = speed["entropy"]
+    lines += ["", f"Entropy coder alone: {e['encode_symbols_per_s'] / 1e6:.1f} M symbols/s encoding, "
+              f"{e['decode_symbols_per_s'] / 1e6:.1f} M symbols/s decoding."]  # fmt: skip
+    return lines
+
+
+def plot_clip(clip: dict, out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, (rd, trace) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, pts in [("nvcodec", clip["nvcodec"]), *clip["anchors"].items()]:
+        pts = sorted(pts, key=lambda p: p["kbps"])
+        rd.plot([p["kbps"] for p in pts], [p["psnr_yuv"] for p in pts], "o-", label=name)
+    rd.set_xscale("log")
+    rd.set(xlabel="kbit/s", ylabel="PSNR-YUV (dB)", title=f"{clip['clip']}: rate-distortion")
+    rd.grid(True, which="both", alpha=0.3)
+    rd.legend()
+    mid = clip["nvcodec"][len(clip["nvcodec"]) // 2]
+    trace.plot(mid["frame_psnr_yuv"], label=f"nvcodec qp {mid['qp']}: PSNR-YUV")
+    trace.set(xlabel="frame", ylabel="dB", title="per frame (nvcodec)")
+    bits = trace.twinx()
+    bits.bar(range(len(mid["frame_bits"])), [b / 1000 for b in mid["frame_bits"]], alpha=0.3, color="gray")
+    bits.set_ylabel("kbit")
+    bits.set_yscale("log")
+    trace.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return True
+
+
+def render(results: Path) -> str:
+    rd = _load(results, "rd_*.json")
+    clips = sorted((c for k, c in rd.items() if "_quick" not in k), key=lambda c: CLIP_ORDER.index(c["clip"]))
+    lines = ["# nvcodec benchmark results", "",
+             "Generated by `make bench` (`python -m benchmarks.report`) from the JSON in `benchmarks/results/`.",
+             "Do not edit by hand.", ""]  # fmt: skip
+    if clips:
+        env = clips[0]["environment"]
+        lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
+                  f"Weights: `{env['weights']['path']}` ({env['weights']['config']}, SHA-256 "
+                  f"`{env['weights']['sha256'][:16]}...`). Measured on {env['date']}, {env['machine']}. "
+                  "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
+                  "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
+                  "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV):", ""]  # fmt: skip
+        lines += bd_table(clips) + [""]
+        for c in clips:
+            if plot_clip(c, results / f"rd_{c['clip']}.png"):
+                lines += [f"![{c['clip']}](results/rd_{c['clip']}.png)", ""]
+        lines += ["### Anchor settings", ""]
+        for name, s in clips[0]["settings"].items():
+            version = (
+                clips[0]["anchors"][name][0].get("encoder_version") or "version not written in the stream"
+            )
+            lines.append(f"- **{name}** ({version}), QP {', '.join(map(str, s['qps']))}: `{s['command']}`")
+        versions = env["versions"]
+        lines += ["", "Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
+        lines += ["### All points", ""]
+        for c in clips:
+            lines += points_table(c) + [""]
+    kodak = results / "kodak.json"
+    if kodak.is_file():
+        lines += (
+            ["## Still images (Kodak, 24 images, YUV 4:2:0)", ""]
+            + intra_table(json.loads(kodak.read_text()))
+            + [""]
+        )
+    speed = results / "speed.json"
+    if speed.is_file():
+        lines += ["## Speed and memory", ""] + speed_table(json.loads(speed.read_text())) + [""]
+    complexity = results / "complexity.json"
+    if complexity.is_file():
+        lines += ["## Complexity (kMAC per pixel)", "", "| config | parameters | I encode | I decode | P encode | P decode |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for name, r in json.loads(complexity.read_text()).items():
+            lines.append(f"| {name} | {r['parameters']:,} | {r['intra_encode_kmac']:.1f} | {r['intra_decode_kmac']:.1f} | "
+                         f"{r['inter_encode_kmac']:.1f} | {r['inter_decode_kmac']:.1f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    args = parser.parse_args(argv)
+    args.out.write_text(render(args.results))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

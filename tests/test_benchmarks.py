@@ -1,0 +1,57 @@
+"""The benchmark tools on a tiny synthetic clip: anchors give plausible, monotonic RD points, the
+nvcodec points count every byte of the file, and the report renders."""
+
+import json
+
+import pytest
+from benchmarks.anchors import ANCHORS, encode
+from benchmarks.rd import run_anchor, run_nvcodec
+from benchmarks.report import render
+
+from nvcodec.codec.schedule import CodingParams
+from nvcodec.pipeline import EncodeJob, encode_video
+from nvcodec.weights import load_weights
+
+
+@pytest.fixture(scope="module")
+def clip(make_video, tmp_path_factory):
+    path = tmp_path_factory.mktemp("clip") / "clip.y4m"
+    return path, make_video(path, 96, 64, 6)
+
+
+@pytest.mark.parametrize("name", list(ANCHORS))
+def test_anchor_points_are_plausible(clip, name):
+    _, frames = clip
+    runs = [encode(ANCHORS[name], frames, qp) for qp in ANCHORS[name].qps]
+    for run in runs:
+        assert len(run.frame_bits) == len(run.psnr) == len(frames)
+        assert all(20 < p["yuv"] < 60 for p in run.psnr)
+    bits = [r.bits for r in runs]
+    psnr = [sum(p["yuv"] for p in r.psnr) / len(r.psnr) for r in runs]
+    assert bits == sorted(bits, reverse=True) and len(set(bits)) == len(bits)  # fewer bits as QP rises
+    assert psnr == sorted(psnr, reverse=True)  # and lower quality
+    if name != "svt-av1":  # one intra frame, then cheaper P frames
+        assert runs[0].frame_bits[0] > max(runs[0].frame_bits[1:])
+
+
+def test_nvcodec_points_count_the_whole_file(clip, tiny_weights, tmp_path):
+    path, frames = clip
+    points = run_nvcodec(load_weights(tiny_weights), frames, 25, [30])
+    out = tmp_path / "clip.nvc"
+    encode_video(EncodeJob(str(path), str(out), CodingParams(qp=30), weights=tiny_weights))
+    assert points[0]["bits"] == 8 * out.stat().st_size
+    assert len(points[0]["frame_bits"]) == len(frames) and points[0]["frame_types"][0] == "I"
+
+
+def test_report_renders_from_results(clip, tiny_weights, tmp_path):
+    _, frames = clip
+    weights = load_weights(tiny_weights)
+    result = {"clip": "people", "width": 96, "height": 64, "fps": "25", "frames": len(frames),
+              "nvcodec": run_nvcodec(weights, frames, 25, [10, 50]),
+              "anchors": {"x264": run_anchor("x264", frames, 25)},
+              "settings": {"x264": {"qps": [22], "command": "ffmpeg ..."}},
+              "environment": {"weights": {"path": "w", "sha256": "00" * 32, "config": "tiny"},
+                              "date": "today", "machine": "here", "versions": {"pyav": "x"}}}  # fmt: skip
+    (tmp_path / "rd_people.json").write_text(json.dumps(result))
+    text = render(tmp_path)
+    assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
