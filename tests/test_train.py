@@ -1,5 +1,6 @@
 """The training pipeline at `tiny` size: pack builder, sampler, every stage, checkpoints, DDP."""
 
+import json
 import os
 import socket
 import subprocess
@@ -19,7 +20,9 @@ from nvcodec.train.losses import SequenceLoss
 from nvcodec.train.pack import ClipSource, PackSources, collect, write_pack
 from nvcodec.train.packed import hflip, pack_frame, vflip
 from nvcodec.train.stages import STAGES
+from nvcodec.train.release import main as release_main
 from nvcodec.train.trainer import RunOptions, train
+from nvcodec.weights import load_weights
 
 SMALL = dict(batch=2, crop=64)
 
@@ -156,3 +159,37 @@ def test_torchrun_with_two_processes(pack_path, tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert read_state(tmp_path / "ddp" / "checkpoint")["steps"] == {"inter2": 3}
+
+
+def fake_rd(directory: Path, sha: str, psnr_shift: float) -> None:
+    """An RD result as benchmarks.rd writes it, for weights `sha`, shifted in quality."""
+    directory.mkdir(parents=True, exist_ok=True)
+    nv = [{"qp": q, "bits": b, "kbps": b / 1000, "bpp": b / 1e5, "psnr_y": p, "psnr_yuv": p + psnr_shift}
+          for q, b, p in ((10, 80000, 38.0), (30, 40000, 35.0), (50, 20000, 32.0), (60, 10000, 29.0))]  # fmt: skip
+    x264 = [{"qp": q, "bits": b, "psnr_yuv": p} for q, b, p in ((22, 90000, 39.0), (32, 30000, 34.0),
+                                                                (37, 15000, 31.0), (42, 8000, 28.5))]  # fmt: skip
+    result = {"clip": "foreman", "frames": 4, "nvcodec": nv, "anchors": {"x264": x264},
+              "environment": {"weights": {"sha256": sha}}}  # fmt: skip
+    (directory / "rd_foreman.json").write_text(json.dumps(result))
+
+
+def test_release_records_rd_and_refuses_a_regression(pack_path, tmp_path):
+    run = tmp_path / "run"
+    train(RunOptions(run=run, stage=STAGES["intra"].with_overrides(steps=1, **SMALL), config="tiny",
+                     pack=pack_path, evaluate=False))  # fmt: skip
+    out = tmp_path / "weights" / "tiny.safetensors"
+    out.parent.mkdir()
+    assert release_main(["--run-dir", str(run), "--out", str(out)]) == 0
+    sha = load_weights(out).sha256.hex()
+    assert not (out.parent / "manifest.json").exists()  # weights only, to be measured
+    fake_rd(tmp_path / "rd", sha, 0.0)
+    assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "rd")]) == 0
+    manifest = json.loads((out.parent / "manifest.json").read_text())
+    assert manifest["sha256"] == sha and manifest["training"]["intra"]["steps"] == 1
+    assert manifest["parameters"] == sum(p.numel() for p in NvcModel(TINY).parameters())
+    assert manifest["rd"]["foreman"]["bd_rate_percent"]["x264"] is not None
+    assert manifest["data"]["counts"] == {"photo": 3, "crop": 3, "clip": 2}
+    fake_rd(tmp_path / "worse", sha, -1.0)  # same weights measured 1 dB worse: a regression
+    assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "worse")]) == 5
+    fake_rd(tmp_path / "other", "ab" * 32, 0.0)
+    assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "other")]) == 5

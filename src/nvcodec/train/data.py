@@ -30,6 +30,25 @@ class Pack:
         if not (self.photos or self.crops) or not self.clips:
             raise InputError(f"{path}: the pack needs images and clips")
 
+    def summary(self) -> dict:
+        """What the pack was built from (paths relative to the data folder), for manifests."""
+
+        def short(path: str) -> str:
+            return path.split("/data/", 1)[-1]
+
+        sources = self.manifest.get("sources", {})
+        clips = [
+            f"{short(c['path'])} from frame {c['start']}, {c['windows']}x{c['length']}"
+            for c in sources.get("clips", [])
+        ]
+        return {
+            "counts": self.manifest.get("counts", {}),
+            "photos": sorted({short(p).rsplit("/", 1)[0] for p in sources.get("photos", [])}),
+            "crops": sorted({short(p).rsplit("/", 1)[0] for p in sources.get("crops", [])}),
+            "clips": clips,
+            "synthetic_motion": "camera trajectories over the photos (nvcodec.train.synthetic)",
+        }
+
     def eval_frames(self) -> list[Frame]:
         """The evaluation frames (never trained on), as 8-bit frames of their true size."""
         if self._eval is None:

@@ -121,6 +121,7 @@ def train(options: RunOptions) -> dict:
         loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn, find_unused_parameters=True)
     step = state["steps"].get(stage.name, 0)
     pack = Pack(options.pack)
+    state["pack"] = pack.summary()
     sampler = Sampler(
         pack, stage.frames, stage.crop, stage.batch, stage.synthetic_share, options.seed * 7919 + rank + step
     )

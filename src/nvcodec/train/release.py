@@ -1,0 +1,130 @@
+"""Release a trained run as `weights/<config>.safetensors` with its manifest.
+
+    python -m nvcodec.train.release --run-dir runs/base [--out weights/base.safetensors]
+                                    [--rd-dir benchmarks/results] [--force]
+
+Without --rd-dir only the weights file is written (to measure it). With --rd-dir the manifest
+records the RD points measured with exactly these weights (the results' SHA-256 must match) and
+their BD-rates; a release whose RD is worse than the current manifest's is refused unless --force,
+so the weights in the repository are never a regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from nvcodec.bdrate import bd_rate
+from nvcodec.errors import NvcError, WeightsError
+from nvcodec.models.config import get_config
+from nvcodec.models.nvc import NvcModel
+from nvcodec.outputs import AtomicOutput
+from nvcodec.train.checkpoint import load_checkpoint
+from nvcodec.weights import REPO_WEIGHTS, weights_bytes
+
+MANIFEST = "manifest.json"
+
+
+def export(run: Path) -> tuple[bytes, dict, NvcModel]:
+    """The release bytes of a run's checkpoint, and its state."""
+    state = json.loads((run / "checkpoint" / "state.json").read_text())
+    model = NvcModel(get_config(state["config"]))
+    load_checkpoint(run / "checkpoint", model)
+    model.export()
+    return weights_bytes(model), state, model
+
+
+def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
+    """Per clip: the nvcodec points and BD-rates against each anchor, from results of these weights."""
+    clips = {}
+    for path in sorted(rd_dir.glob("rd_*.json")):
+        result = json.loads(path.read_text())
+        if result["environment"]["weights"]["sha256"] != sha256:
+            raise WeightsError(f"{path} was measured with other weights; rerun the benchmark with these")
+        points = [{k: p[k] for k in ("qp", "kbps", "bpp", "psnr_y", "psnr_yuv")} for p in result["nvcodec"]]
+        bd = {}
+        for anchor, pts in result["anchors"].items():
+            try:
+                bd[anchor] = bd_rate([p["bits"] for p in pts], [p["psnr_yuv"] for p in pts],
+                                     [p["bits"] for p in result["nvcodec"]], [p["psnr_yuv"] for p in result["nvcodec"]])  # fmt: skip
+            except ValueError:
+                bd[anchor] = None
+        clips[result["clip"]] = {"frames": result["frames"], "points": points, "bd_rate_percent": bd}
+    return clips
+
+
+def regression(old: dict, new: dict) -> float | None:
+    """Mean BD-rate (%) of the new nvcodec curves against the old ones over their common clips."""
+    values = []
+    for clip in set(old) & set(new):
+        a, b = old[clip]["points"], new[clip]["points"]
+        try:
+            values.append(bd_rate([p["bpp"] for p in a], [p["psnr_yuv"] for p in a],
+                                  [p["bpp"] for p in b], [p["psnr_yuv"] for p in b]))  # fmt: skip
+        except ValueError:
+            continue
+    return sum(values) / len(values) if values else None
+
+
+def manifest(data: bytes, state: dict, model: NvcModel, rd: dict, out: Path) -> dict:
+    pack = state.get("pack", {})
+    return {
+        "file": out.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "config": model.config.to_dict(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "training": {
+            stage: {"steps": steps, "seconds": state["seconds"].get(stage)}
+            for stage, steps in state["steps"].items()
+        },  # fmt: skip
+        "trained_on": state.get("device", "cpu"),
+        "data": pack,
+        "rd": rd,
+        "released": time.strftime("%Y-%m-%d"),
+    }
+
+
+def _write(path: Path, data: bytes) -> None:
+    with AtomicOutput(path, force=True) as out:
+        out.file.write(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nvcodec.train.release", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--run-dir", dest="run", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=REPO_WEIGHTS)
+    parser.add_argument("--rd-dir", type=Path, help="benchmark results measured with these weights")
+    parser.add_argument("--force", action="store_true", help="release even if the RD is worse")
+    args = parser.parse_args(argv)
+    try:
+        data, state, model = export(args.run)
+        sha = hashlib.sha256(data).hexdigest()
+        if args.rd_dir is None:
+            _write(args.out, data)
+            print(f"{args.out}: {sha} (measure it, then release with --rd-dir)")
+            return 0
+        rd = rd_summary(args.rd_dir, sha)
+        previous = args.out.parent / MANIFEST
+        if previous.is_file() and not args.force:
+            change = regression(json.loads(previous.read_text()).get("rd", {}), rd)
+            if change is not None and change > 0:
+                raise WeightsError(
+                    f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)"
+                )
+        _write(args.out, data)
+        _write(previous, (json.dumps(manifest(data, state, model, rd, args.out), indent=1) + "\n").encode())
+    except NvcError as err:
+        print(f"release: error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(f"{args.out}: {sha}; manifest {previous}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
