@@ -19,8 +19,8 @@ from nvcodec.train.data import Pack, Sampler
 from nvcodec.train.losses import SequenceLoss
 from nvcodec.train.pack import ClipSource, PackSources, collect, write_pack
 from nvcodec.train.packed import hflip, pack_frame, vflip
-from nvcodec.train.stages import STAGES
 from nvcodec.train.release import main as release_main
+from nvcodec.train.stages import STAGES
 from nvcodec.train.trainer import RunOptions, train
 from nvcodec.weights import load_weights
 
