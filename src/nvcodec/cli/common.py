@@ -53,6 +53,16 @@ class RateType(click.ParamType):
         return rate
 
 
+DEVICE = click.option(
+    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True
+)
+WEIGHTS = click.option(
+    "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
+)
+FORCE = click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
+QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+
+
 def setup_logging(prog: str, quiet: bool) -> None:
     """Library notices go to stderr as 'prog: message'; --quiet keeps only errors."""
     handler = logging.StreamHandler(sys.stderr)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import click
 
-from nvcodec.cli.common import ProgressBar, run, setup_logging
+from nvcodec.cli.common import DEVICE, FORCE, QUIET, WEIGHTS, ProgressBar, run, setup_logging
 from nvcodec.pipeline import DecodeJob, decode_video
 
 
@@ -20,14 +20,12 @@ from nvcodec.pipeline import DecodeJob, decode_video
     help="Video to write: .y4m, .yuv, .mkv (FFV1), .mp4 (x264 lossless), a %d.png pattern, - (Y4M).",
 )
 @click.option("--no-enhance", is_flag=True, help="Skip the out-of-loop enhancement of flagged frames.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@DEVICE
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "fp64"]), default="fp32", show_default=True)
 @click.option("--frames", type=click.IntRange(min=1), help="Decode at most this many frames.")
-@click.option(
-    "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
-)
-@click.option("-y", "--force", is_flag=True, help="Overwrite an existing output.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@WEIGHTS
+@FORCE
+@QUIET
 def command(
     input: str,
     output: str,

@@ -7,7 +7,17 @@ from collections.abc import Sequence
 
 import click
 
-from nvcodec.cli.common import ProgressBar, RateType, SizeType, run, setup_logging
+from nvcodec.cli.common import (
+    DEVICE,
+    FORCE,
+    QUIET,
+    WEIGHTS,
+    ProgressBar,
+    RateType,
+    SizeType,
+    run,
+    setup_logging,
+)
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.pipeline import EncodeJob, encode_video
 
@@ -38,7 +48,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option("--start", type=click.IntRange(min=0), default=0, help="Skip this many frames first.")
 @click.option("--size", type=SizeType(), help="WxH of a raw .yuv input (I420).")
 @click.option("--fps", type=RateType(), help="Frame rate of a raw input (default 25), or an override.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@DEVICE
 @click.option(
     "--precision",
     type=click.Choice(["fp32", "fp16"]),
@@ -62,15 +72,13 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     show_default=True,
     help="Out-of-loop enhancement, decided per frame in auto.",
 )
-@click.option(
-    "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
-)
+@WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
 @click.option(
     "--recon", type=click.Path(dir_okay=False), help="Also write the decoded video (what nvdec will output)."
 )
-@click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@FORCE
+@QUIET
 def command(
     input: str,
     output: str,
