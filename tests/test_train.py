@@ -22,7 +22,7 @@ from nvcodec.train.packed import hflip, pack_frame, vflip
 from nvcodec.train.release import main as release_main
 from nvcodec.train.stages import STAGES
 from nvcodec.train.trainer import RunOptions, train
-from nvcodec.weights import load_weights
+from nvcodec.weights import load_weights, random_model, save_weights
 
 SMALL = dict(batch=2, crop=64)
 
@@ -193,3 +193,17 @@ def test_release_records_rd_and_refuses_a_regression(pack_path, tmp_path):
     assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "worse")]) == 5
     fake_rd(tmp_path / "other", "ab" * 32, 0.0)
     assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "other")]) == 5
+
+
+def test_a_new_run_can_start_from_released_weights(pack_path, tmp_path):
+    released = tmp_path / "w.safetensors"
+    save_weights(random_model(TINY, seed=9), released)
+    stage = STAGES["inter2"].with_overrides(steps=1, **SMALL)
+    state = train(RunOptions(run=tmp_path / "run", stage=stage, config="tiny", pack=pack_path, init=released,
+                             evaluate=False))  # fmt: skip
+    assert state["init"]["sha256"] == load_weights(released).sha256.hex()
+    model = NvcModel(TINY)
+    load_checkpoint(tmp_path / "run" / "checkpoint", model)
+    start = load_weights(released).model.state_dict()
+    intra = [n for n in start if n.startswith("intra.")]  # frozen in inter2: still the released values
+    assert all(torch.equal(model.state_dict()[n], start[n]) for n in intra)

@@ -45,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--spynet", type=Path, default=DEFAULT_DATA / "pretrained" / "spynet",
                         help="pretrained SpyNet arrays for a new run (ignored when absent)")  # fmt: skip
+    parser.add_argument(
+        "--init", type=Path, help="start a new run from these weights (e.g. weights/base.safetensors)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--log-every", type=int, default=20)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     spynet = args.spynet if args.spynet.is_dir() and args.config == "base" else None
     options = RunOptions(run=args.run, stage=stage, config=args.config, pack=args.pack, minutes=args.minutes,
-                         seed=args.seed, spynet=spynet, device=args.device, save_every=args.save_every,
+                         seed=args.seed, spynet=spynet, init=args.init, device=args.device, save_every=args.save_every,
                          log_every=args.log_every, evaluate=not args.no_eval)  # fmt: skip
     _stop_on_sigterm()
     try:

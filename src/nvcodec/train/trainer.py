@@ -26,6 +26,7 @@ from nvcodec.train.data import Pack, Sampler
 from nvcodec.train.evaluate import rd_points
 from nvcodec.train.losses import SequenceLoss
 from nvcodec.train.stages import Stage
+from nvcodec.weights import load_weights
 
 log = logging.getLogger(__name__)
 EVAL_QPS = (12, 32, 52)
@@ -41,6 +42,7 @@ class RunOptions:
     minutes: float | None = None  # stop (with a checkpoint) after this long
     seed: int = 0
     spynet: Path | None = None  # pretrained arrays for a new run
+    init: Path | None = None  # a new run starts from these weights (e.g. the released ones)
     device: str = "auto"
     save_every: int = 200
     log_every: int = 20
@@ -74,9 +76,16 @@ def _open_model(options: RunOptions) -> tuple[NvcModel, dict]:
     torch.manual_seed(options.seed)
     model = NvcModel(get_config(options.config))
     if state is None:
-        if options.spynet is not None:
+        state = _new_state(options)
+        if options.init is not None:
+            released = load_weights(options.init)
+            if released.config.name != options.config:
+                raise InputError(f"{options.init} holds {released.config.name!r}, not {options.config!r}")
+            model.load_state_dict(released.model.state_dict())
+            state["init"] = {"weights": str(options.init), "sha256": released.sha256.hex()}
+        elif options.spynet is not None:
             model.inter.motion_estimator.spynet.load_pretrained(options.spynet)
-        return model, _new_state(options)
+        return model, state
     if state["config"] != options.config:
         raise InputError(f"{options.run} trains {state['config']!r}, not {options.config!r}")
     load_checkpoint(directory, model)
