@@ -17,6 +17,7 @@ import torch
 from nvcodec.models.config import CONFIGS
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.models.macs import kmacs_per_pixel
+from nvcodec.outputs import write_file
 from nvcodec.weights import random_model
 
 HEIGHT, WIDTH = 256, 448  # 416x240 padded to the network's multiple of 64
@@ -78,8 +79,7 @@ def main() -> None:
             f" {r['inter_encode_kmac']:>8.1f} {r['inter_decode_kmac']:>8.1f}"
         )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_file(args.json, json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

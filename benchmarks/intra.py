@@ -23,6 +23,7 @@ from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
 from nvcodec.io import frame_from_av, to_av_frame
 from nvcodec.metrics import frame_psnr
+from nvcodec.outputs import write_file
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         result.setdefault("settings", {})[codec.name] = {"sweep": codec.setting, "fixed": codec.fixed}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"kodak{'_' + args.tag if args.tag else ''}.json"
-    path.write_text(json.dumps(result, indent=1))
+    write_file(path, json.dumps(result, indent=1))
     print(f"kodak: {len(images)} images -> {path}")
     return 0
 

@@ -24,6 +24,7 @@ from benchmarks.environment import library_versions, machine
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
+from nvcodec.outputs import write_file
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data)
         result["environment"] = environment(weights)
         path = args.out / f"rd_{name}{'_' + args.tag if args.tag else ''}.json"
-        path.write_text(json.dumps(result, indent=1))
+        write_file(path, json.dumps(result, indent=1))
         best = max(result["nvcodec"], key=lambda p: p["psnr_yuv"])
         print(f"{name}: {len(result['nvcodec'])} nvcodec points (best {best['psnr_yuv']:.2f} dB at "
               f"{best['kbps']:.0f} kbit/s), anchors {', '.join(anchors)} -> {path}", flush=True)  # fmt: skip

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from benchmarks.anchors import ANCHORS
 from nvcodec.bdrate import bd_rate
+from nvcodec.outputs import write_file
 
 HERE = Path(__file__).resolve().parent
 CLIP_ORDER = ("foreman", "cockatoo", "cactus", "people")
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    args.out.write_text(render(args.results))
+    write_file(args.out, render(args.results))
     print(f"wrote {args.out}")
     return 0
 

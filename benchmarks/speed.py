@@ -30,6 +30,7 @@ from nvcodec.entropy.tables import build_tables, scale_of
 from nvcodec.frame import VideoInfo
 from nvcodec.io import open_reader, open_writer
 from nvcodec.models.config import get_config
+from nvcodec.outputs import write_file
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import Weights, default_weights_path, load_weights, random_model
 
@@ -197,8 +198,7 @@ def main() -> None:
         f"{e['decode_symbols_per_s'] / 1e6:.1f} M symbols/s decode"
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
+        write_file(args.json, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

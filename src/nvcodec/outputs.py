@@ -84,3 +84,9 @@ class AtomicOutput:
             self.commit()
         else:
             self.abort()
+
+
+def write_file(path: str | os.PathLike[str], data: bytes | str) -> None:
+    """Replace a small file at once: readers see the old file or the new one, never a part."""
+    with AtomicOutput(path, force=True) as out:
+        out.file.write(data.encode() if isinstance(data, str) else data)

@@ -22,7 +22,7 @@ from nvcodec.bdrate import bd_rate
 from nvcodec.errors import NvcError, WeightsError
 from nvcodec.models.config import get_config
 from nvcodec.models.nvc import NvcModel
-from nvcodec.outputs import AtomicOutput
+from nvcodec.outputs import write_file
 from nvcodec.train.checkpoint import load_checkpoint
 from nvcodec.weights import REPO_WEIGHTS, weights_bytes
 
@@ -88,11 +88,6 @@ def manifest(data: bytes, state: dict, model: NvcModel, rd: dict, out: Path) -> 
     }
 
 
-def _write(path: Path, data: bytes) -> None:
-    with AtomicOutput(path, force=True) as out:
-        out.file.write(data)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nvcodec.train.release", description=__doc__.splitlines()[0]
@@ -106,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         data, state, model = export(args.run)
         sha = hashlib.sha256(data).hexdigest()
         if args.rd_dir is None:
-            _write(args.out, data)
+            write_file(args.out, data)
             print(f"{args.out}: {sha} (measure it, then release with --rd-dir)")
             return 0
         rd = rd_summary(args.rd_dir, sha)
@@ -117,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise WeightsError(
                     f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)"
                 )
-        _write(args.out, data)
-        _write(previous, (json.dumps(manifest(data, state, model, rd, args.out), indent=1) + "\n").encode())
+        write_file(args.out, data)
+        write_file(previous, json.dumps(manifest(data, state, model, rd, args.out), indent=1) + "\n")
     except NvcError as err:
         print(f"release: error: {err}", file=sys.stderr)
         return err.exit_code
