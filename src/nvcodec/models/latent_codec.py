@@ -33,14 +33,15 @@ SCALER_RANGE = 2.0  # the content-adaptive scaler w lies in [e^-2, e^2]
 STEP_PATTERNS = {2: ((0, 3), (1, 2)), 4: ((0,), (3,), (1,), (2,))}  # cells of each 2x2 block
 
 
-def step_masks(steps: int, height: int, width: int, device: torch.device) -> list[torch.Tensor]:
-    """(1,1,H,W) float masks of the positions coded in each step; cell 2*row+col of every 2x2."""
-    cell = (torch.arange(height, device=device) % 2).view(-1, 1) * 2 + (
-        torch.arange(width, device=device) % 2
-    ).view(1, -1)
-    return [
-        sum((cell == c).float() for c in cells).view(1, 1, height, width) for cells in STEP_PATTERNS[steps]
-    ]
+def step_masks(steps: int, like: torch.Tensor) -> list[torch.Tensor]:
+    """(1,1,H,W) masks (dtype and device of `like`) of the positions each step codes; the cell
+    of a position is 2*(row % 2) + (column % 2)."""
+    height, width = like.shape[-2:]
+    rows = torch.arange(height, device=like.device) % 2
+    cols = torch.arange(width, device=like.device) % 2
+    cell = rows.view(-1, 1) * 2 + cols.view(1, -1)
+    masks = [sum(cell == c for c in cells) for cells in STEP_PATTERNS[steps]]
+    return [m.to(like.dtype).view(1, 1, height, width) for m in masks]
 
 
 def latent_shape(frame_shape: tuple[int, ...], channels: int) -> tuple[int, int, int, int]:
@@ -159,7 +160,7 @@ class LatentCodec(nn.Module):
         """Run the spatial-prior steps from `symbols` (zeros); returns (v_hat, symbols)."""
         shape = symbols.shape
         v_hat = params.new_zeros(shape)
-        for j, mask in enumerate(step_masks(self.steps, shape[2], shape[3], params.device)):
+        for j, mask in enumerate(step_masks(self.steps, v_hat)):
             mean, w = self.heads[j](torch.cat([params, v_hat], dim=1))
             s, s_index = take(j, mask, mean, w, index_of(j, symbols))
             v_hat = v_hat + mask * (s + mean) / w
