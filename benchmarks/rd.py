@@ -10,6 +10,7 @@ one intra frame, YUV 4:2:0 8-bit, PSNR-YUV 6:1:1, rates from the real bitstream 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from collections.abc import Sequence
@@ -65,7 +66,37 @@ def run_nvcodec(weights: Weights, frames: Sequence[Frame], fps: Fraction, qps: S
     return points
 
 
-def run_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
+def anchor_key(name: str, frames: Sequence[Frame], fps: Fraction) -> str:
+    """What an anchor's points depend on: its settings, the libraries and the exact frames."""
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(frame.tobytes())
+    anchor = ANCHORS[name]
+    parts = [
+        name,
+        str(fps),
+        json.dumps([anchor.options, anchor.qps]),
+        json.dumps(library_versions()),
+        digest.hexdigest(),
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def run_anchor(name: str, frames: Sequence[Frame], fps: Fraction, cache: Path | None = None) -> list[dict]:
+    """The anchor's points; reused from `cache` when measured before on the same frames and libraries
+    (the encoders are deterministic), so a new release of the weights only recodes nvcodec."""
+    key = anchor_key(name, frames, fps)
+    path = cache / f"{name}-{key[:16]}.json" if cache else None
+    if path and path.is_file():
+        return json.loads(path.read_text())
+    points = measure_anchor(name, frames, fps)
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_file(path, json.dumps(points))
+    return points
+
+
+def measure_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
     anchor = ANCHORS[name]
     points = []
     for qp in tqdm(anchor.qps, desc=name, unit="qp", leave=False):
@@ -75,8 +106,8 @@ def run_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
     return points
 
 
-def measure_clip(name: str, frames_limit: int | None, weights: Weights, qps: Sequence[int], anchors: Sequence[str],
-                 data: Path) -> dict:  # fmt: skip
+def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, qps: Sequence[int],
+                 anchors: Sequence[str], data: Path, cache: Path | None) -> dict:  # fmt: skip
     clip = CLIPS[name]
     frames, fps = clip.read(data, frames_limit)
     result = {
@@ -85,8 +116,8 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights, qps: Seq
         "height": frames[0].height,
         "fps": str(fps),
         "frames": len(frames),
-        "nvcodec": run_nvcodec(weights, frames, fps, qps),
-        "anchors": {a: run_anchor(a, frames, fps) for a in anchors},
+        "anchors": {a: run_anchor(a, frames, fps, cache) for a in anchors},
+        "nvcodec": run_nvcodec(weights, frames, fps, qps) if weights else [],
     }
     result["settings"] = {a: {"qps": list(ANCHORS[a].qps), "command": ANCHORS[a].command_line(ANCHORS[a].qps[0])}
                           for a in anchors}  # fmt: skip
@@ -112,13 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default="", help="suffix of the result files (e.g. quick)")
+    parser.add_argument(
+        "--anchor-cache",
+        type=Path,
+        default=RESULTS / "anchors",
+        help="reuse anchor points measured on the same frames (none: always encode)",
+    )
+    parser.add_argument("--anchors-only", action="store_true", help="measure (and cache) only the anchors")
     args = parser.parse_args(argv)
-    weights = load_weights(args.weights or default_weights_path())
+    weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
+    cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
     qps = [int(q) for q in args.qps.split(",")]
     anchors = [a for a in args.anchors.split(",") if a]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.clips.split(","):
-        result = measure_clip(name, args.frames, weights, qps, anchors, args.data)
+        result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache)
+        if weights is None:
+            print(f"{name}: anchors {', '.join(anchors)} measured", flush=True)
+            continue
         result["environment"] = environment(weights)
         path = args.out / f"rd_{name}{'_' + args.tag if args.tag else ''}.json"
         write_file(path, json.dumps(result, indent=1))

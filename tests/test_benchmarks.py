@@ -4,6 +4,7 @@ nvcodec points count every byte of the file, and the report renders."""
 import json
 
 import pytest
+from benchmarks import rd
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
 from benchmarks.report import render
@@ -55,3 +56,12 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     (tmp_path / "rd_people.json").write_text(json.dumps(result))
     text = render(tmp_path)
     assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
+
+
+def test_anchor_points_are_reused_only_for_the_same_frames(clip, tmp_path, monkeypatch):
+    _, frames = clip
+    first = run_anchor("x264", frames, 25, tmp_path)
+    monkeypatch.setattr(rd, "measure_anchor", lambda *a: pytest.fail("should have come from the cache"))
+    assert run_anchor("x264", frames, 25, tmp_path) == first
+    with pytest.raises(pytest.fail.Exception):  # other frames: measured again
+        run_anchor("x264", frames[:3], 25, tmp_path)
