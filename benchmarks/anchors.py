@@ -1,7 +1,8 @@
 """The classic encoders as anchors, run through PyAV in this process on the very same frames.
 
 x264 and x265: preset veryslow, tune psnr, no B-frames, one intra frame (infinite GOP, no scene
-cuts), constant QP. SVT-AV1: low-delay prediction structure, constant QP, one intra frame.
+cuts), constant QP. SVT-AV1: low-delay prediction structure, constant QP, one intra frame. Every
+encoder runs on one thread, so results are reproducible and runs do not compete for cores.
 Rates come from the coded packets (the elementary stream, no container), quality from decoding
 those packets and comparing with the source frames.
 """
@@ -47,7 +48,12 @@ X264 = Anchor(
     "x264",
     "libx264",
     "h264",
-    {"preset": "veryslow", "tune": "psnr", "x264-params": "qp={qp}:bframes=0:keyint=infinite:scenecut=0"},
+    {
+        "preset": "veryslow",
+        "tune": "psnr",
+        "threads": "1",
+        "x264-params": "qp={qp}:bframes=0:keyint=infinite:scenecut=0",
+    },
     (22, 27, 32, 37, 42),
 )
 X265 = Anchor(
@@ -57,7 +63,7 @@ X265 = Anchor(
     {
         "preset": "veryslow",
         "tune": "psnr",
-        "x265-params": "qp={qp}:bframes=0:keyint=-1:scenecut=0:log-level=error",
+        "x265-params": "qp={qp}:bframes=0:keyint=-1:scenecut=0:pools=1:frame-threads=1:log-level=error",
     },
     (22, 27, 32, 37, 42),
 )
@@ -65,7 +71,7 @@ SVTAV1 = Anchor(
     "svt-av1",
     "libsvtav1",
     "libdav1d",
-    {"preset": "8", "qp": "{qp}", "svtav1-params": "pred-struct=1:rc=0:keyint=-1:enable-tpl-la=0"},
+    {"preset": "8", "qp": "{qp}", "svtav1-params": "pred-struct=1:rc=0:keyint=-1:enable-tpl-la=0:lp=1"},
     (28, 36, 44, 52, 60),
 )
 ANCHORS = {a.name: a for a in (X264, X265, SVTAV1)}
