@@ -155,6 +155,7 @@ def test_torchrun_with_two_processes(pack_path, tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
         f"--master_port={free_port()}", "-m", "nvcodec.train", "inter2", "--run-dir", str(tmp_path / "ddp"),
         "--config", "tiny", "--pack", str(pack_path), "--steps", "3", "--batch", "2", "--crop", "64", "--no-eval",
+        "--minutes", "5",
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

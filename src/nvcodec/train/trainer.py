@@ -141,7 +141,7 @@ def train(options: RunOptions) -> dict:
     interrupted = False
     try:
         while step < stage.steps:
-            if options.minutes is not None and time.monotonic() - began > 60 * options.minutes:
+            if _time_up(options.minutes, began, world, device):
                 break
             metrics = _step(loss_fn, optimizer, params, sampler, rng, stage, step, device)
             step += 1
@@ -169,6 +169,16 @@ def train(options: RunOptions) -> dict:
     if interrupted:
         raise KeyboardInterrupt
     return state
+
+
+def _time_up(minutes: float | None, began: float, world: int, device: torch.device) -> bool:
+    """Whether the chunk's time is over; under torchrun every process stops at the same step."""
+    if minutes is None:
+        return False
+    late = torch.tensor([float(time.monotonic() - began > 60 * minutes)], device=device)
+    if world > 1:
+        dist.all_reduce(late, op=dist.ReduceOp.MAX)
+    return bool(late.item())
 
 
 def _step(loss_fn, optimizer, params, sampler: Sampler, rng, stage: Stage, step: int, device) -> dict:
