@@ -126,6 +126,18 @@ def test_automatic_decisions_pick_one_of_two_real_codings(monkeypatch):
             assert c.picture.output == c.picture.recon
 
 
+def test_untrained_refiners_are_skipped_in_auto_mode(monkeypatch):
+    """Identity (untrained) ConFRE blocks cannot help, so auto mode codes exactly what 'off' codes."""
+    weights = make_weights(4)
+    assert weights.model.context_filter.is_identity and weights.model.enhancer.is_identity
+    monkeypatch.setattr(FilterDecider, "decide", lambda *a: pytest.fail("identity filter was tried"))
+    _, auto, _ = encode(weights, CodingParams(qp=30))
+    _, off, _ = encode(weights, CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    assert [c.record for c in auto] == [c.record for c in off]
+    assert not any(c.record.flags & (FrameFlags.FILTER | FrameFlags.ENHANCE) for c in auto)
+    assert not make_weights(4, refiners=True).model.context_filter.is_identity
+
+
 def test_intra_period_segments_decode_independently():
     weights = make_weights(3)
     source, coded, data = encode(weights, CodingParams(qp=28, intra_period=4), frames=9)

@@ -108,6 +108,8 @@ class Encoder(FrameLoop):
             return self.model.inter.encode_texture(x, motion, feature, plan.qp, self.tables, ref.symbols)
 
         mode = self.params.filter
+        if mode == ToolMode.AUTO and self.model.context_filter.is_identity:
+            mode = ToolMode.OFF  # an identity filter can never lower the distortion: skip the trial
         if mode == ToolMode.AUTO:
             off, on = trial(False), trial(True)
             use = self.filter_decider.decide(
@@ -127,7 +129,7 @@ class Encoder(FrameLoop):
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""
         mode = self.params.enhance
-        if mode == ToolMode.OFF:
+        if mode == ToolMode.OFF or (mode == ToolMode.AUTO and self.model.enhancer.is_identity):
             return None
         shown = self.enhanced(x_hat)
         if mode == ToolMode.ON or should_enhance(self._distortion(x_hat, x), self._distortion(shown, x)):

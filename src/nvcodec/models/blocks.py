@@ -83,5 +83,10 @@ class ResidualRefiner(nn.Module):
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
+    @property
+    def is_identity(self) -> bool:
+        """True while the last convolution is all zero (untrained): the refiner returns its input."""
+        return not (self.tail.weight.any() or self.tail.bias.any())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.tail(self.body(self.head(x)))
