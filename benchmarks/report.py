@@ -13,17 +13,17 @@ import math
 from pathlib import Path
 
 from benchmarks.anchors import ANCHORS
-from nvcodec.bdrate import bd_rate
+from nvcodec.bdrate import bd_psnr, bd_rate
 from nvcodec.outputs import write_file
 
 HERE = Path(__file__).resolve().parent
 CLIP_ORDER = ("foreman", "cockatoo", "cactus", "people")
 
 
-def _bd(anchor: list[dict], test: list[dict], method: str = "pchip") -> float | None:
-    """BD-rate (%) of `test` against `anchor` on PSNR-YUV, or None without overlap."""
+def _bd(anchor: list[dict], test: list[dict], method: str = "pchip", measure=bd_rate) -> float | None:
+    """BD-rate (%) of `test` against `anchor` on PSNR-YUV (or BD-PSNR in dB), None without overlap."""
     try:
-        return bd_rate([p["bits"] for p in anchor], [p["psnr_yuv"] for p in anchor],
+        return measure([p["bits"] for p in anchor], [p["psnr_yuv"] for p in anchor],
                        [p["bits"] for p in test], [p["psnr_yuv"] for p in test], method)  # fmt: skip
     except ValueError:
         return None
@@ -39,7 +39,7 @@ def _load(results: Path, pattern: str) -> dict[str, dict]:
 
 def bd_table(clips: list[dict]) -> list[str]:
     anchors = [a for a in ANCHORS if any(a in c["anchors"] for c in clips)]
-    head = "| clip | frames | " + " | ".join(f"vs {a} (pchip / cubic)" for a in anchors) + " |"
+    head = "| clip | frames | " + " | ".join(f"vs {a} (pchip / cubic / BD-PSNR)" for a in anchors) + " |"
     lines = [head, "| --- | ---: | " + " | ".join("---:" for _ in anchors) + " |"]
     sums: dict[str, list[float]] = {a: [] for a in anchors}
     for c in clips:
@@ -51,7 +51,8 @@ def bd_table(clips: list[dict]) -> list[str]:
             p, k = _bd(c["anchors"][a], c["nvcodec"]), _bd(c["anchors"][a], c["nvcodec"], "cubic")
             if p is not None:
                 sums[a].append(p)
-            cells.append(f"{_fmt(p)} / {_fmt(k)}")
+            d = _bd(c["anchors"][a], c["nvcodec"], measure=bd_psnr)
+            cells.append(f"{_fmt(p)} / {_fmt(k)} / {_fmt(d, 2, ' dB')}")
         lines.append(
             f"| {c['clip']} ({c['width']}x{c['height']}) | {c['frames']} | " + " | ".join(cells) + " |"
         )
@@ -145,7 +146,8 @@ def render(results: Path) -> str:
                   f"`{env['weights']['sha256'][:16]}...`). Measured on {env['date']}, {env['machine']}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
-                  "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV):", ""]  # fmt: skip
+                  "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "
+                  "BD-PSNR (positive: nvcodec is better at equal rate); n/a where the curves do not overlap:", ""]  # fmt: skip
         lines += bd_table(clips) + [""]
         for c in clips:
             if plot_clip(c, results / f"rd_{c['clip']}.png"):
