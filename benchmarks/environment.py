@@ -17,7 +17,8 @@ def machine() -> str:
     if cpuinfo.is_file():
         found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
         name = found.group(1).strip() if found else name
-    return f"{name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{name}, {threads} thread{'s' if threads > 1 else ''}"
 
 
 BUNDLED = ("x264", "x265", "SvtAv1Enc", "dav1d", "webp")

@@ -142,7 +142,7 @@ def render(results: Path) -> str:
     if clips:
         env = clips[0]["environment"]
         lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
-                  f"Weights: `{env['weights']['path']}` ({env['weights']['config']}, SHA-256 "
+                  f"Weights: `weights/{Path(env['weights']['path']).name}` ({env['weights']['config']}, SHA-256 "
                   f"`{env['weights']['sha256'][:16]}...`). Measured on {env['date']}, {env['machine']}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",

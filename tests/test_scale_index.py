@@ -10,7 +10,7 @@ from nvcodec.entropy.intnet import IntConv2d
 from nvcodec.entropy.scale_index import ScaleIndexNet
 from nvcodec.entropy.tables import NUM_SCALES
 from nvcodec.models.config import TINY
-from nvcodec.weights import random_model
+from nvcodec.weights import default_weights_path, load_weights, random_model
 
 
 def random_ints(*shape: int, lo: int = -128, hi: int = 127, seed: int = 0) -> torch.Tensor:
@@ -111,8 +111,15 @@ def assert_same_symbols(encoded, intra, inter):
     assert torch.equal(inter.latent.symbols, encoded[1].latent.symbols)
 
 
-def test_indices_identical_with_fp32_and_fp64_float_parts():
-    model = random_model(TINY, seed=3)
+def released_model():
+    """The released base model (weights/ is part of the repository)."""
+    return load_weights(default_weights_path()).model
+
+
+@pytest.mark.parametrize("make_model", [lambda: random_model(TINY, seed=3), released_model],
+                         ids=["tiny-random", "base-released"])  # fmt: skip
+def test_indices_identical_with_fp32_and_fp64_float_parts(make_model):
+    model = make_model()
     streams, encoded = encode_two_frames(model)
     k32, *decoded32 = decode_two_frames(model, streams, torch.float32)
     k64, *decoded64 = decode_two_frames(model, streams, torch.float64)

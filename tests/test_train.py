@@ -189,6 +189,7 @@ def test_release_records_rd_and_refuses_a_regression(pack_path, tmp_path):
     assert manifest["sha256"] == sha and manifest["training"]["intra"]["steps"] == 1
     assert manifest["parameters"] == sum(p.numel() for p in NvcModel(TINY).parameters())
     assert manifest["rd"]["foreman"]["bd_rate_percent"]["x264"] is not None
+    assert manifest["rd"]["foreman"]["bd_psnr_db"]["x264"] is not None
     assert manifest["data"]["counts"] == {"photo": 3, "crop": 3, "clip": 2}
     fake_rd(tmp_path / "worse", sha, -1.0)  # same weights measured 1 dB worse: a regression
     assert release_main(["--run-dir", str(run), "--out", str(out), "--rd-dir", str(tmp_path / "worse")]) == 5

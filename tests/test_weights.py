@@ -9,7 +9,7 @@ import torch
 
 from nvcodec.errors import WeightsError
 from nvcodec.models.config import TINY
-from nvcodec.weights import load_weights, random_model, save_weights
+from nvcodec.weights import default_weights_path, load_weights, random_model, save_weights
 
 
 def test_save_and_load_round_trip(tmp_path):
@@ -84,3 +84,13 @@ def test_out_of_range_integer_parts_are_refused(tmp_path):
     save_weights(model, path)
     with pytest.raises(WeightsError, match="probability table 3 is invalid"):
         load_weights(path)
+
+
+def test_released_weights_match_their_manifest():
+    """weights/ ships a base model whose manifest names its exact bytes and size."""
+    path = default_weights_path()
+    manifest = json.loads((path.parent / "manifest.json").read_text())
+    weights = load_weights(path)
+    assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() == weights.sha256.hex()
+    assert manifest["config"]["name"] == weights.config.name == "base"
+    assert manifest["parameters"] == sum(p.numel() for p in weights.model.parameters())

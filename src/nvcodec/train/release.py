@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from nvcodec.bdrate import bd_rate
+from nvcodec.bdrate import bd_psnr, bd_rate
 from nvcodec.errors import NvcError, WeightsError
 from nvcodec.models.config import get_config
 from nvcodec.models.nvc import NvcModel
@@ -46,15 +46,26 @@ def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
         if result["environment"]["weights"]["sha256"] != sha256:
             raise WeightsError(f"{path} was measured with other weights; rerun the benchmark with these")
         points = [{k: p[k] for k in ("qp", "kbps", "bpp", "psnr_y", "psnr_yuv")} for p in result["nvcodec"]]
-        bd = {}
-        for anchor, pts in result["anchors"].items():
-            try:
-                bd[anchor] = bd_rate([p["bits"] for p in pts], [p["psnr_yuv"] for p in pts],
-                                     [p["bits"] for p in result["nvcodec"]], [p["psnr_yuv"] for p in result["nvcodec"]])  # fmt: skip
-            except ValueError:
-                bd[anchor] = None
-        clips[result["clip"]] = {"frames": result["frames"], "points": points, "bd_rate_percent": bd}
+        clips[result["clip"]] = {
+            "frames": result["frames"],
+            "points": points,
+            "bd_rate_percent": _against_anchors(result, bd_rate),
+            "bd_psnr_db": _against_anchors(result, bd_psnr),
+        }
     return clips
+
+
+def _against_anchors(result: dict, measure) -> dict[str, float | None]:
+    """`measure` (BD-rate or BD-PSNR on PSNR-YUV) of nvcodec against each anchor; None without overlap."""
+    test = result["nvcodec"]
+    values = {}
+    for anchor, pts in result["anchors"].items():
+        try:
+            values[anchor] = measure([p["bits"] for p in pts], [p["psnr_yuv"] for p in pts],
+                                     [p["bits"] for p in test], [p["psnr_yuv"] for p in test])  # fmt: skip
+        except ValueError:
+            values[anchor] = None
+    return values
 
 
 def regression(old: dict, new: dict) -> float | None:
