@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 
 from benchmarks.anchors import ANCHORS
@@ -133,7 +134,8 @@ def plot_clip(clip: dict, out: Path) -> bool:
     return True
 
 
-def render(results: Path) -> str:
+def render(results: Path, out: Path) -> str:
+    """RESULTS.md for the JSON in `results`, with image links relative to `out`."""
     rd = _load(results, "rd_*.json")
     clips = sorted((c for k, c in rd.items() if "_quick" not in k), key=lambda c: CLIP_ORDER.index(c["clip"]))
     lines = ["# nvcodec benchmark results", "",
@@ -150,8 +152,9 @@ def render(results: Path) -> str:
                   "BD-PSNR (positive: nvcodec is better at equal rate); n/a where the curves do not overlap:", ""]  # fmt: skip
         lines += bd_table(clips) + [""]
         for c in clips:
-            if plot_clip(c, results / f"rd_{c['clip']}.png"):
-                lines += [f"![{c['clip']}](results/rd_{c['clip']}.png)", ""]
+            plot = results / f"rd_{c['clip']}.png"
+            if plot_clip(c, plot):
+                lines += [f"![{c['clip']}]({os.path.relpath(plot, out.resolve().parent)})", ""]
         lines += ["### Anchor settings", ""]
         for name, s in clips[0]["settings"].items():
             version = (
@@ -188,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
     args = parser.parse_args(argv)
-    write_file(args.out, render(args.results))
+    write_file(args.out, render(args.results, args.out))
     print(f"wrote {args.out}")
     return 0
 

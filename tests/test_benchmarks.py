@@ -1,6 +1,7 @@
 """The benchmark tools on a tiny synthetic clip: anchors give plausible, monotonic RD points, the
 nvcodec points count every byte of the file, and the report renders."""
 
+import importlib.util
 import json
 
 import pytest
@@ -54,8 +55,10 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
               "environment": {"weights": {"path": "w", "sha256": "00" * 32, "config": "tiny"},
                               "date": "today", "machine": "here", "versions": {"pyav": "x"}}}  # fmt: skip
     (tmp_path / "rd_people.json").write_text(json.dumps(result))
-    text = render(tmp_path)
+    text = render(tmp_path, tmp_path / "RESULTS.md")
     assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
+    if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
+        assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
 
 
 def test_anchor_points_are_reused_only_for_the_same_frames(clip, tmp_path, monkeypatch):
