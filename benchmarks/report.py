@@ -14,20 +14,11 @@ import os
 from pathlib import Path
 
 from benchmarks.anchors import ANCHORS
-from nvcodec.bdrate import bd_psnr, bd_rate
+from nvcodec.bdrate import bd_psnr, between_points
 from nvcodec.outputs import write_file
 
 HERE = Path(__file__).resolve().parent
 CLIP_ORDER = ("foreman", "cockatoo", "cactus", "people")
-
-
-def _bd(anchor: list[dict], test: list[dict], method: str = "pchip", measure=bd_rate) -> float | None:
-    """BD-rate (%) of `test` against `anchor` on PSNR-YUV (or BD-PSNR in dB), None without overlap."""
-    try:
-        return measure([p["bits"] for p in anchor], [p["psnr_yuv"] for p in anchor],
-                       [p["bits"] for p in test], [p["psnr_yuv"] for p in test], method)  # fmt: skip
-    except ValueError:
-        return None
 
 
 def _fmt(value: float | None, digits: int = 1, suffix: str = "%") -> str:
@@ -49,10 +40,11 @@ def bd_table(clips: list[dict]) -> list[str]:
             if a not in c["anchors"]:
                 cells.append("-")
                 continue
-            p, k = _bd(c["anchors"][a], c["nvcodec"]), _bd(c["anchors"][a], c["nvcodec"], "cubic")
+            ref, test = c["anchors"][a], c["nvcodec"]
+            p, k = between_points(ref, test), between_points(ref, test, method="cubic")
             if p is not None:
                 sums[a].append(p)
-            d = _bd(c["anchors"][a], c["nvcodec"], measure=bd_psnr)
+            d = between_points(ref, test, bd_psnr)
             cells.append(f"{_fmt(p)} / {_fmt(k)} / {_fmt(d, 2, ' dB')}")
         lines.append(
             f"| {c['clip']} ({c['width']}x{c['height']}) | {c['frames']} | " + " | ".join(cells) + " |"
@@ -77,12 +69,7 @@ def intra_table(kodak: dict) -> list[str]:
     codecs = kodak["codecs"]
     lines = ["| codec | BD-rate vs JPEG (pchip) | points (bpp, PSNR-YUV) |", "| --- | ---: | --- |"]
     for name, rows in codecs.items():
-        ref = codecs["jpeg"]
-        try:
-            bd = bd_rate([r["bpp"] for r in ref], [r["psnr_yuv"] for r in ref],
-                         [r["bpp"] for r in rows], [r["psnr_yuv"] for r in rows])  # fmt: skip
-        except ValueError:
-            bd = None
+        bd = between_points(codecs["jpeg"], rows, rate="bpp")
         pts = ", ".join(f"({r['bpp']:.3f}, {r['psnr_yuv']:.2f})" for r in rows)
         lines.append(f"| {name} | {_fmt(bd) if name != 'jpeg' else 'anchor'} | {pts} |")
     return lines

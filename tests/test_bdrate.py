@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from nvcodec.bdrate import bd_psnr, bd_rate
+from nvcodec.bdrate import bd_psnr, bd_rate, between_points
 
 # Test data published with the `bjontegaard` package (FAU-LMS, README: x265 presets). The expected
 # values were computed with bjontegaard 1.3.0 (scipy 1.17.1), whose PCHIP its authors report equal
@@ -54,3 +54,14 @@ def test_curves_that_cannot_be_compared():
         bd_rate([1, 2, 3, 4], [30, 31, 32, 33], [1, 2, 3, 4], [40, 41, 42, 43])
     with pytest.raises(ValueError, match="distinct"):
         bd_rate([1, 2, 3, 4], [30, 30, 32, 33], [1, 2, 3, 4], [30, 31, 32, 33])
+
+
+def test_between_points_reads_result_dicts_and_says_none_when_incomparable():
+    anchor = [{"bits": r, "bpp": r / 10, "psnr_yuv": p} for r, p in zip(RATE_A, PSNR_A)]
+    test = [{"bits": r, "bpp": r / 10, "psnr_yuv": p} for r, p in zip(RATE_T, PSNR_T)]
+    assert between_points(anchor, test) == pytest.approx(bd_rate(RATE_A, PSNR_A, RATE_T, PSNR_T))
+    assert between_points(anchor, test, bd_psnr, rate="bpp") == pytest.approx(
+        bd_psnr(RATE_A, PSNR_A, RATE_T, PSNR_T)
+    )
+    far = [{**p, "psnr_yuv": p["psnr_yuv"] + 100} for p in test]
+    assert between_points(anchor, far) is None

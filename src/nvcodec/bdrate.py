@@ -9,7 +9,7 @@ Negative BD-rate: the test needs fewer bits than the anchor at equal quality.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -106,3 +106,19 @@ def bd_psnr(
 ) -> float:
     """Average PSNR difference in dB at equal rate (positive: the test is better)."""
     return _mean_over_overlap(np.log(rate_anchor), psnr_anchor, np.log(rate_test), psnr_test, method)
+
+
+def between_points(
+    anchor: Sequence[Mapping[str, float]],
+    test: Sequence[Mapping[str, float]],
+    measure: Callable[..., float] = bd_rate,
+    method: str = "pchip",
+    rate: str = "bits",
+) -> float | None:
+    """`measure` (bd_rate or bd_psnr) between two lists of RD points, dicts holding `rate` and
+    "psnr_yuv"; None where the curves cannot be compared (no overlap, too few points)."""
+    try:
+        return measure([p[rate] for p in anchor], [p["psnr_yuv"] for p in anchor],
+                       [p[rate] for p in test], [p["psnr_yuv"] for p in test], method)  # fmt: skip
+    except ValueError:
+        return None

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from nvcodec.bdrate import bd_psnr, bd_rate
+from nvcodec.bdrate import bd_psnr, bd_rate, between_points
 from nvcodec.errors import NvcError, WeightsError
 from nvcodec.models.config import get_config
 from nvcodec.models.nvc import NvcModel
@@ -57,27 +57,15 @@ def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
 
 def _against_anchors(result: dict, measure) -> dict[str, float | None]:
     """`measure` (BD-rate or BD-PSNR on PSNR-YUV) of nvcodec against each anchor; None without overlap."""
-    test = result["nvcodec"]
-    values = {}
-    for anchor, pts in result["anchors"].items():
-        try:
-            values[anchor] = measure([p["bits"] for p in pts], [p["psnr_yuv"] for p in pts],
-                                     [p["bits"] for p in test], [p["psnr_yuv"] for p in test])  # fmt: skip
-        except ValueError:
-            values[anchor] = None
-    return values
+    return {
+        anchor: between_points(pts, result["nvcodec"], measure) for anchor, pts in result["anchors"].items()
+    }
 
 
 def regression(old: dict, new: dict) -> float | None:
     """Mean BD-rate (%) of the new nvcodec curves against the old ones over their common clips."""
-    values = []
-    for clip in set(old) & set(new):
-        a, b = old[clip]["points"], new[clip]["points"]
-        try:
-            values.append(bd_rate([p["bpp"] for p in a], [p["psnr_yuv"] for p in a],
-                                  [p["bpp"] for p in b], [p["psnr_yuv"] for p in b]))  # fmt: skip
-        except ValueError:
-            continue
+    values = [between_points(old[c]["points"], new[c]["points"], rate="bpp") for c in set(old) & set(new)]
+    values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
 
