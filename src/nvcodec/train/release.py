@@ -69,11 +69,12 @@ def regression(old: dict, new: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def manifest(data: bytes, state: dict, model: NvcModel, rd: dict, out: Path) -> dict:
+def manifest(sha256: str, state: dict, model: NvcModel, rd: dict, out: Path) -> dict:
+    """What the release holds: its identity, the model, how it was trained, what it measured."""
     pack = state.get("pack", {})
     return {
         "file": out.name,
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256,
         "config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)"
                 )
         write_file(args.out, data)
-        write_file(previous, json.dumps(manifest(data, state, model, rd, args.out), indent=1) + "\n")
+        write_file(previous, json.dumps(manifest(sha, state, model, rd, args.out), indent=1) + "\n")
     except NvcError as err:
         print(f"release: error: {err}", file=sys.stderr)
         return err.exit_code
