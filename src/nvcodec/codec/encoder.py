@@ -11,6 +11,7 @@ from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
+from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, weighted_mse
 from nvcodec.weights import Weights
@@ -48,6 +49,12 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo) -> Heade
     )
 
 
+def _tried(mode: ToolMode, block: ResidualRefiner) -> ToolMode:
+    """The mode to code with: `auto` never tries an identity (untrained) block, which cannot lower
+    the distortion, so the decision would be 'off' anyway."""
+    return ToolMode.OFF if mode == ToolMode.AUTO and block.is_identity else mode
+
+
 class Encoder(FrameLoop):
     """Feed frames in display order; each call returns the frame's record and reconstruction."""
 
@@ -61,6 +68,8 @@ class Encoder(FrameLoop):
     ) -> None:
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
+        self.filter_mode = _tried(params.filter, self.model.context_filter)
+        self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
         self.filter_decider = FilterDecider(info.frame_count)
 
@@ -107,9 +116,7 @@ class Encoder(FrameLoop):
             feature = self.model.reference_feature(ref.frame, ref.feature, refresh, use_filter)
             return self.model.inter.encode_texture(x, motion, feature, plan.qp, self.tables, ref.symbols)
 
-        mode = self.params.filter
-        if mode == ToolMode.AUTO and self.model.context_filter.is_identity:
-            mode = ToolMode.OFF  # an identity filter can never lower the distortion: skip the trial
+        mode = self.filter_mode
         if mode == ToolMode.AUTO:
             off, on = trial(False), trial(True)
             use = self.filter_decider.decide(
@@ -128,8 +135,8 @@ class Encoder(FrameLoop):
 
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""
-        mode = self.params.enhance
-        if mode == ToolMode.OFF or (mode == ToolMode.AUTO and self.model.enhancer.is_identity):
+        mode = self.enhance_mode
+        if mode == ToolMode.OFF:
             return None
         shown = self.enhanced(x_hat)
         if mode == ToolMode.ON or should_enhance(self._distortion(x_hat, x), self._distortion(shown, x)):
