@@ -93,37 +93,33 @@ class AnchorRun:
         return sum(self.frame_bits)
 
 
-def _encoder(anchor: Anchor, qp: int, width: int, height: int, fps: Fraction) -> av.CodecContext:
-    ctx = av.CodecContext.create(anchor.codec, "w")
+def round_trip(
+    codec: str, decoder: str, options: dict[str, str], frames: Sequence[Frame], fps: Fraction
+) -> tuple[list[bytes], list[Frame]]:
+    """Encode the frames with a PyAV encoder and decode its packets: (the packets in decoding
+    order, the decoded frames)."""
     fps = Fraction(fps)
-    ctx.width, ctx.height, ctx.pix_fmt = width, height, "yuv420p"
-    ctx.time_base = 1 / fps
-    ctx.framerate = fps
-    ctx.options = anchor.options_for(qp)
-    return ctx
-
-
-def encode(anchor: Anchor, frames: Sequence[Frame], qp: int, fps: Fraction = Fraction(25)) -> AnchorRun:
-    """Encode and decode the frames; returns per-frame bits (in decoding order) and PSNR."""
-    first = frames[0]
-    began = time.perf_counter()
-    enc = _encoder(anchor, qp, first.width, first.height, fps)
+    enc = av.CodecContext.create(codec, "w")
+    enc.width, enc.height, enc.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+    enc.time_base, enc.framerate, enc.options = 1 / fps, fps, options
     packets = []
     for i, frame in enumerate(frames):
         picture = to_av_frame(frame)
         picture.pts = i
         packets += enc.encode(picture)
     packets += enc.encode(None)
-    dec = av.CodecContext.create(anchor.decoder, "r")
-    decoded = []
-    for packet in packets:
-        decoded += [frame_from_av(p) for p in dec.decode(packet)]
-    decoded += [frame_from_av(p) for p in dec.decode(None)]
+    dec = av.CodecContext.create(decoder, "r")
+    decoded = [frame_from_av(p) for packet in [*packets, None] for p in dec.decode(packet)]
     if len(decoded) != len(frames):
-        raise RuntimeError(f"{anchor.name}: {len(decoded)} frames decoded from {len(frames)}")
-    run = AnchorRun(
-        anchor.name, qp, [8 * p.size for p in packets], version=encoder_version(bytes(packets[0]))
-    )
+        raise RuntimeError(f"{codec}: {len(decoded)} frames decoded from {len(frames)}")
+    return [bytes(p) for p in packets], decoded
+
+
+def encode(anchor: Anchor, frames: Sequence[Frame], qp: int, fps: Fraction = Fraction(25)) -> AnchorRun:
+    """Encode and decode the frames; returns per-frame bits (in decoding order) and PSNR."""
+    began = time.perf_counter()
+    packets, decoded = round_trip(anchor.codec, anchor.decoder, anchor.options_for(qp), frames, fps)
+    run = AnchorRun(anchor.name, qp, [8 * len(p) for p in packets], version=encoder_version(packets[0]))
     for source, out in zip(frames, decoded):
         p = frame_psnr(source, out)
         run.psnr.append({"y": p.y, "u": p.u, "v": p.v, "yuv": p.yuv})

@@ -13,15 +13,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import av
 from tqdm import tqdm
 
+from benchmarks.anchors import round_trip
 from benchmarks.clips import DATA, kodak_images
 from benchmarks.environment import library_versions
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
-from nvcodec.io import frame_from_av, to_av_frame
 from nvcodec.metrics import frame_psnr
 from nvcodec.outputs import write_file
 from nvcodec.weights import Weights, default_weights_path, load_weights
@@ -54,15 +53,8 @@ STILL_CODECS = (
 
 def code_still(codec: StillCodec, frame: Frame, value: int) -> tuple[int, float]:
     """(bits, PSNR-YUV) of one image coded by one of the classic codecs."""
-    ctx = av.CodecContext.create(codec.encoder, "w")
-    ctx.width, ctx.height, ctx.pix_fmt, ctx.time_base = frame.width, frame.height, "yuv420p", Fraction(1, 25)
-    ctx.options = codec.options(value)
-    picture = to_av_frame(frame)
-    picture.pts = 0
-    packets = list(ctx.encode(picture)) + list(ctx.encode(None))
-    dec = av.CodecContext.create(codec.decoder, "r")
-    decoded = [p for k in packets for p in dec.decode(k)] + list(dec.decode(None))
-    return 8 * sum(k.size for k in packets), frame_psnr(frame, frame_from_av(decoded[0])).yuv
+    packets, decoded = round_trip(codec.encoder, codec.decoder, codec.options(value), [frame], Fraction(25))
+    return 8 * sum(map(len, packets)), frame_psnr(frame, decoded[0]).yuv
 
 
 def curve(points: Sequence[tuple[int, float]], images: Sequence[Frame], setting: int) -> dict:
