@@ -37,10 +37,11 @@ CLIPS = {
 }
 
 
-def kodak_images(data: Path = DATA) -> list[tuple[str, Frame]]:
-    """The 24 Kodak images as 4:2:0 frames (BT.709), for the intra comparison."""
+def kodak_images(data: Path = DATA, count: int | None = None) -> list[tuple[str, Frame]]:
+    """The first `count` (default: all 24) Kodak images as 4:2:0 frames (BT.709), for the intra
+    comparison."""
     images = []
-    for path in sorted((data / "images" / "kodak").glob("*.png")):
+    for path in sorted((data / "images" / "kodak").glob("*.png"))[:count]:
         with open_reader(str(path)) as reader:
             images.append((path.stem, next(reader.frames())))
     return images
