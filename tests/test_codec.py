@@ -33,9 +33,11 @@ def make_weights(seed: int = 0, refiners: bool = False) -> Weights:
     return Weights(model, bytes(range(32)), f"<random tiny seed {seed}>")
 
 
-def encode(weights: Weights, params: CodingParams, frames: int = 6, seed: int = 0):
+def encode(weights: Weights, params: CodingParams, frames: int = 6, seed: int = 0,
+           device: str = "cpu", dtype: torch.dtype = torch.float32):  # fmt: skip
+    """(source frames, the encoder's outputs, the .nvc bytes) of a synthetic clip."""
     info = VideoInfo(WIDTH, HEIGHT, Fraction(25), frames)
-    encoder = Encoder(weights, params, info)
+    encoder = Encoder(weights, params, info, torch.device(device), dtype)
     source = list(synthetic_frames(WIDTH, HEIGHT, frames, seed=seed))
     coded = [encoder.encode(f) for f in source]
     buf = io.BytesIO()
@@ -190,14 +192,8 @@ def test_decoder_refuses_other_weights():
 def test_fp16_encoding_parses_in_fp32():
     """The GPU case emulated on the CPU: float parts in fp16 on the encoder, fp32 on the decoder.
     Every frame parses with identical symbols; pictures that drift are flagged by their CRCs."""
-    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), 6)
-    encoder = Encoder(make_weights(9), CodingParams(qp=20), info, torch.device("cpu"), torch.float16)
-    coded = [encoder.encode(f) for f in synthetic_frames(WIDTH, HEIGHT, 6)]
-    buf = io.BytesIO()
-    writer = BitstreamWriter(buf, encoder.header)
-    for c in coded:
-        writer.write(c.record)
-    decoded = decode(make_weights(9), buf.getvalue())
+    _, coded, data = encode(make_weights(9), CodingParams(qp=20), dtype=torch.float16)
+    decoded = decode(make_weights(9), data)
     assert len(decoded) == len(coded)
     for c, d in zip(coded, decoded):
         assert d.recon_matches == (d.picture.recon == c.picture.recon)
@@ -207,15 +203,8 @@ def test_fp16_encoding_parses_in_fp32():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fp16_cuda_bitstream_parses_on_the_cpu():
     """DESIGN.md: a .nvc made on a GPU in fp16 decodes on a CPU in fp32 (pictures may drift)."""
-    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), 6)
-    source = list(synthetic_frames(WIDTH, HEIGHT, 6))
-    encoder = Encoder(make_weights(8), CodingParams(qp=24), info, torch.device("cuda"), torch.float16)
-    coded = [encoder.encode(f) for f in source]
-    buf = io.BytesIO()
-    writer = BitstreamWriter(buf, encoder.header)
-    for c in coded:
-        writer.write(c.record)
-    decoded = decode(make_weights(8), buf.getvalue())
+    _, coded, data = encode(make_weights(8), CodingParams(qp=24), device="cuda", dtype=torch.float16)
+    decoded = decode(make_weights(8), data)
     assert len(decoded) == len(coded)
     for c, d in zip(coded, decoded):
         assert d.recon_matches == (d.picture.recon == c.picture.recon)
