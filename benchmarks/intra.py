@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--tag", default="")
     args = parser.parse_args(argv)
     weights: Weights = load_weights(args.weights or default_weights_path())
     named = kodak_images(args.data, args.images)
@@ -92,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         result["codecs"][codec.name] = rows
         result.setdefault("settings", {})[codec.name] = {"sweep": codec.setting, "fixed": codec.fixed}
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"kodak{'_' + args.tag if args.tag else ''}.json"
+    path = args.out / "kodak.json"
     write_file(path, json.dumps(result, indent=1))
     print(f"kodak: {len(images)} images -> {path}")
     return 0

@@ -142,7 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. quick)")
     parser.add_argument(
         "--anchor-cache",
         type=Path,
@@ -162,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: anchors {', '.join(anchors)} measured", flush=True)
             continue
         result["environment"] = environment(weights)
-        path = args.out / f"rd_{name}{'_' + args.tag if args.tag else ''}.json"
+        path = args.out / f"rd_{name}.json"
         write_file(path, json.dumps(result, indent=1))
         best = max(result["nvcodec"], key=lambda p: p["psnr_yuv"])
         print(f"{name}: {len(result['nvcodec'])} nvcodec points (best {best['psnr_yuv']:.2f} dB at "
