@@ -41,7 +41,7 @@ def raw_header(**over: object) -> bytes:
     """Header bytes from raw field values (any value the field's type holds), CRC computed unless given."""
     f: dict = dict(
         magic=MAGIC,
-        major=1,
+        major=2,
         minor=0,
         width=64,
         height=48,
@@ -91,7 +91,7 @@ def raw_record(
 ) -> bytes:
     """Record bytes from raw field values, lengths and CRC computed unless given."""
     if subs is None:
-        subs = (b"\x01\x02\x03\x04", b"abcdefgh") if frame_type == 0 else (b"", b"zzzz", b"", b"yyyyyyyy")
+        subs = (b"abcdefgh",) if frame_type == 0 else (b"zzzz", b"yyyyyyyy")
     inner = (
         struct.pack("<BBBB", frame_type, qp, flags, len(subs) if n is None else n)
         + b"".join(struct.pack("<I", len(s)) for s in subs)
@@ -128,11 +128,11 @@ HEADER = Header(64, 48, 25, 1, None, "dcvc-fm", bytes(range(8)), -1, 0, 3, (0,))
 
 
 def intra(qp: int = 30, flags: int = 0, crc: int = 7) -> FrameRecord:
-    return FrameRecord(FrameType.INTRA, qp, FrameFlags(flags), (b"\x01\x02\x03\x04", b"abcdefgh"), crc, crc)
+    return FrameRecord(FrameType.INTRA, qp, FrameFlags(flags), (b"abcdefgh",), crc, crc)
 
 
 def inter(qp: int = 32, flags: int = 0, crc: int = 9) -> FrameRecord:
-    return FrameRecord(FrameType.INTER, qp, FrameFlags(flags), (b"", b"zzzz", b"", b"yyyyyyyy"), crc, crc)
+    return FrameRecord(FrameType.INTER, qp, FrameFlags(flags), (b"zzzz", b"yyyyyyyy"), crc, crc)
 
 
 def stream(header: Header, records: list[FrameRecord]) -> bytes:
@@ -175,7 +175,8 @@ def records(draw: st.DrawFn) -> FrameRecord:
         flags &= 2
     crc = draw(st.integers(0, 2**32 - 1))
     out = draw(st.integers(0, 2**32 - 1)) if flags & 2 else crc
-    subs = tuple(draw(words) for _ in range(2 if kind == FrameType.INTRA else 4))
+    # intra: (latent,); inter: (motion, latent)
+    subs = tuple(draw(words) for _ in range(1 if kind == FrameType.INTRA else 2))
     return FrameRecord(kind, draw(st.integers(0, 63)), FrameFlags(flags), subs, crc, out)
 
 
@@ -215,7 +216,7 @@ def test_record_round_trip(record: FrameRecord) -> None:
 
 def test_fps_and_constants() -> None:
     assert Header(64, 48, 30000, 1001, 5, "m", bytes(8), 1, 0, 0, (0,)).fps == Fraction(30000, 1001)
-    assert HEADER.chroma_format == 1 and HEADER.bit_depth == 8 and HEADER.version == (1, 0)
+    assert HEADER.chroma_format == 1 and HEADER.bit_depth == 8 and HEADER.version == (2, 0)
     assert max_record_bytes(64, 48) == (1 << 20) + 16 * 64 * 64
     assert max_record_bytes(1920, 1080) == (1 << 20) + 16 * 1920 * 1088
 
@@ -297,7 +298,10 @@ def test_writer_refusals() -> None:
         (dict(tools=4), "tools 4 outside 0..3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
-        (dict(version=(1, 1)), "bitstream version 1.1 is newer than this decoder"),
+        (dict(version=(2, 1)), "bitstream version 2.1 is newer than this decoder"),
+        (dict(version=(3, 0)), "bitstream version 3.0 is newer than this decoder"),
+        (dict(version=(1, 0)), "bitstream version 1.0 was made by nvcodec 0.1 (model v1)"),
+        (dict(version=(0, 9)), "bitstream version 0.9 is not a released nvcodec version"),
     ],
 )
 def test_header_construction_refusals(kwargs: dict, message: str) -> None:
@@ -313,8 +317,10 @@ def test_header_construction_refusals(kwargs: dict, message: str) -> None:
         (dict(qp=64), "qp 64 outside 0..63"),
         (dict(flags=8), "flags 8 outside 0..7"),
         (dict(flags=1), "flags 1 on an intra frame"),
-        (dict(substreams=(b"abcd",)), "1 substreams on an intra frame (must be 2)"),
-        (dict(substreams=(b"abc", b"")), "substream 0 has 3 bytes"),
+        (dict(substreams=(b"abcd", b"")), "2 substreams on an intra frame (must be 1)"),
+        (dict(substreams=(b"abc",)), "substream 0 has 3 bytes"),
+        (dict(substreams=()), "0 substreams on an intra frame (must be 1)"),
+        (dict(frame_type=FrameType.INTER), "1 substreams on an inter frame (must be 2)"),
         (dict(crc_output=8), "crc_output differs from crc_recon"),
         (dict(crc_recon=-1, crc_output=-1), "crc_recon -1 outside"),
     ],
@@ -335,10 +341,18 @@ def test_file_level_refusals() -> None:
     assert refused(b"GIF89a" + good) == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89P") == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89NV") == "truncated header: expected at least 8 bytes, got 3"
-    newer = "bitstream version 2.0 is newer than this decoder (reads up to 1.0); upgrade nvcodec"
-    assert refused(raw_header(major=2)) == newer
-    assert refused(raw_header(minor=1)).startswith("bitstream version 1.1 is newer than this decoder")
+    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.0); upgrade nvcodec"
+    assert refused(raw_header(major=3)) == newer
+    assert refused(raw_header(minor=1)).startswith("bitstream version 2.1 is newer than this decoder")
+    assert refused(raw_header(major=255, minor=255)).startswith("bitstream version 255.255 is newer")
     assert refused(raw_header(major=0, minor=9)) == "bitstream version 0.9 is not a released nvcodec version"
+    # a version-1 stream (nvcodec 0.1, model v1) is refused with a pointer to the release that reads it
+    for minor in (0, 1):
+        v1 = refused(raw_header(major=1, minor=minor) + raw_record())
+        assert v1 == (
+            f"bitstream version 1.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
+            "no longer reads; decode it with nvcodec 0.1"
+        )
     assert refused(raw_header(crc=1) + raw_record()) == "header CRC mismatch (corrupted data)"
     assert refused(raw_header()[:30]) == "truncated header: expected 55 bytes, got 30"
     assert refused(raw_header(header_len=0)) == "header_len 0 outside 37..131"
@@ -415,12 +429,21 @@ def test_record_refusals() -> None:
             no_tools + raw_record() + raw_record(frame_type=1, flags=1),
             "frame 1: contextual filter flag set but the header",
         ),
-        (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 2)"),
+        (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 1)"),
+        (h + raw_record(subs=(b"", b"abcd")), "frame 0: n_substreams 2 on an intra frame (must be 1)"),
         (
-            h + raw_record() + raw_record(frame_type=1, subs=(b"",) * 2),
-            "frame 1: n_substreams 2 on an inter frame",
+            h + raw_record() + raw_record(frame_type=1, subs=(b"",) * 3),
+            "frame 1: n_substreams 3 on an inter frame (must be 2)",
         ),
-        (h + raw_record(subs=(b"abc", b"d")), "frame 0: substream 0 has 3 bytes, not a multiple of 4"),
+        (
+            h + raw_record() + raw_record(frame_type=1, subs=(b"abcd",)),
+            "frame 1: n_substreams 1 on an inter frame (must be 2)",
+        ),
+        (
+            h + raw_record() + raw_record(frame_type=1, subs=(b"",) * 4),
+            "frame 1: n_substreams 4 on an inter frame (must be 2)",
+        ),
+        (h + raw_record(subs=(b"abc",)), "frame 0: substream 0 has 3 bytes, not a multiple of 4"),
         (
             h + raw_record(crc_output=8),
             "frame 0: crc_output differs from crc_recon on a frame without enhancement",
@@ -429,9 +452,9 @@ def test_record_refusals() -> None:
             h + raw_record(record_len=0xFFFFFFFF),
             f"frame 0: record_len 4294967295 exceeds the bound {bound} for 64x48",
         ),
-        (h + raw_record(record_len=0), "frame 0: record_len 0 below the minimum 24"),
+        (h + raw_record(record_len=0), "frame 0: record_len 0 below the minimum 20"),
         (h + raw_record(crc=0), "frame 0: record CRC mismatch (corrupted data)"),
-        (h + raw_record() + raw_record()[:-1], "truncated record at frame 1: expected 36 bytes, got 35"),
+        (h + raw_record() + raw_record()[:-1], "truncated record at frame 1: expected 28 bytes, got 27"),
         (h + raw_record() + b"\x10\x00", "truncated record at frame 1: expected 4 bytes (record_len), got 2"),
     ]
     for data, message in cases:
@@ -439,7 +462,7 @@ def test_record_refusals() -> None:
     # a record_len that disagrees with its parts, with a CRC that is right for the bytes read
     body = raw_record()[4:-4] + b"\0\0\0\0"
     lying = struct.pack("<I", len(body) + 4) + body + struct.pack("<I", zlib.crc32(body))
-    assert refused(h + lying) == "frame 0: record_len 40 does not match its parts (36 bytes)"
+    assert refused(h + lying) == "frame 0: record_len 32 does not match its parts (28 bytes)"
 
 
 def test_enhanced_frames_may_differ_in_output_crc() -> None:
@@ -495,7 +518,8 @@ def test_read_info(tmp_path) -> None:
     info = read_info(path)
     assert info.error is None and info.header.frame_count == 3 and len(info.frames) == 3
     assert info.header_bytes + sum(f.record_bytes for f in info.frames) == info.file_bytes == len(SMALL)
-    assert info.frames[2].flags == FrameFlags.FILTER and info.frames[0].substream_sizes == (4, 8)
+    assert info.frames[2].flags == FrameFlags.FILTER and info.frames[0].substream_sizes == (8,)
+    assert info.frames[1].substream_sizes == info.frames[2].substream_sizes == (4, 8)  # motion, latent
     path.write_bytes(SMALL[:-3])
     assert read_info(path).error.startswith("truncated record at frame 2")
     path.write_bytes(b"nope")
@@ -561,6 +585,7 @@ def test_random_bytes(noise: bytes) -> None:
     only_bitstream_errors(noise)
     only_bitstream_errors(MAGIC + noise)
     only_bitstream_errors(MAGIC + b"\x01\x00" + noise)
+    only_bitstream_errors(MAGIC + b"\x02\x00" + noise)
     only_bitstream_errors(raw_header() + noise)
 
 

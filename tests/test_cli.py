@@ -450,7 +450,7 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
     info = cli.info_json(coded.nvc)
     weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
-    assert info["version"] == [1, 0]
+    assert info["version"] == [2, 0]
     assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
     assert (info["model"], info["weights"]) == ("tiny", weights_id)
     assert (info["intra_period"], info["refresh_period"], info["tools"]) == (-1, 32, 3)
@@ -459,13 +459,14 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     for i, f in enumerate(info["frames"]):
         assert f["index"] == i
         assert (f["type"], f["qp"]) == expected_qp(i, DEFAULT_QP, -1)
-        assert len(f["substreams"]) == (2 if f["type"] == "I" else 4)
+        assert len(f["substreams"]) == (1 if f["type"] == "I" else 2)  # (latent,) or (motion, latent)
         assert f["bytes"] == 4 + 16 + sum(4 + s for s in f["substreams"])
 
     res = cli.info(coded.nvc, "--frames")
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
+    assert fields["format"] == "nvcodec bitstream 2.0"
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
     assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
     assert fields["model"] == f"tiny, weights {weights_id}"
@@ -649,7 +650,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(1, 1), (2, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 1), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -657,6 +658,15 @@ def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor
     nvc.write_bytes(data)
     assert_error(cli.dec(nvc, "-o", tmp_path / "out.y4m"), 4, f"version {major}.{minor} is newer")
     assert_error(cli.info(nvc), 4, "newer")
+    assert not (tmp_path / "out.y4m").exists()
+
+
+def test_version_1_streams_are_refused_with_a_pointer(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    data = bytearray(coded.nvc.read_bytes())
+    data[4:6] = bytes([1, 0])
+    nvc = tmp_path / "v1.nvc"
+    nvc.write_bytes(data)
+    assert_error(cli.dec(nvc, "-o", tmp_path / "out.y4m"), 4, "decode it with nvcodec 0.1")
     assert not (tmp_path / "out.y4m").exists()
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
-from nvcodec.entropy.tables import NUM_SCALES, TOTAL, build_tables, quantize_pmf, scale_of
+from nvcodec.entropy.tables import NUM_TABLES, SCALES, TOTAL, build_tables, quantize_pmf, table_parameters
 from nvcodec.errors import BitstreamError
 from nvcodec.models.config import TINY
 from nvcodec.weights import random_model
@@ -21,13 +21,29 @@ def test_tables_are_valid_and_deterministic():
     radius, counts = build_tables()
     again = build_tables()
     assert np.array_equal(radius, again[0]) and np.array_equal(counts, again[1])
-    for k in range(NUM_SCALES):
+    for k in range(NUM_TABLES):
         row = counts[k][counts[k] >= 0]
         assert len(row) == 2 * radius[k] + 2  # values -R..R and the escape
         assert row.sum() == TOTAL - len(row)  # so that symbol i has probability (c_i + 1) / 2**24
         assert (row >= 0).all()
-    assert (np.diff(radius) >= 0).all()
-    assert scale_of(0) == pytest.approx(0.11) and scale_of(NUM_SCALES - 1) == pytest.approx(128.0)
+    for family in range(NUM_TABLES // SCALES):  # radius grows with the scale within a family
+        assert (np.diff(radius[family * SCALES : (family + 1) * SCALES]) >= 0).all()
+    assert table_parameters(0) == (0.5, pytest.approx(0.02))
+    assert table_parameters(NUM_TABLES - 1)[1] == pytest.approx(600.0)
+
+
+def test_dead_zone_family_matches_its_quantiser():
+    """Table (theta, b) holds P(0) = 1 - exp(-(1 - theta) / b) of a dead-zone quantised Laplacian."""
+    radius, counts = build_tables()
+    for k in (5, SCALES + 20, 2 * SCALES + 30):
+        theta, b = table_parameters(k)
+        r = radius[k]
+        p_zero = (counts[k][r] + 1) / TOTAL
+        assert p_zero == pytest.approx(1 - np.exp(-(1 - theta) / b), abs=1e-5)
+        rng = np.random.default_rng(k)
+        y = rng.laplace(scale=b, size=200000)
+        s = np.sign(y) * np.floor(np.abs(y) + theta)
+        assert np.mean(s == 0) == pytest.approx(p_zero, abs=0.01)
 
 
 def test_model_stores_the_tables_it_codes_with():
@@ -56,8 +72,9 @@ def roundtrip(tables: ProbabilityTables, groups: list[tuple[np.ndarray, np.ndarr
 
 def test_roundtrip_with_escapes_of_every_size(tables):
     rng = np.random.default_rng(0)
-    indices = rng.integers(0, NUM_SCALES, size=(4, 9, 11))
-    values = np.round(rng.normal(size=indices.shape) * scale_of(indices)).astype(np.int64)
+    indices = rng.integers(0, NUM_TABLES, size=(4, 9, 11))
+    scales = np.array([table_parameters(int(k))[1] for k in indices.ravel()]).reshape(indices.shape)
+    values = np.round(rng.laplace(size=indices.shape) * scales).astype(np.int64)
     values.flat[:8] = [10**6, -(10**8), 2**30, -(2**30), 70000, -1, 65537, 129]  # escapes
     small = rng.integers(-3, 4, size=20)
     out = roundtrip(tables, [(values, indices), (small, np.zeros(20, dtype=np.int64))])
@@ -67,7 +84,7 @@ def test_roundtrip_with_escapes_of_every_size(tables):
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.integers(-(2**31) + 2**16, 2**31 - 2**16), st.integers(0, NUM_SCALES - 1)),
+        st.tuples(st.integers(-(2**31) + 2**16, 2**31 - 2**16), st.integers(0, NUM_TABLES - 1)),
         min_size=0,
         max_size=40,
     )
@@ -91,10 +108,15 @@ def test_trailing_or_missing_words_are_refused(tables):
 
 
 def test_coding_cost_matches_the_model(tables):
-    """A table fits its own distribution: about the entropy of the discretised Gaussian."""
+    """Symbols drawn from a table cost its entropy, and `bits` gives their exact code lengths."""
     rng = np.random.default_rng(3)
-    k = 30
-    values = np.round(rng.normal(size=20000) * scale_of(k)).astype(np.int64)
+    k = SCALES + 30
+    r = int(tables.radius[k])
+    row = tables.counts[k][: 2 * r + 1] + 1.0
+    values = rng.choice(np.arange(-r, r + 1), size=20000, p=row / row.sum())
+    assert tables.bits(k, values).sum() / values.size == pytest.approx(
+        -np.log2((row / 2**24)[values + r]).mean(), rel=1e-9
+    )
     enc = SymbolEncoder(tables)
     enc.add(values, np.full(values.shape, k))
     bits = 8 * len(enc.finish()) / values.size

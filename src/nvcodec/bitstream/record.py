@@ -14,7 +14,7 @@ from nvcodec.errors import BitstreamError
 
 MAX_QP = 63
 FIXED_RECORD_BYTES = 4 + 8 + 4  # type/qp/flags/n, the two picture CRCs, record_crc
-MIN_RECORD_LEN = FIXED_RECORD_BYTES + 4 * 2  # an intra record with two empty substreams
+MIN_RECORD_LEN = FIXED_RECORD_BYTES + 4  # an intra record with one empty substream
 
 
 class FrameType(IntEnum):
@@ -32,7 +32,7 @@ class FrameFlags(IntFlag):
     REFRESH = 4
 
 
-SUBSTREAMS = {FrameType.INTRA: 2, FrameType.INTER: 4}
+SUBSTREAMS = {FrameType.INTRA: 1, FrameType.INTER: 2}  # (latent,) and (motion, latent)
 
 
 def max_record_bytes(width: int, height: int) -> int:

@@ -42,7 +42,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     type=click.IntRange(0, 65535),
     default=32,
     show_default=True,
-    help="Refresh the temporal feature every N frames (0: never).",
+    help="Refresh every N frames (0: never): the in-loop filter decisions restart there.",
 )
 @click.option("--frames", type=click.IntRange(min=1), help="Encode at most this many frames.")
 @click.option("--start", type=click.IntRange(min=0), default=0, help="Skip this many frames first.")

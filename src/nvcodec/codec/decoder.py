@@ -9,7 +9,8 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
 from nvcodec.errors import BitstreamError, WeightsError
-from nvcodec.models.layout import quantize_pixels
+from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.layout import padded_size, quantize_pixels
 from nvcodec.weights import Weights
 
 
@@ -52,7 +53,8 @@ class Decoder(FrameLoop):
         super().__init__(weights, device, dtype, header.width, header.height)
         self.header = header
         self.apply_enhancement = enhance
-        self._shape = (1, 6, -(-header.height // 64) * 32, -(-header.width // 64) * 32)
+        wp, hp = padded_size(header.width, header.height)
+        self._shape = (1, 6, hp // 2, wp // 2)
 
     def decode(self, record: FrameRecord) -> DecodedFrame:
         """Decode the next record; a substream that does not parse names its frame."""
@@ -65,22 +67,15 @@ class Decoder(FrameLoop):
     def _decode(self, record: FrameRecord) -> DecodedFrame:
         if record.frame_type == FrameType.INTRA:
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
-            out = self.model.intra.decode(record.substreams, self._shape, record.qp, self.tables, like)
-            x_hat = quantize_pixels(out.x_hat)
-            reference = Reference(x_hat, None, out.latent.symbols, None)
+            out = self.model.intra.decode(record.substreams[0], self._shape, record.qp, self.tables, like)
         else:
             ref = self.reference
-            refresh, use_filter = (
-                bool(record.flags & FrameFlags.REFRESH),
-                bool(record.flags & FrameFlags.FILTER),
-            )
-            feature = self.model.reference_feature(ref.frame, ref.feature, refresh, use_filter)
-            previous = (ref.motion_symbols, ref.symbols)
+            refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             out = self.model.inter.decode(
-                record.substreams, ref.frame, feature, record.qp, self.tables, previous
+                record.substreams, ref.picture, record.qp, self.tables, ref.symbols, refine
             )
-            x_hat = quantize_pixels(out.x_hat)
-            reference = Reference(x_hat, out.feature, out.latent.symbols, out.motion.symbols)
+        x_hat = quantize_pixels(out.x_hat)
+        reference = Reference(InterpolatedFrame(x_hat), out.latent.symbols)
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = Picture(self.to_frame(x_hat), self.to_frame(self.enhanced(x_hat) if enhance else x_hat))

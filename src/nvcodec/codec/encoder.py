@@ -9,6 +9,7 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
+from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
@@ -88,13 +89,11 @@ class Encoder(FrameLoop):
         x = frame_to_tensor(frame).to(self.device, self.dtype)
         if plan.frame_type == FrameType.INTRA:
             out = self.model.intra.encode(x, plan.qp, self.tables)
-            flags, streams, x_hat = FrameFlags(0), out.latent.streams, quantize_pixels(out.x_hat)
-            reference = Reference(x_hat, None, out.latent.symbols, None)
+            flags, streams, x_hat = FrameFlags(0), (out.latent.stream,), quantize_pixels(out.x_hat)
             self.filter_decider.reset()
         else:
-            inter, flags = self._encode_inter(x, plan)
-            streams, x_hat = inter.streams, quantize_pixels(inter.x_hat)
-            reference = Reference(x_hat, inter.feature, inter.latent.symbols, inter.motion.symbols)
+            out, flags = self._encode_inter(x, plan)
+            streams, x_hat = out.streams, quantize_pixels(out.x_hat)
         shown = self._enhancement(x_hat, x)
         if shown is not None:
             flags |= FrameFlags.ENHANCE
@@ -102,19 +101,17 @@ class Encoder(FrameLoop):
         record = FrameRecord(
             plan.frame_type, plan.qp, flags, streams, frame_crc(picture.recon), frame_crc(picture.output)
         )
-        self.reference, self.index = reference, self.index + 1
+        self.reference, self.index = Reference(InterpolatedFrame(x_hat), out.latent.symbols), self.index + 1
         return EncodedFrame(plan, record, picture)
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference
-        refresh = plan.refresh
-        if refresh:
+        if plan.refresh:
             self.filter_decider.reset()
-        motion = self.model.inter.encode_motion(x, ref.frame, plan.qp, self.tables, ref.motion_symbols)
 
         def trial(use_filter: bool) -> InterOutput:
-            feature = self.model.reference_feature(ref.frame, ref.feature, refresh, use_filter)
-            return self.model.inter.encode_texture(x, motion, feature, plan.qp, self.tables, ref.symbols)
+            refine = self.model.context_filter if use_filter else None
+            return self.model.inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, refine)
 
         mode = self.filter_mode
         if mode == ToolMode.AUTO:
@@ -129,7 +126,7 @@ class Encoder(FrameLoop):
             use = mode == ToolMode.ON
             out = trial(use)
         flags = (FrameFlags.FILTER if use else FrameFlags(0)) | (
-            FrameFlags.REFRESH if refresh else FrameFlags(0)
+            FrameFlags.REFRESH if plan.refresh else FrameFlags(0)
         )
         return out, flags
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
+from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.nvc import NvcModel
 from nvcodec.weights import Weights
@@ -43,12 +45,10 @@ def frame_crc(frame: Frame) -> int:
 
 @dataclass
 class Reference:
-    """What frame t is predicted from: the decoded frame t-1 and what its coding left behind."""
+    """What frame t is predicted from: the decoded frame t-1 and the symbols its coding left."""
 
-    frame: torch.Tensor  # x_hat_{t-1} on the 8-bit grid
-    feature: torch.Tensor | None  # F_{t-1}; None after an intra frame
-    symbols: torch.Tensor  # latent symbols of frame t-1 (int64, CPU)
-    motion_symbols: torch.Tensor | None  # motion symbols of frame t-1 (None after an intra frame)
+    picture: InterpolatedFrame  # x_hat_{t-1} on the 8-bit grid, interpolated for motion compensation
+    symbols: np.ndarray  # latent symbols of frame t-1 (C, H, W) int64
 
 
 @dataclass

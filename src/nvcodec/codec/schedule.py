@@ -27,7 +27,7 @@ class CodingParams:
 
     qp: int = 32
     intra_period: int = -1  # -1: one intra frame; N > 0: an intra frame every N frames
-    refresh_period: int = 32  # 0: never refresh the reference feature
+    refresh_period: int = 32  # 0: never; ConFRE's filter decisions restart at each refresh
     qp_offsets: tuple[int, ...] = DEFAULT_QP_OFFSETS
     filter: ToolMode = ToolMode.AUTO
     enhance: ToolMode = ToolMode.AUTO
@@ -48,7 +48,7 @@ class FramePlan:
     index: int
     frame_type: FrameType
     qp: int
-    refresh: bool  # contexts from the decoded frame instead of the propagated feature
+    refresh: bool  # a refresh point (bitstream_spec.md 4: no model state to rebuild in v2 base)
     position: int  # frames since the last intra frame (0 for an intra frame)
 
 

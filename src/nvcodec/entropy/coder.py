@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import constriction
 import numpy as np
 
-from nvcodec.entropy.tables import uniform_counts
+from nvcodec.entropy.tables import PRECISION, uniform_counts
 from nvcodec.errors import BitstreamError, NvcError
 
 _AnsCoder = constriction.stream.stack.AnsCoder
@@ -20,6 +20,7 @@ _Categorical = constriction.stream.model.Categorical
 
 EXP_BITS = 32  # escape exponents use a uniform table of 32; encoders use at most 30 (5.3)
 CHUNK_BITS = 16
+MAGNITUDES = 2048  # magnitude_bits looks values up to here
 
 
 def _model(counts: np.ndarray):
@@ -42,6 +43,28 @@ class ProbabilityTables:
             row = self.counts[k]
             self._models[k] = _model(row[row >= 0])
         return self._models[k]
+
+    def code_lengths(self, k: int) -> np.ndarray:
+        """Bits of each symbol of table k: values -R..R, then the escape symbol."""
+        row = self.counts[k]
+        return PRECISION - np.log2(row[row >= 0] + 1.0)
+
+    def bits(self, k: int, values: np.ndarray) -> np.ndarray:
+        """Bits of each integer value under table k, escapes included (Exp-Golomb, 5.3)."""
+        r = int(self.radius[k])
+        lengths = self.code_lengths(k)
+        mag = np.abs(values)
+        escape = lengths[-1] + np.log2(EXP_BITS) + 1 + np.floor(np.log2(np.maximum(mag - r, 1)))
+        return np.where(mag <= r, lengths[np.clip(values + r, 0, 2 * r)], escape)
+
+    def magnitude_bits(self, k: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Bits of values under tables k (broadcast), from one lookup of |value| (the positive
+        side; beyond MAGNITUDES as at MAGNITUDES - 1): an estimate for the encoder's decisions."""
+        if "magnitudes" not in self._models:
+            self._models["magnitudes"] = np.stack(
+                [self.bits(t, np.arange(MAGNITUDES)) for t in range(len(self))]
+            )
+        return self._models["magnitudes"][k, np.minimum(np.abs(values), MAGNITUDES - 1)]
 
     def uniform(self, n: int):
         key = ("uniform", n)

@@ -1,4 +1,11 @@
-"""Deterministic integer probability tables: discretised Gaussians indexed by a scale index k.
+"""Deterministic integer probability tables: dead-zone Laplacians indexed by a table index k.
+
+A dead-zone quantiser |s| = floor(|y| / step + theta) applied to a Laplacian of scale b (in units
+of the step) gives P(0) = 1 - e^(-(1 - theta)/b) and P(|s| = n) proportional to e^(-n/b) beyond;
+theta sets the weight of zero against the tail.
+The tables cover that family on a grid: FAMILIES values of theta times SCALES log-spaced scales,
+k = family * SCALES + scale index. Fitting picks, for each context, the k that codes the observed
+symbols in the fewest bits, so the grid only has to be fine enough.
 
 Table k covers the symbol values -R_k..R_k plus one escape symbol (the last index) for values
 outside. Each table is a list of integer counts c_i with sum(c) = 2**24 - n (n = alphabet size);
@@ -13,26 +20,33 @@ import numpy as np
 
 PRECISION = 24
 TOTAL = 1 << PRECISION
-NUM_SCALES = 64
-SCALE_MIN = 0.11
-SCALE_MAX = 128.0
-TAIL_SIGMAS = 6.0
-MIN_ESCAPE = 1e-5
+# Rounding offsets of the dead zones the families model; the negative ones widen the zero bin
+# beyond any quantiser's, which fits a spike at zero on a wide tail (vector differences, RDO levels).
+FAMILY_THETAS = (0.5, 0.3, 0.15, -1.0, -3.0)
+SCALES = 48
+SCALE_MIN = 0.02
+SCALE_MAX = 600.0
+NUM_TABLES = len(FAMILY_THETAS) * SCALES
+TAIL_BITS = 20.0  # the table's radius reaches where the tail holds 2^-20 of the mass
+MAX_RADIUS = 512
+MIN_ESCAPE = 1e-6
 
 
-def scale_of(k: np.ndarray | float) -> np.ndarray | float:
-    """The Gaussian standard deviation of (possibly fractional) scale index k."""
-    step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (NUM_SCALES - 1)
-    return np.exp(math.log(SCALE_MIN) + np.asarray(k, dtype=np.float64) * step)
+def scale_of(index: int) -> float:
+    """The Laplacian scale (in quantiser steps) of scale index 0..SCALES-1."""
+    step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALES - 1)
+    return math.exp(math.log(SCALE_MIN) + index * step)
 
 
-def log_scale_step() -> float:
-    return (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (NUM_SCALES - 1)
+def table_parameters(k: int) -> tuple[float, float]:
+    """(theta, scale) of table k."""
+    family, index = divmod(k, SCALES)
+    return FAMILY_THETAS[family], scale_of(index)
 
 
-def radius_of(sigma: float) -> int:
+def radius_of(scale: float) -> int:
     """Largest symbol magnitude a table codes directly."""
-    return max(1, math.ceil(TAIL_SIGMAS * sigma))
+    return int(min(MAX_RADIUS, max(1, math.ceil(scale * TAIL_BITS * math.log(2)))))
 
 
 def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
@@ -51,21 +65,27 @@ def quantize_pmf(pmf: np.ndarray) -> np.ndarray:
     return counts
 
 
-def gaussian_counts(sigma: float) -> np.ndarray:
-    """Counts of one table: values -R..R of a unit-bin discretised N(0, sigma), then the escape."""
-    r = radius_of(sigma)
-    edges = (np.arange(-r, r + 2, dtype=np.float64) - 0.5) / (sigma * math.sqrt(2.0))
-    cdf = np.array([0.5 * math.erfc(-e) for e in edges])
-    pmf = np.diff(cdf)
-    escape = max(1.0 - pmf.sum(), MIN_ESCAPE)
-    return quantize_pmf(np.append(pmf, escape))
+def deadzone_pmf(theta: float, scale: float, radius: int) -> np.ndarray:
+    """Probabilities of -R..R and of the escape under the dead-zone Laplacian (theta, scale)."""
+    n = np.arange(1, radius + 1, dtype=np.float64)
+    p_zero = 1.0 - math.exp(-(1.0 - theta) / scale)
+    # |s| = n for y/step in [n - theta, n + 1 - theta): mass e^-(n-theta)/b (1 - e^-1/b)
+    p_n = np.exp(-(n - theta) / scale) * (1.0 - math.exp(-1.0 / scale))
+    side = p_n / 2
+    escape = max(1.0 - p_zero - p_n.sum(), MIN_ESCAPE)
+    return np.concatenate([side[::-1], [p_zero], side, [escape]])
+
+
+def table_counts(k: int) -> np.ndarray:
+    theta, scale = table_parameters(k)
+    return quantize_pmf(deadzone_pmf(theta, scale, radius_of(scale)))
 
 
 def build_tables() -> tuple[np.ndarray, np.ndarray]:
     """All tables packed: (radius per k, counts padded with -1 to the longest table)."""
-    tables = [gaussian_counts(float(scale_of(k))) for k in range(NUM_SCALES)]
+    tables = [table_counts(k) for k in range(NUM_TABLES)]
     radius = np.array([(len(t) - 2) // 2 for t in tables], dtype=np.int32)
-    packed = np.full((NUM_SCALES, max(len(t) for t in tables)), -1, dtype=np.int32)
+    packed = np.full((NUM_TABLES, max(len(t) for t in tables)), -1, dtype=np.int32)
     for k, t in enumerate(tables):
         packed[k, : len(t)] = t
     return radius, packed

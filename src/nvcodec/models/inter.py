@@ -1,169 +1,117 @@
-"""The inter (P) frame coder: conditional coding of x_t given temporal contexts (DCVC-FM 3.1).
+"""The inter (P) frame coder: block motion compensation, then conditional residual coding.
 
-flow = ME(x_t, x_hat_{t-1})  ->  MotionCoder  ->  flow_hat
-(C1, C2, C3, prior) = TemporalContextMining(F_ref, flow_hat)
-y = ContextualEncoder(x_t, C1, C2, C3)  ->  LatentCodec(prior, previous symbols)  ->  y_hat
-F_t = ContextualDecoder(y_hat, C1, C2, C3);   x_hat_t = ReconstructionHead(F_t)
+    x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
+    y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
+    x_hat = x~ + S(y_hat + C_s(E(x~)))
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
-from nvcodec.models.blocks import Down, Fuse, Up, conv1x1, conv3x3, stage
+from nvcodec.entropy.context import CHANNELS
+from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import ModelConfig
-from nvcodec.models.contexts import FeatureExtractor, TemporalContextMining
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_shape
-from nvcodec.models.motion import MotionCoder, MotionEstimator, MotionOutput
+from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
+from nvcodec.models.motion import MotionCoder, MotionEstimator, block_grid, row_buckets
+from nvcodec.models.motion_search import search
+from nvcodec.models.transform import PATCH, BlockTransform
 
-Contexts = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-class ContextualEncoder(nn.Module):
-    """(x_t, C1, C2, C3) -> y_t at 1/16."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        w0, w1, w2, w3 = cfg.widths
-        c1, c2, c3 = cfg.context_ch
-        b = cfg.blocks
-        self.head = nn.Sequential(conv3x3(6 + c1, w0), stage(w0, b))
-        self.down1, self.fuse2, self.stage2 = Down(w0, w1), Fuse(w1, c2, w1), stage(w1, b)
-        self.down2, self.fuse3, self.stage3 = Down(w1, w2), Fuse(w2, c3, w2), stage(w2, b)
-        self.tail = nn.Sequential(Down(w2, w3), stage(w3, b), conv1x1(w3, cfg.latent_ch))
-
-    def forward(self, x: torch.Tensor, contexts: Contexts) -> torch.Tensor:
-        c1, c2, c3 = contexts
-        a = self.head(torch.cat([x, c1], dim=1))
-        a = self.stage2(self.fuse2(self.down1(a), c2))
-        a = self.stage3(self.fuse3(self.down2(a), c3))
-        return self.tail(a)
-
-
-class ContextualDecoder(nn.Module):
-    """(y_hat, C1, C2, C3) -> F_t, the feature propagated to the next frame (at 1/2)."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        w0, w1, w2, w3 = cfg.widths
-        c1, c2, c3 = cfg.context_ch
-        b = cfg.blocks
-        self.head = nn.Sequential(conv1x1(cfg.latent_ch, w3), stage(w3, b), Up(w3, w2))
-        self.fuse3, self.stage3, self.up2 = Fuse(w2, c3, w2), stage(w2, b), Up(w2, w1)
-        self.fuse2, self.stage2, self.up1 = Fuse(w1, c2, w1), stage(w1, b), Up(w1, w0)
-        self.fuse1, self.stage1 = Fuse(w0, c1, cfg.feature_ch), stage(cfg.feature_ch, b)
-
-    def forward(self, y_hat: torch.Tensor, contexts: Contexts) -> torch.Tensor:
-        c1, c2, c3 = contexts
-        a = self.up2(self.stage3(self.fuse3(self.head(y_hat), c3)))
-        a = self.up1(self.stage2(self.fuse2(a, c2)))
-        return self.stage1(self.fuse1(a, c1))
+INTER_DEAD_ZONE = 0.2
 
 
 @dataclass
 class InterOutput:
     x_hat: torch.Tensor
-    feature: torch.Tensor
-    motion: LatentResult
+    vectors: np.ndarray  # (Hb, Wb, 2) quarter luma pixels
     latent: LatentResult
-    flow_hat: torch.Tensor
+    motion_stream: bytes | None = None
 
     @property
-    def streams(self) -> tuple[bytes, bytes, bytes, bytes]:
-        """The four substreams of a P frame: motion z, motion y, z, y."""
-        return (*self.motion.streams, *self.latent.streams)
+    def streams(self) -> tuple[bytes, bytes]:
+        """The two substreams of a P frame: motion vectors, residual latent."""
+        assert self.motion_stream is not None and self.latent.stream is not None
+        return self.motion_stream, self.latent.stream
+
+
+def _zero_conv(ch: int) -> nn.Conv2d:
+    conv = nn.Conv2d(ch, ch, 1)
+    nn.init.zeros_(conv.weight)
+    nn.init.zeros_(conv.bias)
+    return conv
 
 
 class InterCoder(nn.Module):
-    """Codes x_t given the decoded x_hat_{t-1} and the reference feature (already chosen/filtered)."""
+    """Motion (estimation, search, vector coding) and the conditional residual coder."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.latent_ch = cfg.latent_ch
-        self.motion_estimator = MotionEstimator(cfg.me_levels, cfg.me_widths, cfg.me_scale)
-        self.motion = MotionCoder(cfg)
-        self.extractor = FeatureExtractor(cfg.feature_ch, cfg.blocks)
-        self.contexts = TemporalContextMining(cfg)
-        self.encoder = ContextualEncoder(cfg)
-        self.decoder = ContextualDecoder(cfg)
-        self.reconstruction = nn.Sequential(stage(cfg.feature_ch, cfg.blocks), conv3x3(cfg.feature_ch, 6))
-        self.latent = LatentCodec(
-            cfg.latent_ch,
-            cfg.hyper_ch,
-            cfg.prior_ch,
-            cfg.prior_ch,
-            cfg.index_ch,
-            cfg.spatial_steps,
-            temporal=True,
-        )
+        self.estimator = MotionEstimator(cfg.me_levels, cfg.me_widths, cfg.me_scale)
+        self.motion = MotionCoder()
+        self.transform = BlockTransform(cfg.blocks, cfg.block_width)
+        self.condition_analysis = _zero_conv(CHANNELS)
+        self.condition_synthesis = _zero_conv(CHANNELS)
+        self.latent = LatentCodec(intra=False, theta=INTER_DEAD_ZONE)
 
-    def _finish(self, latent: LatentResult, contexts: Contexts) -> tuple[torch.Tensor, torch.Tensor]:
-        feature = self.decoder(latent.y_hat, contexts)
-        return feature, self.reconstruction(feature)
+    def _embedded(self, prediction: torch.Tensor) -> torch.Tensor:
+        return self.transform.embed(F.pixel_unshuffle(prediction, PATCH))
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        ref_frame: torch.Tensor,
-        ref_feature: torch.Tensor,
-        qp: int,
-        previous: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
-    ) -> InterOutput:
-        """Training. `previous` holds the previous frame's (motion symbols, latent symbols)."""
-        motion = self.motion(self.motion_estimator(x, ref_frame), qp, previous[0])
-        *contexts, prior = self.contexts(ref_feature, motion.flow_hat)
-        latent = self.latent(self.encoder(x, contexts), qp, prior=prior, previous=previous[1])
-        feature, x_hat = self._finish(latent, contexts)
-        return InterOutput(x_hat, feature, motion.latent, latent, motion.flow_hat)
+    def _reconstruct(self, prediction: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
+        return prediction + self.transform.synthesis(y_hat + self.condition_synthesis(self._embedded(prediction)))
 
     @torch.no_grad()
-    def encode_motion(
-        self,
-        x: torch.Tensor,
-        ref_frame: torch.Tensor,
-        qp: int,
-        tables: ProbabilityTables,
-        previous: torch.Tensor | None = None,
-    ) -> MotionOutput:
-        """Estimate and code the motion (independent of the reference feature)."""
-        return self.motion.encode(self.motion_estimator(x, ref_frame), qp, tables, previous)
+    def search(self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, tables: ProbabilityTables) -> np.ndarray:
+        """The encoder's vectors for frame x (not normative)."""
+        seed = self.estimator(x, reference.frame).numpy()
+        ks = self.motion.index_table[qp].cpu().numpy().astype(np.int64)
+
+        def rate_of(d: np.ndarray) -> np.ndarray:  # each block in the context of the row above
+            bucket = np.stack([row_buckets(d[i - 1] if i else None, d.shape[1]) for i in range(d.shape[0])])
+            return tables.magnitude_bits(ks[0][bucket], d[..., 0]) + tables.magnitude_bits(ks[1][bucket], d[..., 1])
+
+        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
+        return search(target, reference, seed, base_step(qp) * 255, rate_of)
 
     @torch.no_grad()
-    def encode_texture(
+    def encode(
         self,
         x: torch.Tensor,
-        motion: MotionOutput,
-        ref_feature: torch.Tensor,
+        reference: InterpolatedFrame,
         qp: int,
         tables: ProbabilityTables,
-        previous: torch.Tensor | None = None,
+        previous: np.ndarray,
+        refine=None,
     ) -> InterOutput:
-        """Code x_t given its coded motion and the reference feature."""
-        *contexts, prior = self.contexts(ref_feature, motion.flow_hat)
-        latent = self.latent.encode(self.encoder(x, contexts), qp, tables, prior=prior, previous=previous)
-        feature, x_hat = self._finish(latent, contexts)
-        return InterOutput(x_hat, feature, motion.latent, latent, motion.flow_hat)
+        """Code frame x against the reference; `refine` is the in-loop filter when it is used."""
+        vectors = self.search(x, reference, qp, tables)
+        prediction = reference.predict(torch.from_numpy(vectors).to(x.device))
+        if refine is not None:
+            prediction = refine(prediction)
+        y = self.transform.analysis(x - prediction) + self.condition_analysis(self._embedded(prediction))
+        latent = self.latent.encode(y, qp, tables, previous)
+        x_hat = self._reconstruct(prediction, latent.y_hat)
+        return InterOutput(x_hat, vectors, latent, self.motion.encode(vectors, qp, tables))
 
     @torch.no_grad()
     def decode(
         self,
-        streams: tuple[bytes, bytes, bytes, bytes],
-        ref_frame: torch.Tensor,
-        ref_feature: torch.Tensor,
+        streams: tuple[bytes, ...],
+        reference: InterpolatedFrame,
         qp: int,
         tables: ProbabilityTables,
-        previous: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None),
+        previous: np.ndarray,
+        refine=None,
     ) -> InterOutput:
-        shape = tuple(ref_frame.shape)
-        motion = self.motion.decode(streams[:2], shape, qp, tables, previous[0], like=ref_frame)
-        *contexts, prior = self.contexts(ref_feature, motion.flow_hat)
-        y_shape = latent_shape(shape, self.latent_ch)
-        latent = self.latent.decode(
-            streams[2:], y_shape, qp, tables, prior=prior, previous=previous[1], like=ref_frame
-        )
-        feature, x_hat = self._finish(latent, contexts)
-        return InterOutput(x_hat, feature, motion.latent, latent, motion.flow_hat)
+        shape = tuple(reference.frame.shape)
+        vectors = self.motion.decode(streams[0], block_grid(shape), qp, tables)
+        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device))
+        if refine is not None:
+            prediction = refine(prediction)
+        latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, prediction, previous)
+        return InterOutput(self._reconstruct(prediction, latent.y_hat), vectors, latent)

@@ -1,4 +1,4 @@
-"""The intra (I) frame coder: an image codec on the 6-channel half-size frame tensor."""
+"""The intra (I) frame coder: block transform, quantiser with DC prediction, context coding."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.models.config import ModelConfig
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_shape
-from nvcodec.models.transforms import Analysis, Synthesis
+from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_positions
+from nvcodec.models.transform import BlockTransform
+
+INTRA_DEAD_ZONE = 0.3
 
 
 @dataclass
@@ -20,35 +22,22 @@ class IntraOutput:
 
 
 class IntraCoder(nn.Module):
-    """x -> analysis -> latent codec -> synthesis -> x_hat."""
+    """x -> analysis -> quantise and code -> synthesis -> x_hat."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.analysis = Analysis(6, cfg.widths, cfg.blocks, cfg.latent_ch)
-        self.synthesis = Synthesis(cfg.latent_ch, cfg.widths, cfg.blocks, 6)
-        self.latent = LatentCodec(
-            cfg.latent_ch, cfg.hyper_ch, cfg.prior_ch, 0, cfg.index_ch, cfg.spatial_steps, temporal=False
-        )
-        self.latent_ch = cfg.latent_ch
+        self.transform = BlockTransform(cfg.blocks, cfg.block_width)
+        self.latent = LatentCodec(intra=True, theta=INTRA_DEAD_ZONE)
 
-    def forward(self, x: torch.Tensor, qp: int) -> IntraOutput:
-        """Training: estimated bits in `latent.bits`."""
-        latent = self.latent(self.analysis(x), qp)
-        return IntraOutput(self.synthesis(latent.y_hat), latent)
-
+    @torch.no_grad()
     def encode(self, x: torch.Tensor, qp: int, tables: ProbabilityTables) -> IntraOutput:
-        latent = self.latent.encode(self.analysis(x), qp, tables)
-        return IntraOutput(self.synthesis(latent.y_hat), latent)
+        latent = self.latent.encode(self.transform.analysis(x), qp, tables)
+        return IntraOutput(self.transform.synthesis(latent.y_hat), latent)
 
+    @torch.no_grad()
     def decode(
-        self,
-        streams: tuple[bytes, bytes],
-        frame_shape: tuple[int, int, int, int],
-        qp: int,
-        tables: ProbabilityTables,
-        like: torch.Tensor,
+        self, stream: bytes, frame_shape: tuple[int, ...], qp: int, tables: ProbabilityTables, like: torch.Tensor
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype."""
-        shape = latent_shape(frame_shape, self.latent_ch)
-        latent = self.latent.decode(streams, shape, qp, tables, like=like)
-        return IntraOutput(self.synthesis(latent.y_hat), latent)
+        latent = self.latent.decode(stream, latent_positions(frame_shape), qp, tables, like)
+        return IntraOutput(self.transform.synthesis(latent.y_hat), latent)

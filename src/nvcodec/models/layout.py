@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from nvcodec.frame import Frame
 
-MULTIPLE = 64  # the latent is at 1/16 and the hyperprior at 1/64 of the frame size
+MULTIPLE = 16  # one 16x16 motion block; the latent is at 1/8
 
 
 def padded_size(width: int, height: int, multiple: int = MULTIPLE) -> tuple[int, int]:

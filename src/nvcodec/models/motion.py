@@ -1,81 +1,139 @@
-"""Motion: estimation (SpyNet, encoder only) and coding of the flow with its own latent codec."""
+"""Motion: the block vector field, coded against the median of decoded neighbours; SpyNet's seed.
+
+A P frame carries one vector per 16x16 luma block in quarter pixels. Each vector is coded as its
+difference from a predictor made of already decoded vectors (bitstream_spec.md, 7.2):
+
+    row 0:   the left neighbour (0 for the first block)
+    below:   componentwise median(A, B, C), B the block above, A the left one (B in column 0),
+             C the above-right one (above-left in the last column, B when there is neither)
+
+The differences are coded row by row, one group per row of blocks: the row's x components, then
+its y components, with table indices index_table[qp, component, bucket], where the bucket of a
+block is min(3, bit_length(|dx| + |dy|)) of the difference coded for the block above it (0 in the
+first row): vectors that agree with their neighbours come in runs.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nvcodec.entropy.coder import ProbabilityTables
-from nvcodec.models.config import ModelConfig
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_shape
+from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
+from nvcodec.entropy.context import QPS
+from nvcodec.entropy.tables import SCALES
+from nvcodec.models.compensation import BLOCK
 from nvcodec.models.layout import to_rgb
 from nvcodec.models.spynet import SpyNet
-from nvcodec.models.transforms import Analysis, Synthesis
+
+MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
+VECTOR_BUCKETS = 4
+
+
+def median_prediction(v: np.ndarray) -> np.ndarray:
+    """Predictors of every vector of an (Hb, Wb, 2) field from its decoded neighbours."""
+    pred = np.zeros_like(v)
+    pred[0, 1:] = v[0, :-1]
+    if v.shape[0] > 1:
+        b = v[:-1]
+        a = np.concatenate([b[:, :1], v[1:, :-1]], axis=1)
+        c = b.copy()
+        c[:, :-1] = b[:, 1:]
+        if v.shape[1] > 1:
+            c[:, -1] = b[:, -2]
+        pred[1:] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+    return pred
+
+
+def reconstruct_vectors(d: np.ndarray) -> np.ndarray:
+    """The field from its coded differences, block by block in raster order."""
+    hb, wb, _ = d.shape
+    v = np.zeros_like(d)
+    for i in range(hb):
+        for j in range(wb):
+            if i == 0:
+                p = v[0, j - 1] if j else 0
+            else:
+                b = v[i - 1, j]
+                a = v[i, j - 1] if j else b
+                c = v[i - 1, j + 1] if j + 1 < wb else (v[i - 1, j - 1] if j else b)
+                p = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+            v[i, j] = d[i, j] + p
+    return v
+
+
+def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
+    """(Wb,) context buckets of a row from the (Wb, 2) differences of the row above (None: first row)."""
+    if above is None:
+        return np.zeros(width, dtype=np.int64)
+    total = np.minimum(np.abs(above).sum(axis=-1), 1 << 20)
+    bits = np.zeros(width, dtype=np.int64)
+    for b in range(1, VECTOR_BUCKETS):
+        bits += total >= (1 << (b - 1))
+    return bits
+
+
+def block_grid(frame_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(Hb, Wb) motion blocks of a frame tensor (N, 6, h, w): 16x16 luma = 8x8 of the tensor."""
+    return -(-frame_shape[2] // (BLOCK // 2)), -(-frame_shape[3] // (BLOCK // 2))
+
+
+class MotionCoder(nn.Module):
+    """Codes a block vector field: differences from the median predictor, in row groups."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        start = torch.full((QPS, 2, VECTOR_BUCKETS), SCALES + 30, dtype=torch.int16)
+        self.register_buffer("index_table", start)
+
+    def row_indices(self, qp: int, above: np.ndarray | None, width: int) -> np.ndarray:
+        """(2, Wb) table indices of a row's x and y differences."""
+        table = self.index_table[qp].cpu().numpy().astype(np.int64)
+        return table[:, row_buckets(above, width)]
+
+    def encode(self, vectors: np.ndarray, qp: int, tables: ProbabilityTables) -> bytes:
+        d = vectors - median_prediction(vectors)
+        encoder = SymbolEncoder(tables)
+        for i in range(d.shape[0]):
+            encoder.add(d[i].T, self.row_indices(qp, d[i - 1] if i else None, d.shape[1]))
+        return encoder.finish()
+
+    def decode(self, stream: bytes, grid: tuple[int, int], qp: int, tables: ProbabilityTables) -> np.ndarray:
+        decoder = SymbolDecoder(tables, stream)
+        d = np.zeros((*grid, 2), dtype=np.int64)
+        for i in range(grid[0]):
+            d[i] = decoder.read(self.row_indices(qp, d[i - 1] if i else None, grid[1])).T
+        decoder.finish()
+        return np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
 
 
 class MotionEstimator(nn.Module):
-    """Flow at half size (the frame tensor's grid) such that warp(reference, flow) ~ target."""
+    """SpyNet's flow averaged over each motion block, in quarter pixels: the search's seed."""
 
     def __init__(self, levels: int, widths: tuple[int, ...], scale: int) -> None:
         super().__init__()
         self.spynet = SpyNet(levels, widths)
         self.reduction = scale // 2  # 1: estimate on the half-size frame, 2: on the quarter-size
 
-    def forward(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def flow(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """Flow in pixels of the half-size tensor such that warp(reference, flow) ~ target."""
         a, b = to_rgb(target), to_rgb(reference)
-        if self.reduction == 1:
-            return self.spynet(a, b)
         r = self.reduction
-        flow = self.spynet(F.avg_pool2d(a, r), F.avg_pool2d(b, r))
-        return F.interpolate(flow, scale_factor=r, mode="bilinear", align_corners=False) * r
+        if r > 1:
+            a, b = F.avg_pool2d(a, r), F.avg_pool2d(b, r)
+        multiple = self.spynet.multiple
+        h, w = a.shape[-2:]
+        ph, pw = -(-h // multiple) * multiple - h, -(-w // multiple) * multiple - w
+        a, b = F.pad(a, (0, pw, 0, ph), mode="replicate"), F.pad(b, (0, pw, 0, ph), mode="replicate")
+        flow = self.spynet(a, b)[..., :h, :w]
+        return F.interpolate(flow, scale_factor=r, mode="bilinear", align_corners=False) * r if r > 1 else flow
 
-
-@dataclass
-class MotionOutput:
-    flow_hat: torch.Tensor
-    latent: LatentResult
-
-
-class MotionCoder(nn.Module):
-    """flow -> analysis -> latent codec (previous frame's motion symbols as context) -> flow_hat."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        self.channels = cfg.motion_latent_ch
-        self.analysis = Analysis(2, cfg.motion_widths, 1, cfg.motion_latent_ch)
-        self.synthesis = Synthesis(cfg.motion_latent_ch, cfg.motion_widths, 1, 2)
-        self.latent = LatentCodec(
-            cfg.motion_latent_ch,
-            cfg.motion_hyper_ch,
-            cfg.motion_widths[3],
-            0,
-            cfg.index_ch,
-            cfg.spatial_steps,
-            temporal=True,
-        )
-
-    def forward(self, flow: torch.Tensor, qp: int, previous: torch.Tensor | None) -> MotionOutput:
-        latent = self.latent(self.analysis(flow), qp, previous=previous)
-        return MotionOutput(self.synthesis(latent.y_hat), latent)
-
-    def encode(
-        self, flow: torch.Tensor, qp: int, tables: ProbabilityTables, previous: torch.Tensor | None
-    ) -> MotionOutput:
-        latent = self.latent.encode(self.analysis(flow), qp, tables, previous=previous)
-        return MotionOutput(self.synthesis(latent.y_hat), latent)
-
-    def decode(
-        self,
-        streams: tuple[bytes, bytes],
-        frame_shape: tuple[int, ...],
-        qp: int,
-        tables: ProbabilityTables,
-        previous: torch.Tensor | None,
-        like: torch.Tensor,
-    ) -> MotionOutput:
-        shape = latent_shape(frame_shape, self.channels)
-        latent = self.latent.decode(streams, shape, qp, tables, previous=previous, like=like)
-        return MotionOutput(self.synthesis(latent.y_hat), latent)
+    def forward(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        """(Hb, Wb, 2) integer seed vectors in quarter luma pixels."""
+        flow = self.flow(target, reference)
+        half = BLOCK // 2
+        h, w = flow.shape[-2:]
+        flow = F.pad(flow, (0, -w % half, 0, -h % half), mode="replicate")
+        blocks = F.avg_pool2d(flow.float(), half)[0] * 2 * 4  # half-size pixels -> quarter luma pixels
+        return torch.round(blocks).to(torch.int64).permute(1, 2, 0).clamp(-MAX_VECTOR, MAX_VECTOR).cpu()

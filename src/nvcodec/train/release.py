@@ -1,9 +1,10 @@
-"""Release a trained run as `weights/<config>.safetensors` with its manifest.
+"""Release candidate weights as `weights/<config>.safetensors` with their manifest.
 
-    python -m nvcodec.train.release --run-dir runs/base [--out weights/base.safetensors]
+    python -m nvcodec.train.release --weights runs/fit.safetensors [--out weights/base.safetensors]
                                     [--rd-dir benchmarks/results] [--force]
 
-Without --rd-dir only the weights file is written (to measure it). With --rd-dir the manifest
+The candidate's history (what fitted or trained it) is read from `<candidate>.json` when present.
+Without --rd-dir only the weights file is copied (to measure it). With --rd-dir the manifest
 records the RD points measured with exactly these weights (the results' SHA-256 must match) and
 their BD-rates; a release whose RD is worse than the current manifest's is refused unless --force,
 so the weights in the repository are never a regression.
@@ -20,22 +21,18 @@ from pathlib import Path
 
 from nvcodec.bdrate import bd_psnr, bd_rate, between_points
 from nvcodec.errors import NvcError, WeightsError
-from nvcodec.models.config import get_config
 from nvcodec.models.nvc import NvcModel
 from nvcodec.outputs import write_file
-from nvcodec.train.checkpoint import load_checkpoint
-from nvcodec.weights import REPO_WEIGHTS, weights_bytes
+from nvcodec.weights import REPO_WEIGHTS, load_weights
 
 MANIFEST = "manifest.json"
 
 
-def export(run: Path) -> tuple[bytes, dict, NvcModel]:
-    """The release bytes of a run's checkpoint, and its state."""
-    state = json.loads((run / "checkpoint" / "state.json").read_text())
-    model = NvcModel(get_config(state["config"]))
-    load_checkpoint(run / "checkpoint", model)
-    model.export()
-    return weights_bytes(model), state, model
+def candidate(path: Path) -> tuple[bytes, dict, NvcModel]:
+    """The candidate's bytes, its history and its model (checked as a decoder would load it)."""
+    model = load_weights(path).model
+    history = path.with_suffix(".json")
+    return path.read_bytes(), json.loads(history.read_text()) if history.is_file() else {}, model
 
 
 def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
@@ -69,20 +66,14 @@ def regression(old: dict, new: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def manifest(sha256: str, state: dict, model: NvcModel, rd: dict, out: Path) -> dict:
-    """What the release holds: its identity, the model, how it was trained, what it measured."""
-    pack = state.get("pack", {})
+def manifest(sha256: str, history: dict, model: NvcModel, rd: dict, out: Path) -> dict:
+    """What the release holds: its identity, the model, how it was made, what it measured."""
     return {
         "file": out.name,
         "sha256": sha256,
         "config": model.config.to_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "training": {
-            stage: {"steps": steps, "seconds": state["seconds"].get(stage)}
-            for stage, steps in state["steps"].items()
-        },  # fmt: skip
-        "trained_on": state.get("device", "cpu"),
-        "data": pack,
+        "history": history,
         "rd": rd,
         "released": time.strftime("%Y-%m-%d"),
     }
@@ -92,13 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m nvcodec.train.release", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--run-dir", dest="run", type=Path, required=True)
+    parser.add_argument("--weights", type=Path, required=True, help="the candidate weights file")
     parser.add_argument("--out", type=Path, default=REPO_WEIGHTS)
     parser.add_argument("--rd-dir", type=Path, help="benchmark results measured with these weights")
     parser.add_argument("--force", action="store_true", help="release even if the RD is worse")
     args = parser.parse_args(argv)
     try:
-        data, state, model = export(args.run)
+        data, history, model = candidate(args.weights)
         sha = hashlib.sha256(data).hexdigest()
         if args.rd_dir is None:
             write_file(args.out, data)
@@ -113,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)"
                 )
         write_file(args.out, data)
-        write_file(previous, json.dumps(manifest(sha, state, model, rd, args.out), indent=1) + "\n")
+        write_file(previous, json.dumps(manifest(sha, history, model, rd, args.out), indent=1) + "\n")
     except NvcError as err:
         print(f"release: error: {err}", file=sys.stderr)
         return err.exit_code

@@ -1,0 +1,272 @@
+"""Fit the entropy model to real symbols: the rate-only stage that comes before any training.
+
+With the transform, the steps and the quantiser fixed, the symbols hardly depend on the tables
+(only the motion search weighs vector bits), so the encoder codes the training pictures once per
+qp, the symbols are counted per (qp, channel, context bucket), and each cell gets the table that
+codes its counts in the fewest bits. The bits predicted this way are exact code lengths; the
+script checks them against the real substream sizes of held-out frames.
+
+    python -m nvcodec.train.fit --out weights/base.safetensors [--pack packs/train.npz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from nvcodec.bitstream import FrameType
+from nvcodec.codec.encoder import Encoder
+from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.entropy.coder import ProbabilityTables
+from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
+from nvcodec.entropy.tables import SCALES, scale_of
+from nvcodec.frame import Frame, VideoInfo
+from nvcodec.models.config import get_config
+from nvcodec.models.latent_codec import Coded, LatentCodec
+from nvcodec.models.layout import frame_to_tensor
+from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, median_prediction, row_buckets
+from nvcodec.models.nvc import NvcModel
+from nvcodec.train.data import Pack
+from nvcodec.train.packed import to_planes
+from nvcodec.outputs import write_file
+from nvcodec.weights import Weights, save_weights
+
+HIST = 512  # magnitudes counted exactly below this; larger ones are counted as HIST - 1
+PRIOR_WEIGHT = 8.0  # pseudo-counts from the cell's step and bucket, for sparse cells
+SPYNET = Path(__file__).resolve().parents[4] / "shared" / "data" / "pretrained" / "spynet"
+INTER_QPS = (0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60)
+KINDS = ("intra", "inter")
+MIN_COUNT = 200  # symbols a qp needs before it is fitted on its own
+
+
+def frame_of(packed: np.ndarray) -> Frame:
+    """A Frame from the pack's (6, h, w) uint8 layout."""
+    y, uv = to_planes(torch.from_numpy(packed))
+    return Frame(y[0].numpy().copy(), uv[0].numpy().copy(), uv[1].numpy().copy())
+
+
+class Counts:
+    """Histograms of symbol magnitudes per (kind, qp, channel, bucket) and of vector differences,
+    and the sums that give each channel's reconstruction offset."""
+
+    def __init__(self) -> None:
+        self.latent = np.zeros((len(KINDS), QPS, CHANNELS, BUCKETS, HIST), dtype=np.int64)
+        self.vectors = np.zeros((QPS, 2, VECTOR_BUCKETS, HIST), dtype=np.int64)
+        self.offset_sum = np.zeros((len(KINDS), CHANNELS))
+        self.offset_count = np.zeros((len(KINDS), CHANNELS))
+
+    def observer(self, kind: int) -> Callable[[Coded], None]:
+        """What a latent codec of that kind calls with each coded latent."""
+
+        def observe(coded: Coded) -> None:
+            mag = np.minimum(np.abs(coded.symbols), HIST - 1)
+            channel = np.broadcast_to(np.arange(CHANNELS).reshape(-1, 1, 1), mag.shape)
+            np.add.at(self.latent[kind, coded.qp], (channel.ravel(), coded.buckets.ravel(), mag.ravel()), 1)
+            nonzero = coded.levels != 0
+            gap = np.where(nonzero, np.abs(coded.levels) - np.abs(coded.scaled), 0.0)
+            self.offset_sum[kind] += gap.sum(axis=(1, 2))
+            self.offset_count[kind] += nonzero.sum(axis=(1, 2))
+
+        return observe
+
+    def add_vectors(self, qp: int, diff: np.ndarray) -> None:
+        """Count a field's (Hb, Wb, 2) differences in the contexts the motion coder uses."""
+        mag = np.minimum(np.abs(diff), HIST - 1)
+        for i in range(diff.shape[0]):
+            bucket = row_buckets(diff[i - 1] if i else None, diff.shape[1])
+            for c in range(2):
+                np.add.at(self.vectors[qp, c], (bucket, mag[i, :, c]), 1)
+
+    def offsets(self, kind: int) -> np.ndarray:
+        """Per channel, the mean distance from a level to the values quantised to it (centroid)."""
+        return self.offset_sum[kind] / np.maximum(self.offset_count[kind], 1)
+
+
+@contextmanager
+def observed(model: NvcModel, counts: Counts) -> Iterator[None]:
+    """Within the block, both latent codecs report what they code to `counts`."""
+    codecs = (model.intra.latent, model.inter.latent)
+    for kind, codec in enumerate(codecs):
+        codec.observer = counts.observer(kind)
+    try:
+        yield
+    finally:
+        for codec in codecs:
+            codec.observer = None
+
+
+def cost_matrix(tables: ProbabilityTables) -> np.ndarray:
+    """(tables, HIST) bits of a symbol of each magnitude under each table."""
+    return tables.magnitude_bits(np.arange(len(tables))[:, None], np.arange(HIST)[None])
+
+
+def shifted(k: int, qps: int) -> int:
+    """Table k moved to the scale expected `qps` qp higher (steps grow 2^(1/6) per qp)."""
+    family, index = divmod(k, SCALES)
+    per_qp = np.log(2) / 6 / np.log(scale_of(1) / scale_of(0))
+    return family * SCALES + int(np.clip(round(index - per_qp * qps), 0, SCALES - 1))
+
+
+def best_tables(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """The argmin table of each histogram row (..., HIST)."""
+    return np.argmin(hist.reshape(-1, HIST) @ cost.T, axis=1).reshape(hist.shape[:-1])
+
+
+def fit_latent(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """(QPS, C, BUCKETS) table indices from one kind's (QPS, C, BUCKETS, HIST) counts."""
+    fitted = np.zeros(hist.shape[:3], dtype=np.int64)
+    have = hist.sum(axis=(1, 2, 3)) >= MIN_COUNT
+    for qp in np.flatnonzero(have):
+        h = hist[qp].astype(np.float64)
+        prior = np.zeros_like(h)
+        for channels in STEP_CHANNELS:
+            pooled = h[channels].sum(axis=0) + h.sum(axis=(0, 1)) / (h.sum() + 1) * 1e-3 + 1e-9
+            prior[channels] = pooled / pooled.sum(axis=-1, keepdims=True) * PRIOR_WEIGHT
+        fitted[qp] = best_tables(h + prior, cost)
+    return _fill_qps(fitted, have)
+
+
+def _fill_qps(fitted: np.ndarray, have: np.ndarray, follow_steps: bool = True) -> np.ndarray:
+    """Qps without data take the nearest fitted qp's tables, moved to their step size if they
+    `follow_steps` (latent symbols do; vectors, in quarter pixels, do not)."""
+    known = np.flatnonzero(have)
+    if not known.size:
+        raise ValueError("no symbols to fit")
+    for qp in np.flatnonzero(~have):
+        near = known[np.argmin(np.abs(known - qp))]
+        move = qp - near if follow_steps else 0
+        fitted[qp] = np.vectorize(lambda k, d=move: shifted(int(k), d))(fitted[near])
+    return fitted
+
+
+def fit_vectors(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """(QPS, 2, buckets) table indices of the vector differences from their counts."""
+    have = hist.sum(axis=(1, 2, 3)) >= MIN_COUNT
+    return _fill_qps(best_tables(hist.astype(np.float64) + 1e-3, cost), have, follow_steps=False)
+
+
+def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range) -> None:
+    tables = model.probability_tables()
+    with observed(model, counts):
+        for frame in tqdm(frames, desc="intra", unit="image", file=sys.stderr):
+            x = frame_to_tensor(frame)
+            for qp in qps:
+                model.intra.encode(x, qp, tables)
+
+
+def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
+    """Code a clip with the real encoder and count its symbols; returns the substream bits."""
+    info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
+    encoder = Encoder(weights, CodingParams(qp=qp, filter=ToolMode.OFF, enhance=ToolMode.OFF), info)
+    bits = 0
+    with observed(weights.model, counts):
+        for frame in clip:
+            rec = encoder.encode(frame).record
+            bits += 8 * sum(len(s) for s in rec.substreams)
+            if rec.frame_type == FrameType.INTER:
+                grid = block_grid(tuple(encoder.reference.picture.frame.shape))
+                v = weights.model.inter.motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables)
+                counts.add_vectors(rec.qp, v - median_prediction(v))
+    return bits
+
+
+def fit_codec(codec: LatentCodec, counts: Counts, kind: int, cost: np.ndarray) -> None:
+    """Give a latent codec the fitted tables and reconstruction offsets of its kind."""
+    with torch.no_grad():
+        codec.index_table.copy_(torch.from_numpy(fit_latent(counts.latent[kind], cost)))
+        codec.recon_offset.copy_(torch.from_numpy(counts.offsets(kind)))
+
+
+def count_inter(weights: Weights, clips: list[list[Frame]], counts: Counts, qps: tuple[int, ...]) -> None:
+    with tqdm(total=len(clips) * len(qps), desc="inter", unit="clip", file=sys.stderr) as bar:
+        for qp in qps:
+            for clip in clips:
+                encode_clip(weights, clip, qp, counts)
+                bar.update()
+
+
+def predicted_bits(model: NvcModel, counts: Counts, cost: np.ndarray) -> float:
+    """The bits the model's tables give the counted symbols (exact code lengths)."""
+    total = 0.0
+    for kind, codec in enumerate((model.intra.latent, model.inter.latent)):
+        table = codec.index_table.numpy().astype(np.int64)
+        total += float((counts.latent[kind] * cost[table]).sum())
+    table = model.inter.motion.index_table.numpy().astype(np.int64)
+    return total + float((counts.vectors * cost[table]).sum())
+
+
+def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[int, dict[str, float]]:
+    """Predicted against coded substream bits on held-out frames, at three qps."""
+    out = {}
+    for qp in (12, 32, 52):
+        counts = Counts()
+        coded = encode_clip(weights, clip, qp, counts)
+        predicted = predicted_bits(weights.model, counts, cost)
+        out[qp] = {"predicted": round(predicted), "coded": coded, "gap_percent": round(100 * (coded / predicted - 1), 2)}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nvcodec.train.fit", description=__doc__.splitlines()[0])
+    parser.add_argument("--pack", default="packs/train.npz")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--config", default="base")
+    parser.add_argument("--spynet", default=str(SPYNET))
+    parser.add_argument("--clips", type=int, default=34)
+    parser.add_argument("--images", type=int, default=140)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--passes", type=int, default=2, help="count and fit this many times")
+    parser.add_argument("--intra-qp-step", type=int, default=1, help="fit intra symbols every N qps")
+    parser.add_argument("--inter-qps", default=",".join(map(str, INTER_QPS)), help="base qps of the clips")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    pack = Pack(args.pack)
+    model = NvcModel(get_config(args.config)).eval()
+    if args.config != "tiny":
+        model.inter.estimator.spynet.load_pretrained(args.spynet)
+    weights = Weights(model, b"\0" * 32, "fit")
+    cost = cost_matrix(model.probability_tables())
+    images = [frame_of(p) for p in (pack.photos + pack.crops)[: args.images]]
+    clips = [[frame_of(f) for f in clip] for clip in pack.clips[: args.clips]]
+    inter_qps = tuple(int(q) for q in args.inter_qps.split(","))
+    for _ in range(args.passes):  # the encoder's decisions weigh bits: later passes see fitted tables
+        counts = Counts()
+        count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
+        fit_codec(model.intra.latent, counts, 0, cost)
+        count_inter(weights, clips, counts, inter_qps)
+        fit_codec(model.inter.latent, counts, 1, cost)
+        model.inter.motion.index_table.copy_(torch.from_numpy(fit_vectors(counts.vectors, cost)))
+    check = check_rates(weights, pack.eval_frames(), cost)
+    sha = save_weights(model, args.out)
+    summary = {
+        "stage": "fit: rate-only fit of the entropy tables, no gradient training",
+        "data": pack.summary(),
+        "seconds": round(time.time() - started),
+        "images": len(images),
+        "clips": len(clips),
+        "inter_qps": list(inter_qps),
+        "intra_qp_step": args.intra_qp_step,
+        "passes": args.passes,
+        "rate_check_eval_frames": check,
+        "sha256": sha,
+    }
+    text = json.dumps(summary, indent=1)
+    write_file(Path(args.out).with_suffix(".json"), text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
