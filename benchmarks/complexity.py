@@ -39,8 +39,7 @@ def measure(name: str) -> dict:
         prediction = ref.predict(torch.from_numpy(coded.vectors))
         for refine in (None, model.context_filter):
             p = refine(prediction) if refine else prediction
-            y = inter.transform.analysis(x - p) + inter.condition_analysis(inter._embedded(p))
-            inter._reconstruct(p, y)
+            inter.synthesis(inter.analysis(x, p), p, 30)
         model.enhancer(prediction)
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement

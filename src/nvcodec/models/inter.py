@@ -2,7 +2,7 @@
 
     x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
     y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
-    x_hat = x~ + S(y_hat + C_s(E(x~)))
+    x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import ModelConfig
+from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.motion import MotionCoder, MotionEstimator, block_grid, row_buckets
 from nvcodec.models.motion_search import search
@@ -62,8 +63,14 @@ class InterCoder(nn.Module):
     def _embedded(self, prediction: torch.Tensor) -> torch.Tensor:
         return self.transform.embed(F.pixel_unshuffle(prediction, PATCH))
 
-    def _reconstruct(self, prediction: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
-        return prediction + self.transform.synthesis(y_hat + self.condition_synthesis(self._embedded(prediction)))
+    def analysis(self, x: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+        """y = A(x - x~) + C_a(E(x~))."""
+        return self.transform.analysis(x - prediction) + self.condition_analysis(self._embedded(prediction))
+
+    def synthesis(self, y_hat: torch.Tensor, prediction: torch.Tensor, qp: int) -> torch.Tensor:
+        """x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))."""
+        residual = self.transform.synthesis(y_hat + self.condition_synthesis(self._embedded(prediction)))
+        return deblock(prediction + residual, qp)
 
     @torch.no_grad()
     def search(self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, tables: ProbabilityTables) -> np.ndarray:
@@ -93,9 +100,8 @@ class InterCoder(nn.Module):
         prediction = reference.predict(torch.from_numpy(vectors).to(x.device))
         if refine is not None:
             prediction = refine(prediction)
-        y = self.transform.analysis(x - prediction) + self.condition_analysis(self._embedded(prediction))
-        latent = self.latent.encode(y, qp, tables, previous)
-        x_hat = self._reconstruct(prediction, latent.y_hat)
+        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous)
+        x_hat = self.synthesis(latent.y_hat, prediction, qp)
         return InterOutput(x_hat, vectors, latent, self.motion.encode(vectors, qp, tables))
 
     @torch.no_grad()
@@ -114,4 +120,4 @@ class InterCoder(nn.Module):
         if refine is not None:
             prediction = refine(prediction)
         latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, prediction, previous)
-        return InterOutput(self._reconstruct(prediction, latent.y_hat), vectors, latent)
+        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, latent)

@@ -1,4 +1,5 @@
-"""The intra (I) frame coder: block transform, quantiser with DC prediction, context coding."""
+"""The intra (I) frame coder: block transform, quantiser with DC prediction, context coding,
+deblocking."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.models.config import ModelConfig
+from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_positions
 from nvcodec.models.transform import BlockTransform
 
@@ -22,7 +24,7 @@ class IntraOutput:
 
 
 class IntraCoder(nn.Module):
-    """x -> analysis -> quantise and code -> synthesis -> x_hat."""
+    """x -> analysis -> quantise and code -> synthesis -> deblocking -> x_hat."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -32,7 +34,7 @@ class IntraCoder(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, qp: int, tables: ProbabilityTables) -> IntraOutput:
         latent = self.latent.encode(self.transform.analysis(x), qp, tables)
-        return IntraOutput(self.transform.synthesis(latent.y_hat), latent)
+        return IntraOutput(deblock(self.transform.synthesis(latent.y_hat), qp), latent)
 
     @torch.no_grad()
     def decode(
@@ -40,4 +42,4 @@ class IntraCoder(nn.Module):
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype."""
         latent = self.latent.decode(stream, latent_positions(frame_shape), qp, tables, like)
-        return IntraOutput(self.transform.synthesis(latent.y_hat), latent)
+        return IntraOutput(deblock(self.transform.synthesis(latent.y_hat), qp), latent)

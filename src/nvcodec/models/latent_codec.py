@@ -32,9 +32,14 @@ from nvcodec.entropy.context import (
 )
 from nvcodec.entropy.tables import SCALES
 
-CHROMA_WEIGHT = 1.22  # sqrt(6/4): equal slopes under the 6:1:1 distortion weights
+# Chroma steps relative to luma. Equal slopes under the 6:1:1 weights would give sqrt(6/4) = 1.22
+# at high rates, but chroma is smooth and cheap to code: on 24 Foreman frames, BD-rate against
+# x264 falls from +111% at 1.22 to +80% at 0.43 and +79% at 0.31 (+84% at 0.22).
+CHROMA_WEIGHT = 0.37
 SYMBOL_LIMIT = 1 << 30  # the encoder never codes a larger magnitude (bitstream_spec.md, 5.3)
-LAMBDA = 0.136  # H.264's lambda = 0.85 * 2^((QP - 12) / 3) = 0.136 Qstep^2, in squared steps
+# Twice H.264's lambda = 0.85 * 2^((QP - 12) / 3) = 0.136 Qstep^2, in squared steps: measured on
+# 24 Foreman frames, the doubled one saves ~4% BD-rate against x264 (the H.264 one zeroes too little).
+LAMBDA = 0.272
 ALL_CHANNELS = np.arange(CHANNELS)
 
 

@@ -8,9 +8,10 @@ difference from a predictor made of already decoded vectors (bitstream_spec.md, 
              C the above-right one (above-left in the last column, B when there is neither)
 
 The differences are coded row by row, one group per row of blocks: the row's x components, then
-its y components, with table indices index_table[qp, component, bucket], where the bucket of a
-block is min(3, bit_length(|dx| + |dy|)) of the difference coded for the block above it (0 in the
-first row): vectors that agree with their neighbours come in runs.
+its y components, with table indices index_table[qp, component, bucket]. A block's bucket is
+min(4, bit_length(2 |A| + |AL| + |AR|)), with |.| = |dx| + |dy| of the differences coded for the
+blocks above, above-left and above-right (0 outside the field, and in the first row): vectors
+that agree with their neighbours come in patches.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from nvcodec.models.layout import to_rgb
 from nvcodec.models.spynet import SpyNet
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
-VECTOR_BUCKETS = 4
+VECTOR_BUCKETS = 5
 
 
 def median_prediction(v: np.ndarray) -> np.ndarray:
@@ -67,7 +68,8 @@ def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
     """(Wb,) context buckets of a row from the (Wb, 2) differences of the row above (None: first row)."""
     if above is None:
         return np.zeros(width, dtype=np.int64)
-    total = np.minimum(np.abs(above).sum(axis=-1), 1 << 20)
+    size = np.pad(np.minimum(np.abs(above).sum(axis=-1), 1 << 20), 1)
+    total = 2 * size[1:-1] + size[:-2] + size[2:]
     bits = np.zeros(width, dtype=np.int64)
     for b in range(1, VECTOR_BUCKETS):
         bits += total >= (1 << (b - 1))
