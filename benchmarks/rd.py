@@ -1,6 +1,6 @@
 """Rate-distortion of nvcodec and the anchors on the development clips, measured in one run.
 
-    python -m benchmarks.rd [--clips foreman,cockatoo,cactus,people] [--frames N] [--qps 0,21,42,63]
+    python -m benchmarks.rd [--clips foreman,cockatoo,cactus,people] [--frames N] [--qps 0,22,27,32,37,42,63]
                             [--anchors x264,x265,svt-av1] [--weights PATH] [--out benchmarks/results]
 
 Writes one JSON per clip (every point with its per-frame bits and PSNR). Conditions: low delay,
@@ -29,7 +29,7 @@ from nvcodec.outputs import write_file
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
-NVCODEC_QPS = (0, 21, 42, 63)  # the whole qp range; four points are what BD-rate needs
+NVCODEC_QPS = (0, 22, 27, 32, 37, 42, 63)  # the whole range, and the anchors' QPs for BD-rate
 
 
 def point(qp: int, frame_bits: Sequence[int], psnr: Sequence[dict], frames: Sequence[Frame], fps: Fraction,

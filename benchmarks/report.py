@@ -50,14 +50,23 @@ def bd_table(clips: list[dict]) -> list[str]:
     return lines
 
 
+def _drift(point: dict) -> str:
+    """Mean PSNR-YUV of the first and of the last 16 frames (drift shows as a falling second figure)."""
+    trace = point.get("frame_psnr_yuv", [])
+    if len(trace) < 32:
+        return "-"
+    return f"{sum(trace[:16]) / 16:.2f} / {sum(trace[-16:]) / 16:.2f}"
+
+
 def points_table(clip: dict) -> list[str]:
     lines = [f"**{clip['clip']}** ({clip['width']}x{clip['height']}, {clip['frames']} frames, {clip['fps']} fps)", "",
-             "| codec | qp | kbit/s | bpp | PSNR-Y | PSNR-YUV | encode s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             "| codec | qp | kbit/s | bpp | PSNR-Y | PSNR-YUV | first 16 / last 16 frames | encode s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     rows = [("nvcodec", p) for p in clip["nvcodec"]]
     rows += [(a, p) for a, pts in clip["anchors"].items() for p in pts]
     for name, p in rows:
         lines.append(f"| {name} | {p['qp']} | {p['kbps']:.1f} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | "
-                     f"{p['psnr_yuv']:.2f} | {p['seconds']:.1f} |")  # fmt: skip
+                     f"{p['psnr_yuv']:.2f} | {_drift(p)} | {p['seconds']:.1f} |")  # fmt: skip
     return lines
 
 

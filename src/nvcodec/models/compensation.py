@@ -52,8 +52,8 @@ def predict_plane(plane: torch.Tensor, vectors: torch.Tensor, size: int, filters
     if taps == 1:
         return patch.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
     wx, wy = filters[frac[..., 0]], filters[frac[..., 1]]  # (Hb, Wb, taps)
-    across = (patch.unfold(3, taps, 1) * wx[:, :, None, None, :]).sum(-1)  # (Hb, Wb, S, size)
-    down = (across.unfold(2, taps, 1) * wy[:, :, None, None, :]).sum(-1)  # (Hb, Wb, size, size)
+    across = torch.einsum("abstk,abk->abst", patch.unfold(3, taps, 1), wx)  # (Hb, Wb, S, size)
+    down = torch.einsum("abstk,abk->abst", across.unfold(2, taps, 1), wy)  # (Hb, Wb, size, size)
     return down.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
 
 

@@ -1,10 +1,11 @@
 """The encoder's motion search (not normative): rate-constrained block matching from SpyNet's seed.
 
 Every candidate is a whole vector field, predicted at once; each block keeps the candidate that
-lowers SAD + lambda * bits(vector difference), the bits from the coder's own tables and the
-predictor from the best field so far. Candidates: zero, SpyNet's block means rounded to whole
-pixels, the neighbours' vectors, a shrinking square of whole-pixel moves (cheap: no
-interpolation), then half and quarter pixels, the neighbours again, and a last quarter pixel.
+lowers SAD + lambda * bits(vector difference), the bits from the coder's own tables, candidate
+and incumbent both priced against the predictors of the best field so far. Candidates: zero,
+SpyNet's block means rounded to whole pixels, the neighbours' vectors, a shrinking square of
+whole-pixel moves (cheap: no interpolation), half and quarter pixels; then the predictors
+themselves (a field that costs almost nothing), the neighbours' vectors and a last quarter pixel.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class BlockSearch:
         h, w = target_luma.shape
         self.grid = (h // BLOCK, w // BLOCK)
         self.best = np.zeros((*self.grid, 2), dtype=np.int64)
-        self.best_cost = self._cost(self.best)
+        self.best_sad = self._sad(self.best)
 
     def _sad(self, field: np.ndarray) -> np.ndarray:
         pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device))
@@ -44,17 +45,16 @@ class BlockSearch:
         hb, wb = self.grid
         return diff.view(hb, BLOCK, wb, BLOCK).sum(dim=(1, 3)).cpu().numpy()
 
-    def _cost(self, field: np.ndarray) -> np.ndarray:
-        rate = self.rate_of(field - median_prediction(self.best))
-        return self._sad(field) + self.lam * rate
-
     def consider(self, field: np.ndarray) -> None:
-        """Keep, block by block, the vectors of `field` where they cost less."""
+        """Keep, block by block, the vectors of `field` where they cost less. Both are priced
+        against the predictors of the current best field (the best's own rate changes with it)."""
         field = np.clip(field, -MAX_VECTOR, MAX_VECTOR)
-        cost = self._cost(field)
-        better = cost < self.best_cost
+        predictor = median_prediction(self.best)
+        sad = self._sad(field)
+        cost = sad + self.lam * self.rate_of(field - predictor)
+        better = cost < self.best_sad + self.lam * self.rate_of(self.best - predictor)
         self.best = np.where(better[..., None], field, self.best)
-        self.best_cost = np.where(better, cost, self.best_cost)
+        self.best_sad = np.where(better, sad, self.best_sad)
 
     def propagate(self) -> None:
         """Try each block's neighbours' vectors."""
@@ -76,6 +76,7 @@ def search(
     s.propagate()
     s.refine(WHOLE_STEPS)
     s.refine(FRACTION_STEPS)
+    s.consider(median_prediction(s.best))
     s.propagate()
     s.refine((1,))
     return s.best
