@@ -70,7 +70,7 @@ def curve(points: Sequence[tuple[int, float]], images: Sequence[Frame], setting:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, help="use only the first N images")
-    parser.add_argument("--qps", default="0,16,32,48,63")
+    parser.add_argument("--qps", default="0,12,17,22,27,32,37,42,63")
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)

@@ -136,8 +136,9 @@ def render(results: Path, out: Path) -> str:
     if clips:
         env = clips[0]["environment"]
         lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
-                  f"Weights: `weights/{Path(env['weights']['path']).name}` ({env['weights']['config']}, SHA-256 "
-                  f"`{env['weights']['sha256'][:16]}...`). Measured on {env['date']}, {env['machine']}. "
+                  f"Weights: {env['weights']['config']}, SHA-256 `{env['weights']['sha256'][:16]}...` (measured as "
+                  f"`{Path(env['weights']['path']).name}`; weights/manifest.json names the released file with its "
+                  f"SHA-256). Measured on {env['date']}, {env['machine']}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
                   "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "
