@@ -33,7 +33,7 @@ def measure(name: str) -> dict:
     intra = model.intra.encode(x, 32, tables)
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
-    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols)
+    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, inter.search(x, ref, 32, tables))
 
     def encode_p() -> None:  # motion search aside: both filter trials and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors))
@@ -53,7 +53,10 @@ def measure(name: str) -> dict:
                 lambda: (model.intra.encode(x, 32, tables), model.enhancer(ref.frame)), pixels
             ),
             "intra_decode_kmac": kmacs_per_pixel(
-                lambda: (model.intra.decode(intra.latent.stream, x.shape, 32, tables, x), model.enhancer(ref.frame)),
+                lambda: (
+                    model.intra.decode(intra.latent.stream, x.shape, 32, tables, x),
+                    model.enhancer(ref.frame),
+                ),
                 pixels,
             ),
             "inter_encode_kmac": kmacs_per_pixel(encode_p, pixels),
@@ -68,7 +71,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     rows = {name: measure(name) for name in CONFIGS}
-    print(f"{'config':<6} {'params':>10} {'I enc':>8} {'I dec':>8} {'P enc':>8} {'ME seed':>8} {'P dec':>8}  (kMAC/pixel)")
+    print(
+        f"{'config':<6} {'params':>10} {'I enc':>8} {'I dec':>8} {'P enc':>8} {'ME seed':>8} {'P dec':>8}  (kMAC/pixel)"
+    )
     for name, r in rows.items():
         print(
             f"{name:<6} {r['parameters']:>10,} {r['intra_encode_kmac']:>8.1f} {r['intra_decode_kmac']:>8.1f}"

@@ -137,8 +137,8 @@ def entropy_throughput(symbols: int = 2_000_000) -> dict:
     """Symbols per second of the ANS coder with the codec's tables (grouped by table)."""
     tables = coder.ProbabilityTables(*build_tables())
     rng = np.random.default_rng(0)
-    k = rng.integers(0, 40, size=symbols)
-    scales = np.array([table_parameters(int(i))[1] for i in range(40)])[k]
+    k = rng.integers(0, len(tables), size=symbols)
+    scales = np.array([table_parameters(int(i))[1] for i in range(len(tables))])[k]
     values = np.round(rng.laplace(size=symbols) * scales).astype(np.int64)
     began = time.perf_counter()
     enc = coder.SymbolEncoder(tables)

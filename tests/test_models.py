@@ -14,7 +14,14 @@ from nvcodec.errors import WeightsError
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
-from nvcodec.models.latent_codec import CHROMA_WEIGHT, LatentCodec, base_step, med_predict, med_reconstruct, rd_levels
+from nvcodec.models.latent_codec import (
+    CHROMA_WEIGHT,
+    LatentCodec,
+    base_step,
+    med_predict,
+    med_reconstruct,
+    rd_levels,
+)
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, weighted_mse
 from nvcodec.models.macs import kmacs_per_pixel
 from nvcodec.models.motion import median_prediction, reconstruct_vectors
@@ -175,7 +182,7 @@ def test_base_stays_within_the_complexity_budget():
     ref = InterpolatedFrame(quantize_pixels(base.intra.encode(x, 30, tables).x_hat))
     previous = np.zeros((CHANNELS, 16, 16), dtype=np.int64)
     pixels = 128 * 128
-    coded = base.inter.encode(x, ref, 30, tables, previous)
+    coded = base.inter.encode(x, ref, 30, tables, previous, base.inter.search(x, ref, 30, tables))
 
     def encode_residual():  # both filter trials, as --filter auto does, and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors))

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from nvcodec.models.warp import downscale_flow, warp
+from nvcodec.models.warp import warp
 
 
 def reference_warp(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -46,9 +46,3 @@ def test_fp16_accuracy_at_1080p():
     grid = torch.stack([2 * xs / (w - 1) - 1, 2 * ys / (h - 1) - 1], dim=-1).half().float()
     absolute = F.grid_sample(feature.float(), grid, padding_mode="border", align_corners=True).double()
     assert (absolute - ref).norm() / ref.norm() > 10 * err
-
-
-def test_downscaled_flow_keeps_displacement_in_coarse_pixels():
-    flow = torch.full((1, 2, 8, 8), 4.0)
-    assert torch.equal(downscale_flow(flow, 2), torch.full((1, 2, 4, 4), 2.0))
-    assert downscale_flow(flow, 1) is flow

@@ -7,8 +7,8 @@ import struct
 import pytest
 import torch
 
-from nvcodec.errors import WeightsError
 from nvcodec.entropy.tables import NUM_TABLES
+from nvcodec.errors import WeightsError
 from nvcodec.models.config import TINY, get_config
 from nvcodec.weights import default_weights_path, load_weights, random_model, save_weights
 

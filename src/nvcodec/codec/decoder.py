@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
 from nvcodec.errors import BitstreamError, WeightsError
-from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.layout import padded_size, quantize_pixels
 from nvcodec.weights import Weights
 
@@ -75,12 +74,11 @@ class Decoder(FrameLoop):
                 record.substreams, ref.picture, record.qp, self.tables, ref.symbols, refine
             )
         x_hat = quantize_pixels(out.x_hat)
-        reference = Reference(InterpolatedFrame(x_hat), out.latent.symbols)
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = Picture(self.to_frame(x_hat), self.to_frame(self.enhanced(x_hat) if enhance else x_hat))
         index = self.index
-        self.reference, self.index = reference, index + 1
+        self.advance(x_hat, out.latent.symbols)
         recon_ok = frame_crc(picture.recon) == record.crc_recon
         output_ok = frame_crc(picture.output) == record.crc_output if enhance or not flagged else None
         return DecodedFrame(index, record, picture, recon_ok, output_ok)

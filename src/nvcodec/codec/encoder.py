@@ -8,8 +8,7 @@ import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, Reference, frame_crc
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
@@ -101,7 +100,7 @@ class Encoder(FrameLoop):
         record = FrameRecord(
             plan.frame_type, plan.qp, flags, streams, frame_crc(picture.recon), frame_crc(picture.output)
         )
-        self.reference, self.index = Reference(InterpolatedFrame(x_hat), out.latent.symbols), self.index + 1
+        self.advance(x_hat, out.latent.symbols)
         return EncodedFrame(plan, record, picture)
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
@@ -109,9 +108,11 @@ class Encoder(FrameLoop):
         if plan.refresh:
             self.filter_decider.reset()
 
+        vectors = self.model.inter.search(x, ref.picture, plan.qp, self.tables)
+
         def trial(use_filter: bool) -> InterOutput:
             refine = self.model.context_filter if use_filter else None
-            return self.model.inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, refine)
+            return self.model.inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, refine)
 
         mode = self.filter_mode
         if mode == ToolMode.AUTO:

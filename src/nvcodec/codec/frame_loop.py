@@ -73,6 +73,10 @@ class FrameLoop:
         self.reference: Reference | None = None
         self.index = 0
 
+    def advance(self, x_hat: torch.Tensor, symbols: np.ndarray) -> None:
+        """Make the frame just coded the reference of the next one."""
+        self.reference, self.index = Reference(InterpolatedFrame(x_hat), symbols), self.index + 1
+
     def to_frame(self, x: torch.Tensor) -> Frame:
         """An 8-bit picture of the true size from a frame tensor."""
         return tensor_to_frame(x, self.width, self.height)

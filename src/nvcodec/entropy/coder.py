@@ -1,6 +1,6 @@
 """Coding integer symbols with the probability tables and constriction's ANS stack coder.
 
-One substream holds a sequence of groups. A group is a set of symbols whose scale indices the
+One substream holds a sequence of groups. A group is a set of symbols whose table indices the
 decoder knows before reading them; it is coded table by table (ascending k, raster order within
 each table), then the escaped values of the group (bitstream_spec.md, 5.3).
 """
@@ -34,6 +34,7 @@ class ProbabilityTables:
     radius: np.ndarray
     counts: np.ndarray
     _models: dict = field(default_factory=dict, repr=False)
+    _magnitude_bits: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.radius)
@@ -60,11 +61,9 @@ class ProbabilityTables:
     def magnitude_bits(self, k: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Bits of values under tables k (broadcast), from one lookup of |value| (the positive
         side; beyond MAGNITUDES as at MAGNITUDES - 1): an estimate for the encoder's decisions."""
-        if "magnitudes" not in self._models:
-            self._models["magnitudes"] = np.stack(
-                [self.bits(t, np.arange(MAGNITUDES)) for t in range(len(self))]
-            )
-        return self._models["magnitudes"][k, np.minimum(np.abs(values), MAGNITUDES - 1)]
+        if self._magnitude_bits is None:
+            self._magnitude_bits = np.stack([self.bits(t, np.arange(MAGNITUDES)) for t in range(len(self))])
+        return self._magnitude_bits[k, np.minimum(np.abs(values), MAGNITUDES - 1)]
 
     def uniform(self, n: int):
         key = ("uniform", n)
@@ -97,7 +96,7 @@ class SymbolEncoder:
             self._chunks.append((symbols.astype(np.int32), model))
 
     def add(self, values: np.ndarray, indices: np.ndarray) -> None:
-        """One group: integer values with their scale indices (same shape, raster order)."""
+        """One group: integer values with their table indices (same shape, raster order)."""
         values = np.asarray(values, dtype=np.int64).ravel()
         indices = np.asarray(indices, dtype=np.int64).ravel()
         radius = self.tables.radius[indices]
@@ -113,7 +112,7 @@ class SymbolEncoder:
     def _add_escapes(self, values: np.ndarray, radius: np.ndarray) -> None:
         mantissa = np.abs(values) - radius  # >= 1
         if mantissa.max() >= 1 << (EXP_BITS - 1):
-            raise NvcError(f"latent value {int(np.abs(values).max())} too large to code")
+            raise NvcError(f"symbol value {int(np.abs(values).max())} too large to code")
         nbits = np.floor(np.log2(mantissa)).astype(np.int64)
         nbits += (mantissa >> (nbits + 1)) > 0  # guard against log2 rounding
         nbits -= (mantissa >> nbits) == 0
@@ -131,7 +130,7 @@ class SymbolEncoder:
 
 
 class SymbolDecoder:
-    """Reads groups back from a substream, given the scale indices of each group."""
+    """Reads groups back from a substream, given the table indices of each group."""
 
     def __init__(self, tables: ProbabilityTables, data: bytes) -> None:
         if len(data) % 4:

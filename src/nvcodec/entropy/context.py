@@ -75,4 +75,3 @@ def buckets(act: np.ndarray) -> np.ndarray:
     for b in range(1, BUCKETS):
         bits += ctx >= (1 << (b - 1))
     return bits
-

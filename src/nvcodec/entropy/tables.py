@@ -3,7 +3,7 @@
 A dead-zone quantiser |s| = floor(|y| / step + theta) applied to a Laplacian of scale b (in units
 of the step) gives P(0) = 1 - e^(-(1 - theta)/b) and P(|s| = n) proportional to e^(-n/b) beyond;
 theta sets the weight of zero against the tail.
-The tables cover that family on a grid: FAMILIES values of theta times SCALES log-spaced scales,
+The tables cover that family on a grid: len(FAMILY_THETAS) values of theta times SCALES log-spaced scales,
 k = family * SCALES + scale index. Fitting picks, for each context, the k that codes the observed
 symbols in the fewest bits, so the grid only has to be fine enough.
 

@@ -32,7 +32,9 @@ CHROMA_FILTERS = (  # taps at offsets -1..2, sum 64, for phases 0, 1/8, ..., 7/8
 )
 
 
-def predict_plane(plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor) -> torch.Tensor:
+def predict_plane(
+    plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor
+) -> torch.Tensor:
     """(H, W) prediction of a plane from (Hb, Wb, 2) integer vectors in 1/len(filters) pixels,
     blocks of size x size; `filters` (phases, taps) sum to one."""
     phases, taps = filters.shape

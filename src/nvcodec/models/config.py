@@ -15,7 +15,9 @@ class ModelConfig:
     blocks: int  # residual blocks on each side of the block transform
     block_width: int  # inner width of those blocks
     me_levels: int  # SpyNet pyramid levels
-    me_widths: tuple[int, ...]  # SpyNet channels through its five 7x7 convolutions (pretrained: 8,32,64,32,16,2)
+    me_widths: tuple[
+        int, ...
+    ]  # SpyNet channels through its five 7x7 convolutions (pretrained: 8,32,64,32,16,2)
     me_scale: int  # motion estimated on frames of 1/me_scale the size (2 or 4)
     confre_blocks: int  # residual blocks in the contextual filter and the enhancement
     confre_ch: int

@@ -1,12 +1,13 @@
 """The inter (P) frame coder: block motion compensation, then conditional residual coding.
 
-    x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
-    y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
-    x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))
+x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
+y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
+x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ from nvcodec.models.motion_search import search
 from nvcodec.models.transform import PATCH, BlockTransform
 
 INTER_DEAD_ZONE = 0.2
+Refine = Callable[[torch.Tensor], torch.Tensor]  # the in-loop filter applied to the prediction
 
 
 @dataclass
@@ -73,14 +75,18 @@ class InterCoder(nn.Module):
         return deblock(prediction + residual, qp)
 
     @torch.no_grad()
-    def search(self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, tables: ProbabilityTables) -> np.ndarray:
+    def search(
+        self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, tables: ProbabilityTables
+    ) -> np.ndarray:
         """The encoder's vectors for frame x (not normative)."""
         seed = self.estimator(x, reference.frame).numpy()
         ks = self.motion.index_table[qp].cpu().numpy().astype(np.int64)
 
         def rate_of(d: np.ndarray) -> np.ndarray:  # each block in the context of the row above
             bucket = np.stack([row_buckets(d[i - 1] if i else None, d.shape[1]) for i in range(d.shape[0])])
-            return tables.magnitude_bits(ks[0][bucket], d[..., 0]) + tables.magnitude_bits(ks[1][bucket], d[..., 1])
+            return tables.magnitude_bits(ks[0][bucket], d[..., 0]) + tables.magnitude_bits(
+                ks[1][bucket], d[..., 1]
+            )
 
         target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
         return search(target, reference, seed, base_step(qp) * 255, rate_of)
@@ -93,10 +99,10 @@ class InterCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray,
-        refine=None,
+        vectors: np.ndarray,
+        refine: Refine | None = None,
     ) -> InterOutput:
-        """Code frame x against the reference; `refine` is the in-loop filter when it is used."""
-        vectors = self.search(x, reference, qp, tables)
+        """Code frame x with the vectors `search` chose; `refine` is the in-loop filter when used."""
         prediction = reference.predict(torch.from_numpy(vectors).to(x.device))
         if refine is not None:
             prediction = refine(prediction)
@@ -112,8 +118,9 @@ class InterCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray,
-        refine=None,
+        refine: Refine | None = None,
     ) -> InterOutput:
+        """Read a P frame's two substreams and rebuild it from the reference."""
         shape = tuple(reference.frame.shape)
         vectors = self.motion.decode(streams[0], block_grid(shape), qp, tables)
         prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device))

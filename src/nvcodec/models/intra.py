@@ -38,7 +38,12 @@ class IntraCoder(nn.Module):
 
     @torch.no_grad()
     def decode(
-        self, stream: bytes, frame_shape: tuple[int, ...], qp: int, tables: ProbabilityTables, like: torch.Tensor
+        self,
+        stream: bytes,
+        frame_shape: tuple[int, ...],
+        qp: int,
+        tables: ProbabilityTables,
+        like: torch.Tensor,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype."""
         latent = self.latent.decode(stream, latent_positions(frame_shape), qp, tables, like)

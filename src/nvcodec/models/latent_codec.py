@@ -1,11 +1,11 @@
 """One latent, quantised and coded: steps per qp, the dead-zone quantiser, DC prediction, contexts.
 
-    step_c(qp) = w_c * 2^((qp - 4) / 6) / 255        (so that qp means what x264's QP means)
-    q = sign(y / step) * floor(|y / step| + theta)   (encoder's choice, not normative; DC rounds),
-        then each level may move towards zero where that lowers (y/step - q)^2 + LAMBDA * bits
-    s = q - MED(q) on the DC channels of intra frames (integer, from decoded neighbours), else q
-    the symbols s are coded in frequency steps with table indices from nvcodec.entropy.context
-    y_hat = (q - sign(q) * delta_c) * step            (delta_c: the reconstruction offset)
+step_c(qp) = w_c * 2^((qp - 4) / 6) / 255        (so that qp means what x264's QP means)
+q = sign(y / step) * floor(|y / step| + theta)   (encoder's choice, not normative; DC rounds),
+    then each level may move towards zero where that lowers (y/step - q)^2 + LAMBDA * bits
+s = q - MED(q) on the DC channels of intra frames (integer, from decoded neighbours), else q
+the symbols s are coded in frequency steps with table indices from nvcodec.entropy.context
+y_hat = (q - sign(q) * delta_c) * step            (delta_c: the reconstruction offset)
 """
 
 from __future__ import annotations
@@ -227,4 +227,3 @@ class LatentCodec(nn.Module):
 def latent_positions(frame_shape: tuple[int, ...]) -> tuple[int, int]:
     """(H, W) of the latent for a frame tensor (N, 6, H/2, W/2)."""
     return frame_shape[2] // 4, frame_shape[3] // 4
-

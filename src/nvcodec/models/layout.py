@@ -15,8 +15,8 @@ from nvcodec.frame import Frame
 MULTIPLE = 16  # one 16x16 motion block; the latent is at 1/8
 
 
-def padded_size(width: int, height: int, multiple: int = MULTIPLE) -> tuple[int, int]:
-    return -(-width // multiple) * multiple, -(-height // multiple) * multiple
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    return -(-width // MULTIPLE) * MULTIPLE, -(-height // MULTIPLE) * MULTIPLE
 
 
 def _pad_plane(plane: np.ndarray, height: int, width: int) -> torch.Tensor:
@@ -28,9 +28,9 @@ def _pad_plane(plane: np.ndarray, height: int, width: int) -> torch.Tensor:
     return t / 255.0
 
 
-def frame_to_tensor(frame: Frame, multiple: int = MULTIPLE) -> torch.Tensor:
+def frame_to_tensor(frame: Frame) -> torch.Tensor:
     """The (1, 6, Hp/2, Wp/2) float32 tensor of a frame, padded by replication."""
-    wp, hp = padded_size(frame.width, frame.height, multiple)
+    wp, hp = padded_size(frame.width, frame.height)
     y = F.pixel_unshuffle(_pad_plane(frame.y, hp, wp), 2)
     u = _pad_plane(frame.u, hp // 2, wp // 2)
     v = _pad_plane(frame.v, hp // 2, wp // 2)

@@ -29,7 +29,9 @@ RateOf = Callable[[np.ndarray], np.ndarray]  # (Hb, Wb, 2) differences -> (Hb, W
 class BlockSearch:
     """Search state for one frame: the target luma, the interpolated reference, the best field."""
 
-    def __init__(self, target_luma: torch.Tensor, reference: InterpolatedFrame, step_8bit: float, rate_of: RateOf):
+    def __init__(
+        self, target_luma: torch.Tensor, reference: InterpolatedFrame, step_8bit: float, rate_of: RateOf
+    ):
         self.target = target_luma
         self.reference = reference
         self.lam = SAD_LAMBDA * step_8bit
@@ -68,7 +70,11 @@ class BlockSearch:
 
 
 def search(
-    target_luma: torch.Tensor, reference: InterpolatedFrame, seed: np.ndarray, step_8bit: float, rate_of: RateOf
+    target_luma: torch.Tensor,
+    reference: InterpolatedFrame,
+    seed: np.ndarray,
+    step_8bit: float,
+    rate_of: RateOf,
 ) -> np.ndarray:
     """(Hb, Wb, 2) quarter-pixel vectors for the full-resolution target luma (H, W)."""
     s = BlockSearch(target_luma, reference, step_8bit, rate_of)

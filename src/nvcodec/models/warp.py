@@ -42,10 +42,3 @@ def warp(feature: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     top = tap(y0, x0) * (1 - ax) + tap(y0, x1) * ax
     bottom = tap(y1, x0) * (1 - ax) + tap(y1, x1) * ax
     return top * (1 - ay) + bottom * ay
-
-
-def downscale_flow(flow: torch.Tensor, factor: int) -> torch.Tensor:
-    """A flow for a grid `factor` times coarser: averaged over blocks, divided by `factor`."""
-    if factor == 1:
-        return flow
-    return torch.nn.functional.avg_pool2d(flow, factor) / factor

@@ -1,1 +1,1 @@
-"""Training: the pack builder, samplers, stages, the trainer, evaluation and the release of weights."""
+"""Training: the pack builder, the entropy-table fit and the release of weights."""

@@ -1,4 +1,4 @@
-"""The training pack in memory, and the sampler that draws batches of crops and sequences."""
+"""The training pack in memory."""
 
 from __future__ import annotations
 
@@ -6,12 +6,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
-from nvcodec.train.packed import hflip
-from nvcodec.train.synthetic import camera_sequence
 
 
 class Pack:
@@ -46,7 +43,6 @@ class Pack:
             "photos": sorted({short(p).rsplit("/", 1)[0] for p in sources.get("photos", [])}),
             "crops": sorted({short(p).rsplit("/", 1)[0] for p in sources.get("crops", [])}),
             "clips": clips,
-            "synthetic_motion": "camera trajectories over the photos (nvcodec.train.synthetic)",
         }
 
     def eval_frames(self) -> list[Frame]:
@@ -55,69 +51,3 @@ class Pack:
             return []
         info = self.manifest["eval"]
         return [Frame.from_bytes(row.tobytes(), info["width"], info["height"]) for row in self._eval]
-
-
-def _random_crop(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray | None:
-    h, w = x.shape[-2:]
-    if h < size or w < size:
-        return None
-    top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-    return x[..., top : top + size, left : left + size]
-
-
-class Sampler:
-    """Batches (B, T, 6, crop/2, crop/2) in [0, 1]: image crops for T = 1, else sequences from the
-    real clips or synthetic camera motion, flipped and time-reversed at random."""
-
-    def __init__(
-        self, pack: Pack, frames: int, crop: int, batch: int, synthetic_share: float, seed: int
-    ) -> None:
-        self.pack, self.frames, self.size, self.batch = pack, frames, crop // 2, batch
-        self.synthetic_share = synthetic_share
-        self.rng = np.random.default_rng(seed)
-        self.images = pack.photos + pack.crops
-
-    def _image(self) -> torch.Tensor:
-        while True:
-            if self.rng.random() < 0.2:
-                clip = self.pack.clips[self.rng.integers(len(self.pack.clips))]
-                source = clip[self.rng.integers(len(clip))]
-            else:
-                source = self.images[self.rng.integers(len(self.images))]
-            crop = _random_crop(source, self.size, self.rng)
-            if crop is not None:
-                return torch.from_numpy(np.ascontiguousarray(crop))[None].float() / 255
-
-    def _real_sequence(self) -> torch.Tensor | None:
-        clip = self.pack.clips[self.rng.integers(len(self.pack.clips))]
-        if len(clip) < self.frames:
-            return None
-        start = self.rng.integers(0, len(clip) - self.frames + 1)
-        crop = _random_crop(clip[start : start + self.frames], self.size, self.rng)
-        return None if crop is None else torch.from_numpy(np.ascontiguousarray(crop)).float() / 255
-
-    def _synthetic_sequence(self) -> torch.Tensor:
-        photo = (
-            self.pack.photos[self.rng.integers(len(self.pack.photos))] if self.pack.photos else self.images[0]
-        )
-        sprite = self.images[self.rng.integers(len(self.images))]
-        photo_t = torch.from_numpy(photo).float() / 255
-        return camera_sequence(
-            photo_t, self.frames, 2 * self.size, self.rng, torch.from_numpy(sprite).float() / 255
-        )
-
-    def _sequence(self) -> torch.Tensor:
-        seq = None
-        if self.rng.random() >= self.synthetic_share:
-            seq = self._real_sequence()
-        seq = seq if seq is not None else self._synthetic_sequence()
-        if self.rng.random() < 0.5:
-            seq = seq.flip(0)  # time reversal
-        return seq
-
-    def sample(self) -> torch.Tensor:
-        items = []
-        for _ in range(self.batch):
-            x = self._image() if self.frames == 1 else self._sequence()
-            items.append(hflip(x) if self.rng.random() < 0.5 else x)
-        return torch.stack(items)

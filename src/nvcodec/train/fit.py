@@ -1,4 +1,4 @@
-"""Fit the entropy model to real symbols: the rate-only stage that comes before any training.
+"""Fit the entropy model to real symbols: the rate-only fit that gradient training starts from.
 
 With the transform, the steps and the quantiser fixed, the symbols hardly depend on the tables
 (only the motion search weighs vector bits), so the encoder codes the training pictures once per
@@ -6,13 +6,12 @@ qp, the symbols are counted per (qp, channel, context bucket), and each cell get
 codes its counts in the fewest bits. The bits predicted this way are exact code lengths; the
 script checks them against the real substream sizes of held-out frames.
 
-    python -m nvcodec.train.fit --out weights/base.safetensors [--pack packs/train.npz]
+    python -m nvcodec.train.fit --out runs/fit.safetensors [--pack packs/train.npz]
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -37,9 +36,9 @@ from nvcodec.models.latent_codec import Coded, LatentCodec
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, median_prediction, row_buckets
 from nvcodec.models.nvc import NvcModel
-from nvcodec.train.data import Pack
-from nvcodec.train.packed import to_planes
 from nvcodec.outputs import write_file
+from nvcodec.train.data import Pack
+from nvcodec.train.packed import unpack_frame
 from nvcodec.weights import Weights, save_weights
 
 HIST = 512  # magnitudes counted exactly below this; larger ones are counted as HIST - 1
@@ -49,12 +48,6 @@ INTER_QPS = (0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60)
 KINDS = ("intra", "inter")
 MIN_COUNT = 200  # symbols a qp needs before it is fitted on its own
 FLUSH_BITS = 32  # the ANS coder's final state word, once per substream
-
-
-def frame_of(packed: np.ndarray) -> Frame:
-    """A Frame from the pack's (6, h, w) uint8 layout."""
-    y, uv = to_planes(torch.from_numpy(packed))
-    return Frame(y[0].numpy().copy(), uv[0].numpy().copy(), uv[1].numpy().copy())
 
 
 class Counts:
@@ -249,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
         model.inter.estimator.spynet.load_pretrained(args.spynet)
     weights = Weights(model, b"\0" * 32, "fit")
     cost = cost_matrix(model.probability_tables())
-    images = [frame_of(p) for p in (pack.photos + pack.crops)[: args.images]]
-    clips = [[frame_of(f) for f in clip] for clip in pack.clips[: args.clips]]
+    images = [unpack_frame(p) for p in (pack.photos + pack.crops)[: args.images]]
+    clips = [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
     inter_qps = tuple(int(q) for q in args.inter_qps.split(","))
     for _ in range(args.passes):  # the encoder's decisions weigh bits: later passes see fitted tables
         counts = Counts()

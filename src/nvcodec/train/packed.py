@@ -1,7 +1,6 @@
 """Frames as the training pack stores them: the codec's 6-channel half-size layout in uint8.
 
-Channels: the four luma phases (row, column) = (0,0), (0,1), (1,0), (1,1), then U, then V. Flips
-move the phases as well as the pixels.
+Channels: the four luma phases (row, column) = (0,0), (0,1), (1,0), (1,1), then U, then V.
 """
 
 from __future__ import annotations
@@ -11,9 +10,6 @@ import torch
 import torch.nn.functional as F
 
 from nvcodec.frame import Frame
-
-HFLIP_CHANNELS = [1, 0, 3, 2, 4, 5]  # mirroring columns swaps the column phase
-VFLIP_CHANNELS = [2, 3, 0, 1, 4, 5]  # mirroring rows swaps the row phase
 
 
 def pack_frame(frame: Frame) -> np.ndarray:
@@ -40,13 +36,7 @@ def to_planes(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return F.pixel_shuffle(x[..., :4, :, :], 2), x[..., 4:, :, :]
 
 
-def from_planes(y: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    return torch.cat([F.pixel_unshuffle(y, 2), uv], dim=-3)
-
-
-def hflip(x: torch.Tensor) -> torch.Tensor:
-    return x[..., HFLIP_CHANNELS, :, :].flip(-1)
-
-
-def vflip(x: torch.Tensor) -> torch.Tensor:
-    return x[..., VFLIP_CHANNELS, :, :].flip(-2)
+def unpack_frame(packed: np.ndarray) -> Frame:
+    """The Frame of a pack's (6, h, w) uint8 picture."""
+    y, uv = to_planes(torch.from_numpy(packed))
+    return Frame(y[0].numpy().copy(), uv[0].numpy().copy(), uv[1].numpy().copy())
