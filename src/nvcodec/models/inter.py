@@ -21,8 +21,9 @@ from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.motion import MotionCoder, MotionEstimator, block_grid, row_buckets
+from nvcodec.models.motion import MotionCoder, block_grid, field_buckets
 from nvcodec.models.motion_search import search
+from nvcodec.models.motion_seed import MotionEstimator
 from nvcodec.models.transform import PATCH, BlockTransform
 
 INTER_DEAD_ZONE = 0.2
@@ -80,13 +81,10 @@ class InterCoder(nn.Module):
     ) -> np.ndarray:
         """The encoder's vectors for frame x (not normative)."""
         seed = self.estimator(x, reference.frame).numpy()
-        ks = self.motion.index_table[qp].cpu().numpy().astype(np.int64)
 
         def rate_of(d: np.ndarray) -> np.ndarray:  # each block in the context of the row above
-            bucket = np.stack([row_buckets(d[i - 1] if i else None, d.shape[1]) for i in range(d.shape[0])])
-            return tables.magnitude_bits(ks[0][bucket], d[..., 0]) + tables.magnitude_bits(
-                ks[1][bucket], d[..., 1]
-            )
+            k = self.motion.indices(qp, field_buckets(d))
+            return tables.magnitude_bits(k[0], d[..., 0]) + tables.magnitude_bits(k[1], d[..., 1])
 
         target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
         return search(target, reference, seed, base_step(qp) * 255, rate_of)

@@ -1,4 +1,4 @@
-"""Motion: the block vector field, coded against the median of decoded neighbours; SpyNet's seed.
+"""Motion: the block vector field, coded against the median of decoded neighbours.
 
 A P frame carries one vector per 16x16 luma block in quarter pixels. Each vector is coded as its
 difference from a predictor made of already decoded vectors (bitstream_spec.md, 7.2):
@@ -18,15 +18,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.context import QPS
 from nvcodec.entropy.tables import SCALES
 from nvcodec.models.compensation import BLOCK
-from nvcodec.models.layout import to_rgb
-from nvcodec.models.spynet import SpyNet
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
@@ -76,6 +73,11 @@ def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
     return bits
 
 
+def field_buckets(diff: np.ndarray) -> np.ndarray:
+    """(Hb, Wb) context bucket of every block of an (Hb, Wb, 2) difference field."""
+    return np.stack([row_buckets(diff[i - 1] if i else None, diff.shape[1]) for i in range(diff.shape[0])])
+
+
 def block_grid(frame_shape: tuple[int, ...]) -> tuple[int, int]:
     """(Hb, Wb) motion blocks of a frame tensor (N, 6, h, w): 16x16 luma = 8x8 of the tensor."""
     return -(-frame_shape[2] // (BLOCK // 2)), -(-frame_shape[3] // (BLOCK // 2))
@@ -92,8 +94,12 @@ class MotionCoder(nn.Module):
 
     def row_indices(self, qp: int, above: np.ndarray | None, width: int) -> np.ndarray:
         """(2, Wb) table indices of a row's x and y differences."""
+        return self.indices(qp, row_buckets(above, width))
+
+    def indices(self, qp: int, buckets: np.ndarray) -> np.ndarray:
+        """(2, ...) table indices of the x and y differences of blocks in the given buckets."""
         table = self.index_table[qp].cpu().numpy().astype(np.int64)
-        return table[:, row_buckets(above, width)]
+        return table[:, buckets]
 
     def encode(self, vectors: np.ndarray, qp: int, tables: ProbabilityTables) -> bytes:
         d = vectors - median_prediction(vectors)
@@ -109,36 +115,3 @@ class MotionCoder(nn.Module):
             d[i] = decoder.read(self.row_indices(qp, d[i - 1] if i else None, grid[1])).T
         decoder.finish()
         return np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
-
-
-class MotionEstimator(nn.Module):
-    """SpyNet's flow averaged over each motion block, in quarter pixels: the search's seed."""
-
-    def __init__(self, levels: int, widths: tuple[int, ...], scale: int) -> None:
-        super().__init__()
-        self.spynet = SpyNet(levels, widths)
-        self.reduction = scale // 2  # 1: estimate on the half-size frame, 2: on the quarter-size
-
-    def flow(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """Flow in pixels of the half-size tensor such that warp(reference, flow) ~ target."""
-        a, b = to_rgb(target), to_rgb(reference)
-        r = self.reduction
-        if r > 1:
-            a, b = F.avg_pool2d(a, r), F.avg_pool2d(b, r)
-        multiple = self.spynet.multiple
-        h, w = a.shape[-2:]
-        ph, pw = -(-h // multiple) * multiple - h, -(-w // multiple) * multiple - w
-        a, b = F.pad(a, (0, pw, 0, ph), mode="replicate"), F.pad(b, (0, pw, 0, ph), mode="replicate")
-        flow = self.spynet(a, b)[..., :h, :w]
-        return (
-            F.interpolate(flow, scale_factor=r, mode="bilinear", align_corners=False) * r if r > 1 else flow
-        )
-
-    def forward(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """(Hb, Wb, 2) integer seed vectors in quarter luma pixels."""
-        flow = self.flow(target, reference)
-        half = BLOCK // 2
-        h, w = flow.shape[-2:]
-        flow = F.pad(flow, (0, -w % half, 0, -h % half), mode="replicate")
-        blocks = F.avg_pool2d(flow.float(), half)[0] * 2 * 4  # half-size pixels -> quarter luma pixels
-        return torch.round(blocks).to(torch.int64).permute(1, 2, 0).clamp(-MAX_VECTOR, MAX_VECTOR).cpu()

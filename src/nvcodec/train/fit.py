@@ -34,7 +34,7 @@ from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
 from nvcodec.models.latent_codec import Coded, LatentCodec
 from nvcodec.models.layout import frame_to_tensor
-from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, median_prediction, row_buckets
+from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, field_buckets, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.outputs import write_file
 from nvcodec.train.data import Pack
@@ -78,10 +78,9 @@ class Counts:
     def add_vectors(self, qp: int, diff: np.ndarray) -> None:
         """Count a field's (Hb, Wb, 2) differences in the contexts the motion coder uses."""
         mag = np.minimum(np.abs(diff), HIST - 1)
-        for i in range(diff.shape[0]):
-            bucket = row_buckets(diff[i - 1] if i else None, diff.shape[1])
-            for c in range(2):
-                np.add.at(self.vectors[qp, c], (bucket, mag[i, :, c]), 1)
+        bucket = field_buckets(diff)
+        for c in range(2):
+            np.add.at(self.vectors[qp, c], (bucket, mag[..., c]), 1)
 
     def offsets(self, kind: int) -> np.ndarray:
         """Per channel, the mean distance from a level to the values quantised to it (centroid)."""
