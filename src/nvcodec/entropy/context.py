@@ -68,10 +68,14 @@ def _box3(a: np.ndarray) -> np.ndarray:
     return sum(p[:, i : i + h, j : j + w] for i in range(3) for j in range(3))
 
 
+def capped_bit_length(value: np.ndarray, count: int) -> np.ndarray:
+    """min(bit_length(value), count - 1) of non-negative integers: the bucket of a context value."""
+    bits = np.zeros(np.shape(value), dtype=np.int64)
+    for b in range(1, count):
+        bits += value >= (1 << (b - 1))
+    return bits
+
+
 def buckets(act: np.ndarray) -> np.ndarray:
     """(3, H, W) context buckets from a (3, H, W) activity map."""
-    ctx = 2 * act + _box3(act)
-    bits = np.zeros(ctx.shape, dtype=np.int64)
-    for b in range(1, BUCKETS):
-        bits += ctx >= (1 << (b - 1))
-    return bits
+    return capped_bit_length(2 * act + _box3(act), BUCKETS)

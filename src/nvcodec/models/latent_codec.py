@@ -54,6 +54,12 @@ def default_index_table() -> torch.Tensor:
     return (SCALES + 12 + 3 * bucket).clamp(max=2 * SCALES - 1).to(torch.int16).contiguous()
 
 
+def _med(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """median(a, b, a + b - c): the edge-detecting predictor from left a, top b, top-left c."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    return np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+
+
 def med_predict(q: np.ndarray) -> np.ndarray:
     """The median edge predictor of each (P, H, W) value from its left, top and top-left neighbours.
 
@@ -61,9 +67,7 @@ def med_predict(q: np.ndarray) -> np.ndarray:
     median(a, b, a + b - c) with a left, b top, c top-left.
     """
     pred = np.zeros_like(q)
-    a, b, c = q[:, 1:, :-1], q[:, :-1, 1:], q[:, :-1, :-1]
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    pred[:, 1:, 1:] = np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+    pred[:, 1:, 1:] = _med(q[:, 1:, :-1], q[:, :-1, 1:], q[:, :-1, :-1])
     pred[:, 0, 1:] = q[:, 0, :-1]
     pred[:, 1:, 0] = q[:, :-1, 0]
     return pred
@@ -80,9 +84,7 @@ def med_reconstruct(s: np.ndarray) -> np.ndarray:
         j = d - i
         if not i.size:
             continue
-        a, b, c = q[:, i, j - 1], q[:, i - 1, j], q[:, i - 1, j - 1]
-        lo, hi = np.minimum(a, b), np.maximum(a, b)
-        q[:, i, j] = s[:, i, j] + np.where(c >= hi, lo, np.where(c <= lo, hi, a + b - c))
+        q[:, i, j] = s[:, i, j] + _med(q[:, i, j - 1], q[:, i - 1, j], q[:, i - 1, j - 1])
     return q
 
 

@@ -21,12 +21,17 @@ import torch
 from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
-from nvcodec.entropy.context import QPS
+from nvcodec.entropy.context import QPS, capped_bit_length
 from nvcodec.entropy.tables import SCALES
 from nvcodec.models.compensation import BLOCK
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
+
+
+def median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The componentwise median of three vectors (or fields)."""
+    return np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
 
 
 def median_prediction(v: np.ndarray) -> np.ndarray:
@@ -40,7 +45,7 @@ def median_prediction(v: np.ndarray) -> np.ndarray:
         c[:, :-1] = b[:, 1:]
         if v.shape[1] > 1:
             c[:, -1] = b[:, -2]
-        pred[1:] = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+        pred[1:] = median3(a, b, c)
     return pred
 
 
@@ -56,7 +61,7 @@ def reconstruct_vectors(d: np.ndarray) -> np.ndarray:
                 b = v[i - 1, j]
                 a = v[i, j - 1] if j else b
                 c = v[i - 1, j + 1] if j + 1 < wb else (v[i - 1, j - 1] if j else b)
-                p = np.maximum(np.minimum(a, b), np.minimum(np.maximum(a, b), c))
+                p = median3(a, b, c)
             v[i, j] = d[i, j] + p
     return v
 
@@ -66,11 +71,7 @@ def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
     if above is None:
         return np.zeros(width, dtype=np.int64)
     size = np.pad(np.minimum(np.abs(above).sum(axis=-1), 1 << 20), 1)
-    total = 2 * size[1:-1] + size[:-2] + size[2:]
-    bits = np.zeros(width, dtype=np.int64)
-    for b in range(1, VECTOR_BUCKETS):
-        bits += total >= (1 << (b - 1))
-    return bits
+    return capped_bit_length(2 * size[1:-1] + size[:-2] + size[2:], VECTOR_BUCKETS)
 
 
 def field_buckets(diff: np.ndarray) -> np.ndarray:
