@@ -152,11 +152,11 @@ def fit_vectors(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range) -> None:
     tables = model.probability_tables()
-    with observed(model, counts):
+    with observed(model, counts), torch.no_grad():
         for frame in tqdm(frames, desc="intra", unit="image", file=sys.stderr):
-            x = frame_to_tensor(frame)
+            y = model.intra.transform.analysis(frame_to_tensor(frame))  # the same at every qp
             for qp in qps:
-                model.intra.encode(x, qp, tables)
+                model.intra.latent.encode(y, qp, tables)
 
 
 def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
