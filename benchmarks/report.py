@@ -171,11 +171,11 @@ def render(results: Path, out: Path) -> str:
         lines += ["## Speed and memory", ""] + speed_table(json.loads(speed.read_text())) + [""]
     complexity = results / "complexity.json"
     if complexity.is_file():
-        lines += ["## Complexity (kMAC per pixel)", "", "| config | parameters | I encode | I decode | P encode | P decode |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        lines += ["## Complexity (kMAC per pixel)", "", "| config | parameters | I encode | I decode | P encode | ME seed | P decode |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for name, r in json.loads(complexity.read_text()).items():
             lines.append(f"| {name} | {r['parameters']:,} | {r['intra_encode_kmac']:.1f} | {r['intra_decode_kmac']:.1f} | "
-                         f"{r['inter_encode_kmac']:.1f} | {r['inter_decode_kmac']:.1f} |")  # fmt: skip
+                         f"{r['inter_encode_kmac']:.1f} | {r['motion_seed_kmac']:.1f} | {r['inter_decode_kmac']:.1f} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
