@@ -24,8 +24,8 @@ from nvcodec.models.latent_codec import (
 )
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, weighted_mse
 from nvcodec.models.macs import kmacs_per_pixel
-from nvcodec.models.motion import median_prediction, reconstruct_vectors
-from nvcodec.models.motion_search import search
+from nvcodec.models.motion import field_buckets, median_prediction, reconstruct_vectors
+from nvcodec.models.motion_search import BlockSearch, search
 from nvcodec.models.transform import BlockTransform, block_dct
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
@@ -148,8 +148,33 @@ def test_search_finds_a_global_shift():
     luma = F.pixel_shuffle(x[:, :4], 2)[0, 0]
     shifted = torch.roll(luma, shifts=(-2, -3), dims=(0, 1))  # target(y, x) = reference(y + 2, x + 3)
     found = search(shifted, InterpolatedFrame(x), np.zeros((4, 6, 2), dtype=np.int64), 1.0,
-                   lambda d: np.abs(d).sum(axis=-1).astype(float))  # fmt: skip
+                   lambda d, buckets: np.abs(d).sum(axis=-1).astype(float))  # fmt: skip
     assert (found[1:-1, 1:-1] == [12, 8]).all()  # quarter pixels (x, y), away from the wrapped border
+
+
+def test_ordered_decisions_match_a_raster_scan():
+    """The wavefront pass decides every block exactly as a block-by-block raster scan would."""
+    rng = np.random.default_rng(3)
+    frames = list(synthetic_frames(112, 80, 2, seed=4))
+    x, target = frame_to_tensor(frames[0]), F.pixel_shuffle(frame_to_tensor(frames[1])[:, :4], 2)[0, 0]
+
+    def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:  # context-dependent, like the coder's
+        return np.abs(d).sum(axis=-1) * (1.0 + buckets) + (d != 0).any(axis=-1) * 3.0
+
+    s = BlockSearch(target, InterpolatedFrame(x), 4.0, rate_of)
+    for _ in range(6):
+        s.consider(rng.integers(-12, 13, size=(*s.grid, 2)))
+    vectors, sads = np.stack(s.fields, axis=2), np.stack(s.sads, axis=2)
+    expected = np.zeros((*s.grid, 2), dtype=np.int64)
+    for i in range(s.grid[0]):
+        for j in range(s.grid[1]):
+            diff = expected - median_prediction(expected)  # blocks after (i, j) do not matter yet
+            bucket = field_buckets(diff)[i, j]
+            d = vectors[i, j] - median_prediction(expected)[i, j]
+            expected[i, j] = vectors[i, j, np.argmin(sads[i, j] + s.lam * rate_of(d, bucket))]
+    s.decide_in_order()
+    assert (s.best == expected).all()
+    assert len(np.unique(vectors.reshape(-1, 2), axis=0)) > 10  # the candidates really differ
 
 
 def test_lower_qp_spends_more_bits_for_less_distortion(model):

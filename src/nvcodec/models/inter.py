@@ -21,7 +21,7 @@ from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.motion import MotionCoder, block_grid, field_buckets
+from nvcodec.models.motion import MotionCoder, block_grid
 from nvcodec.models.motion_search import search
 from nvcodec.models.motion_seed import MotionEstimator
 from nvcodec.models.transform import PATCH, BlockTransform
@@ -82,8 +82,10 @@ class InterCoder(nn.Module):
         """The encoder's vectors for frame x (not normative)."""
         seed = self.estimator(x, reference.frame).numpy()
 
-        def rate_of(d: np.ndarray) -> np.ndarray:  # each block in the context of the row above
-            k = self.motion.indices(qp, field_buckets(d))
+        indices = self.motion.qp_indices(qp)
+
+        def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+            k = indices[:, buckets]
             return tables.magnitude_bits(k[0], d[..., 0]) + tables.magnitude_bits(k[1], d[..., 1])
 
         target = F.pixel_shuffle(x[:, :4], 2)[0, 0]

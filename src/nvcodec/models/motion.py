@@ -99,8 +99,11 @@ class MotionCoder(nn.Module):
 
     def indices(self, qp: int, buckets: np.ndarray) -> np.ndarray:
         """(2, ...) table indices of the x and y differences of blocks in the given buckets."""
-        table = self.index_table[qp].cpu().numpy().astype(np.int64)
-        return table[:, buckets]
+        return self.qp_indices(qp)[:, buckets]
+
+    def qp_indices(self, qp: int) -> np.ndarray:
+        """(2, VECTOR_BUCKETS) table indices of the x and y differences at this qp."""
+        return self.index_table[qp].cpu().numpy().astype(np.int64)
 
     def encode(self, vectors: np.ndarray, qp: int, tables: ProbabilityTables) -> bytes:
         d = vectors - median_prediction(vectors)

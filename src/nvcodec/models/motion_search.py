@@ -6,6 +6,11 @@ and incumbent both priced against the predictors of the best field so far. Candi
 SpyNet's block means rounded to whole pixels, the neighbours' vectors, a shrinking square of
 whole-pixel moves (cheap: no interpolation), half and quarter pixels; then the predictors
 themselves (a field that costs almost nothing), the neighbours' vectors and a last quarter pixel.
+
+Those field-at-once decisions price each block against neighbours that are still moving, so the
+field stays noisy where SAD is flat. The search ends with passes in coding (raster) order, as a
+classical encoder decides: every block picks, among all the vectors evaluated for it, the one of
+least SAD + lambda * bits against its final predictor and context.
 """
 
 from __future__ import annotations
@@ -15,19 +20,28 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from nvcodec.entropy.context import capped_bit_length
 from nvcodec.models.compensation import BLOCK, InterpolatedFrame
-from nvcodec.models.motion import MAX_VECTOR, median_prediction
+from nvcodec.models.motion import (
+    MAX_VECTOR,
+    VECTOR_BUCKETS,
+    field_buckets,
+    median3,
+    median_prediction,
+)
 
 WHOLE_STEPS = (16, 8, 4)  # quarter pixels: 4, 2 and 1 pixel, from a whole-pixel start
 FRACTION_STEPS = (2, 1)  # 1/2 and 1/4 pixel
 DIRECTIONS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1))
 SAD_LAMBDA = 0.366  # lambda_SAD = sqrt(0.134) * step, the classical relation (DESIGN.md)
+ORDERED_PASSES = 3
 
-RateOf = Callable[[np.ndarray], np.ndarray]  # (Hb, Wb, 2) differences -> (Hb, Wb) bits
+RateOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # differences (..., 2), buckets (...) -> bits
 
 
 class BlockSearch:
-    """Search state for one frame: the target luma, the interpolated reference, the best field."""
+    """Search state for one frame: the target luma, the interpolated reference, the best field,
+    and every (vector, SAD) pair evaluated so far."""
 
     def __init__(
         self, target_luma: torch.Tensor, reference: InterpolatedFrame, step_8bit: float, rate_of: RateOf
@@ -38,6 +52,8 @@ class BlockSearch:
         self.rate_of = rate_of
         h, w = target_luma.shape
         self.grid = (h // BLOCK, w // BLOCK)
+        self.fields: list[np.ndarray] = []
+        self.sads: list[np.ndarray] = []
         self.best = np.zeros((*self.grid, 2), dtype=np.int64)
         self.best_sad = self._sad(self.best)
 
@@ -45,7 +61,13 @@ class BlockSearch:
         pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device))
         diff = (pred - self.target).abs().float() * 255
         hb, wb = self.grid
-        return diff.view(hb, BLOCK, wb, BLOCK).sum(dim=(1, 3)).cpu().numpy()
+        sad = diff.view(hb, BLOCK, wb, BLOCK).sum(dim=(1, 3)).cpu().numpy()
+        self.fields.append(field)
+        self.sads.append(sad)
+        return sad
+
+    def _bits(self, diff: np.ndarray) -> np.ndarray:
+        return self.rate_of(diff, field_buckets(diff))
 
     def consider(self, field: np.ndarray) -> None:
         """Keep, block by block, the vectors of `field` where they cost less. Both are priced
@@ -53,8 +75,8 @@ class BlockSearch:
         field = np.clip(field, -MAX_VECTOR, MAX_VECTOR)
         predictor = median_prediction(self.best)
         sad = self._sad(field)
-        cost = sad + self.lam * self.rate_of(field - predictor)
-        better = cost < self.best_sad + self.lam * self.rate_of(self.best - predictor)
+        cost = sad + self.lam * self._bits(field - predictor)
+        better = cost < self.best_sad + self.lam * self._bits(self.best - predictor)
         self.best = np.where(better[..., None], field, self.best)
         self.best_sad = np.where(better, sad, self.best_sad)
 
@@ -67,6 +89,42 @@ class BlockSearch:
         for step in steps:
             for dx, dy in DIRECTIONS:
                 self.consider(self.best + np.array([dx * step, dy * step]))
+
+    def decide_in_order(self) -> None:
+        """One pass in coding order: each block takes its cheapest evaluated vector against its
+        final predictor and context. Block (i, j) needs (i, j - 1) and (i - 1, j + 1) decided, so
+        the blocks with equal j + 2i (a wavefront) are decided together."""
+        vectors, sads = np.stack(self.fields, axis=2), np.stack(self.sads, axis=2)  # (Hb, Wb, K, ...)
+        hb, wb = self.grid
+        v = np.zeros((hb, wb, 2), dtype=np.int64)
+        size = np.zeros((hb + 1, wb + 2), dtype=np.int64)  # |dx| + |dy| of the decided differences, framed
+        for front in range(wb + 2 * (hb - 1)):
+            i = np.arange(max(0, -(-(front - wb + 1) // 2)), min(hb - 1, front // 2) + 1)
+            j = front - 2 * i
+            d = vectors[i, j] - _predictors(v, i, j)[:, None]  # (n, K, 2)
+            context = 2 * size[i, j + 1] + size[i, j] + size[i, j + 2]
+            buckets = capped_bit_length(np.where(i > 0, context, 0), VECTOR_BUCKETS)
+            k = np.argmin(sads[i, j] + self.lam * self.rate_of(d, buckets[:, None]), axis=1)
+            n = np.arange(len(i))
+            v[i, j] = vectors[i, j, k]
+            size[i + 1, j + 1] = np.minimum(np.abs(d[n, k]).sum(axis=-1), 1 << 20)
+            self.best_sad[i, j] = sads[i, j, k]
+        self.best = v
+
+
+def _predictors(v: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(n, 2) median predictors of blocks (i, j) from the vectors decided before them (motion.py)."""
+    wb = v.shape[1]
+    left = np.where((j > 0)[:, None], v[i, np.maximum(j - 1, 0)], 0)
+    up = np.maximum(i - 1, 0)
+    b = v[up, j]
+    a = np.where((j > 0)[:, None], left, b)
+    c = np.where(
+        (j + 1 < wb)[:, None],
+        v[up, np.minimum(j + 1, wb - 1)],
+        np.where((j > 0)[:, None], v[up, np.maximum(j - 1, 0)], b),
+    )
+    return np.where((i == 0)[:, None], left, median3(a, b, c))
 
 
 def search(
@@ -85,4 +143,9 @@ def search(
     s.consider(median_prediction(s.best))
     s.propagate()
     s.refine((1,))
+    for _ in range(ORDERED_PASSES):
+        s.decide_in_order()
+        s.consider(median_prediction(s.best))
+        s.propagate()
+    s.decide_in_order()
     return s.best
