@@ -37,6 +37,17 @@ CLIPS = {
 }
 
 
+# Rate control's clips (issue 12): Foreman and two clips outside the RD set, 96 frames each.
+RATE_CLIPS = {
+    c.name: c
+    for c in (
+        CLIPS["foreman"],
+        Clip("car_traffic", "video/car_traffic_640x360.mp4", 96),
+        Clip("vtest", "video/vtest_480x360.avi", 96),
+    )
+}
+
+
 def kodak_images(data: Path = DATA, count: int | None = None) -> list[tuple[str, Frame]]:
     """The first `count` (default: all 24) Kodak images as 4:2:0 frames (BT.709), for the intra
     comparison."""

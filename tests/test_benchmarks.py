@@ -3,9 +3,11 @@ nvcodec points count every byte of the file, and the report renders."""
 
 import importlib.util
 import json
+from fractions import Fraction
+from types import SimpleNamespace
 
 import pytest
-from benchmarks import rd
+from benchmarks import ratecontrol, rd
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
 from benchmarks.report import render
@@ -68,3 +70,29 @@ def test_anchor_points_are_reused_only_for_the_same_frames(clip, tmp_path, monke
     assert run_anchor("x264", frames, 25, tmp_path) == first
     with pytest.raises(pytest.fail.Exception):  # other frames: measured again
         run_anchor("x264", frames[:3], 25, tmp_path)
+
+
+def test_rate_control_benchmark_measures_and_renders(clip, tiny_weights, tmp_path, monkeypatch):
+    _, frames = clip
+    monkeypatch.setattr(ratecontrol, "FIXED_QPS", (20, 50))
+    monkeypatch.setattr(ratecontrol, "TARGET_QPS", (35,))
+    stub = SimpleNamespace(read=lambda data, limit: (frames[:4], Fraction(25)))
+    monkeypatch.setitem(ratecontrol.RATE_CLIPS, "foreman", stub)
+    result = ratecontrol.measure_clip("foreman", load_weights(tiny_weights), None, tmp_path)
+    fixed = {p["qp"]: p["kbps"] for p in result["fixed"]}
+    middle = (fixed[20] * fixed[50]) ** 0.5  # qp 35 sits half way in log-rate
+    for controller in ("model", "baseline"):
+        runs = result["controlled"][controller]
+        assert [r["target_kbps"] for r in runs] == [ratecontrol.nice(middle)]
+        assert all(len(r["frame_qp"]) == 4 for r in runs)
+    (tmp_path / "ratecontrol_foreman.json").write_text(json.dumps(result))
+    text = render(tmp_path, tmp_path / "RESULTS.md")
+    assert "## Rate control" in text and "| foreman | model |" in text and "| foreman | baseline |" in text
+
+
+def test_steadiness_counts_base_qp_moves():
+    offsets = CodingParams().qp_offsets
+    qps = [30] + [32 + offsets[i % len(offsets)] for i in range(1, 9)] + [34 + offsets[1]]
+    steady = ratecontrol.steadiness(qps)
+    assert steady["qp_range"] == [32, 34] and steady["mean_qp_change"] == pytest.approx(2 / 8)
+    assert ratecontrol.nice(1234.5) == 1200 and ratecontrol.nice(87.6) == 88

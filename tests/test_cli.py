@@ -237,6 +237,26 @@ def round_trip(cli: Cli, folder: Path, make_video, size=(96, 64), frames=FRAMES,
     return info
 
 
+@pytest.mark.parametrize("controller", ["model", "baseline"])
+def test_bitrate_round_trip_reports_target_and_qps(cli: Cli, tmp_path: Path, make_video, controller) -> None:
+    stats = tmp_path / "stats.json"
+    info = round_trip(cli, tmp_path, make_video, frames=10, args=["--bitrate", "300k", "--rc", controller,
+                                                                  "--stats", stats])  # fmt: skip
+    summary = json.loads(stats.read_text())
+    assert summary["target_kbps"] == 300.0
+    assert [f["qp"] for f in summary["per_frame"]] == [f["qp"] for f in info["frames"]]
+    assert len({f["qp"] for f in info["frames"]}) > 2  # qps chosen per frame, not a fixed schedule
+
+
+def test_bitrate_summary_line_shows_target(capsys: pytest.CaptureFixture[str], tiny_weights: str,
+                                           tmp_path: Path, make_video) -> None:  # fmt: skip
+    source = tmp_path / "src.y4m"
+    make_video(source, 96, 64, 4)
+    assert nvenc.main([str(source), "-o", str(tmp_path / "a.nvc"), "--bitrate", "200k",
+                       "--weights", tiny_weights]) == 0  # fmt: skip
+    assert "(target 200.0, " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("size", [(96, 64), (70, 45)], ids=["96x64", "70x45"])
 def test_round_trip_recon_equals_decoded(cli: Cli, tmp_path: Path, make_video, size) -> None:
     info = round_trip(cli, tmp_path, make_video, size)
@@ -569,6 +589,12 @@ def test_yuv_not_a_multiple_of_the_frame_size(cli: Cli, tmp_path: Path, make_vid
         (["--fps", "0"], "--fps"),
         (["--filter", "maybe"], "--filter"),
         (["--bogus"], "--bogus"),
+        (["--bitrate", "fast"], "--bitrate"),
+        (["--bitrate", "1M", "--qp", "30"], "--qp and --bitrate"),
+        (["--rc", "baseline"], "--rc needs --bitrate"),
+        (["--bitrate", "1M", "--rc", "pid"], "--rc"),
+        (["--bitrate", "1M", "--maxrate", "2M"], "go together"),
+        (["--bitrate", "1M", "--maxrate", "500k", "--bufsize", "1M"], "at least"),
     ],
 )
 def test_usage_errors(cli: Cli, coded: Coded, tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -148,6 +148,8 @@ def _encode_frames(
     header = encoder.header
     writer = BitstreamWriter(file, header)
     summary = Summary(header.width, header.height, header.fps, header_bytes=len(header.pack()))
+    if encoder.params.rate is not None:
+        summary.target_kbps = encoder.params.rate.bitrate / 1000
     began = time.perf_counter()
     for frame in frames:
         coded: EncodedFrame = encoder.encode(frame)

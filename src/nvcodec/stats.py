@@ -47,6 +47,7 @@ class Summary:
     header_bytes: int = 0
     frames: list[FrameReport] = field(default_factory=list)
     seconds: float = 0.0
+    target_kbps: float | None = None  # rate control's target, when there was one
 
     @property
     def total_bytes(self) -> int:
@@ -70,7 +71,10 @@ class Summary:
 
     def line(self) -> str:
         """The one-line summary the tools print."""
-        parts = [f"{len(self.frames)} frames {self.width}x{self.height}", f"{self.kbps:.1f} kbit/s"]
+        rate = f"{self.kbps:.1f} kbit/s"
+        if self.target_kbps is not None:
+            rate += f" (target {self.target_kbps:.1f}, {100 * (self.kbps / self.target_kbps - 1):+.2f}%)"
+        parts = [f"{len(self.frames)} frames {self.width}x{self.height}", rate]
         parts.append(f"{self.bpp:.4f} bpp")
         if (y := self.mean_psnr("y")) is not None:
             parts.append(f"PSNR-Y {y:.2f} dB, PSNR-YUV {self.mean_psnr('yuv'):.2f} dB")
@@ -85,6 +89,7 @@ class Summary:
             "frames": len(self.frames),
             "bytes": self.total_bytes,
             "kbps": self.kbps,
+            "target_kbps": self.target_kbps,
             "bpp": self.bpp,
             "seconds": self.seconds,
             "frames_per_second": self.speed,

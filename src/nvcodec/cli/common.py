@@ -12,7 +12,8 @@ from fractions import Fraction
 import click
 from tqdm import tqdm
 
-from nvcodec.errors import NvcError
+from nvcodec.codec.schedule import parse_bitrate
+from nvcodec.errors import InputError, NvcError
 from nvcodec.stats import FrameReport
 
 EXIT_INTERRUPTED = 130
@@ -51,6 +52,20 @@ class RateType(click.ParamType):
         if not 0 < rate <= 1000:
             self.fail(f"{value!r}: frame rate must be in (0, 1000]", param, ctx)
         return rate
+
+
+class BitrateType(click.ParamType):
+    """Bits per second: 800k, 1.5M or 2500000."""
+
+    name = "RATE"
+
+    def convert(self, value, param, ctx) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_bitrate(str(value))
+        except InputError as err:
+            self.fail(str(err), param, ctx)
 
 
 DEVICE = click.option(

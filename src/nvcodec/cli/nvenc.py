@@ -12,13 +12,14 @@ from nvcodec.cli.common import (
     FORCE,
     QUIET,
     WEIGHTS,
+    BitrateType,
     ProgressBar,
     RateType,
     SizeType,
     run,
     setup_logging,
 )
-from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.codec.schedule import DEFAULT_QP, CodingParams, RateTarget, ToolMode
 from nvcodec.pipeline import EncodeJob, encode_video
 
 TOOL_MODES = click.Choice([m.value for m in ToolMode])
@@ -27,9 +28,21 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write (- for standard output).")
+@click.option("--qp", type=click.IntRange(0, 63), help="Quality: 0 finest, 63 smallest.  [default: 32]")
 @click.option(
-    "--qp", type=click.IntRange(0, 63), default=32, show_default=True, help="Quality: 0 finest, 63 smallest."
+    "--bitrate",
+    type=BitrateType(),
+    help="Target bitrate instead of a fixed qp: 800k, 1.5M or bits per second.",
 )
+@click.option(
+    "--rc",
+    type=click.Choice(["model", "baseline"]),
+    help="Rate controller for --bitrate: a learned rate model, or DCVC-FM's buffer rule.  [default: model]",
+)
+@click.option(
+    "--maxrate", type=BitrateType(), help="With --bufsize: a VBV cap on the rate (needs --bitrate)."
+)
+@click.option("--bufsize", type=BitrateType(), help="With --maxrate: the VBV buffer in bits (e.g. 1M).")
 @click.option(
     "--intra-period",
     type=int,
@@ -82,7 +95,11 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 def command(
     input: str,
     output: str,
-    qp: int,
+    qp: int | None,
+    bitrate: float | None,
+    rc: str | None,
+    maxrate: float | None,
+    bufsize: float | None,
     intra_period: int,
     refresh_period: int,
     frames: int | None,
@@ -102,7 +119,8 @@ def command(
     """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
     setup_logging("nvenc", quiet)
     params = CodingParams(
-        qp=qp,
+        qp=DEFAULT_QP if qp is None else qp,
+        rate=rate_target(qp, bitrate, rc, maxrate, bufsize),
         intra_period=intra_period,
         refresh_period=refresh_period,
         filter=ToolMode(filter_mode),
@@ -130,6 +148,22 @@ def command(
         bar.close()
     if not quiet:
         click.echo(f"nvenc: {summary.line()} -> {output} ({summary.total_bytes} bytes)", err=True)
+
+
+def rate_target(
+    qp: int | None, bitrate: float | None, rc: str | None, maxrate: float | None, bufsize: float | None
+) -> RateTarget | None:
+    """The rate-control request of the options, or None for fixed-qp coding (usage errors here)."""
+    if bitrate is None:
+        given = [
+            flag for flag, value in (("--rc", rc), ("--maxrate", maxrate), ("--bufsize", bufsize)) if value
+        ]
+        if given:
+            raise click.UsageError(f"{given[0]} needs --bitrate")
+        return None
+    if qp is not None:
+        raise click.UsageError("--qp and --bitrate exclude each other: a fixed qp, or a target bitrate")
+    return RateTarget(bitrate, rc or "model", maxrate, bufsize)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
+from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.inter import InterOutput
+from nvcodec.models.intra import IntraOutput
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, weighted_mse
 from nvcodec.weights import Weights
 
@@ -72,6 +74,13 @@ class Encoder(FrameLoop):
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
         self.filter_decider = FilterDecider(info.frame_count)
+        self.rate: RateController | None = None
+        if params.rate is not None:
+            pixels, header_bits = info.width * info.height, 8 * len(self.header.pack())
+            context = RateContext(
+                info.fps, info.frame_count, params.qp_offsets, params.intra_period, pixels, header_bits
+            )
+            self.rate = make_controller(params.rate, context)
 
     def _distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> float:
         """Weighted MSE of the 8-bit picture inside the true (unpadded) frame area."""
@@ -84,10 +93,10 @@ class Encoder(FrameLoop):
             raise ValueError(
                 f"frame {self.index} is {frame.width}x{frame.height}, not {self.width}x{self.height}"
             )
-        plan = plan_frame(self.index, self.params)
+        plan = self._plan()
         x = frame_to_tensor(frame).to(self.device, self.dtype)
         if plan.frame_type == FrameType.INTRA:
-            out = self.model.intra.encode(x, plan.qp, self.tables)
+            out, plan = self._encode_intra(x, plan)
             flags, streams, x_hat = FrameFlags(0), (out.latent.stream,), quantize_pixels(out.x_hat)
             self.filter_decider.reset()
         else:
@@ -101,7 +110,27 @@ class Encoder(FrameLoop):
             plan.frame_type, plan.qp, flags, streams, frame_crc(picture.recon), frame_crc(picture.output)
         )
         self.advance(x_hat, out.latent.symbols)
-        return EncodedFrame(plan, record, picture)
+        coded = EncodedFrame(plan, record, picture)
+        if self.rate is not None:
+            self.rate.coded(plan.index, plan.position, plan.qp, 8 * coded.bytes)
+        return coded
+
+    def _plan(self) -> FramePlan:
+        """The next frame's plan, its qp from rate control when there is a target bitrate."""
+        plan = plan_frame(self.index, self.params)
+        if self.rate is None:
+            return plan
+        return plan_frame(self.index, self.params, self.rate.frame_qp(plan.index, plan.position))
+
+    def _encode_intra(self, x: torch.Tensor, plan: FramePlan) -> tuple[IntraOutput, FramePlan]:
+        """Code an intra frame; rate control may send it back once at a higher qp."""
+        out = self.model.intra.encode(x, plan.qp, self.tables)
+        if self.rate is not None:
+            qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * len(out.latent.stream))
+            if qp is not None:
+                plan = replace(plan, qp=qp)
+                out = self.model.intra.encode(x, plan.qp, self.tables)
+        return out, plan
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -9,6 +10,7 @@ from nvcodec.bitstream import FrameType
 from nvcodec.errors import InputError
 
 QP_MAX = 63
+DEFAULT_QP = 32
 # Hierarchical qp inside a group of 8 P frames: every 8th frame is the best, then every 4th, ...
 DEFAULT_QP_OFFSETS = (0, 6, 4, 6, 2, 6, 4, 6)
 
@@ -22,15 +24,47 @@ class ToolMode(StrEnum):
 
 
 @dataclass(frozen=True)
+class RateTarget:
+    """What the user asked for: bits per second, the controller, an optional VBV cap."""
+
+    bitrate: float
+    controller: str = "model"
+    maxrate: float | None = None
+    bufsize: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.controller not in ("model", "baseline"):
+            raise InputError(f"--rc must be model or baseline, got {self.controller!r}")
+        if (self.maxrate is None) != (self.bufsize is None):
+            raise InputError("--maxrate and --bufsize go together")
+        if self.maxrate is not None and self.controller != "model":
+            raise InputError("--maxrate/--bufsize need --rc model")
+        if self.maxrate is not None and self.maxrate < self.bitrate:
+            raise InputError("--maxrate must be at least --bitrate")
+
+
+def parse_bitrate(text: str) -> float:
+    """Bits per second from '800k', '1.5M', '2500000' (k = 1000, M = 10^6, G = 10^9)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)(?:bps|bit/s|b/s)?\s*", text)
+    if not match:
+        raise InputError(f"{text!r} is not a bitrate (e.g. 800k, 1.5M or 2500000)")
+    value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
+    if not 1e3 <= value <= 1e10:
+        raise InputError(f"{text!r} must be between 1k and 10G bits per second")
+    return value
+
+
+@dataclass(frozen=True)
 class CodingParams:
     """What the user chose for a whole sequence."""
 
-    qp: int = 32
+    qp: int = DEFAULT_QP
     intra_period: int = -1  # -1: one intra frame; N > 0: an intra frame every N frames
     refresh_period: int = 32  # 0: never; ConFRE's filter decisions restart at each refresh
     qp_offsets: tuple[int, ...] = DEFAULT_QP_OFFSETS
     filter: ToolMode = ToolMode.AUTO
     enhance: ToolMode = ToolMode.AUTO
+    rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
         if not 0 <= self.qp <= QP_MAX:
@@ -74,12 +108,13 @@ def is_refresh(position: int, refresh_period: int) -> bool:
     return position > 0 and refresh_period > 0 and position % refresh_period == 0
 
 
-def plan_frame(index: int, params: CodingParams) -> FramePlan:
+def plan_frame(index: int, params: CodingParams, qp: int | None = None) -> FramePlan:
+    """The frame's plan; `qp` (rate control's choice) replaces the scheduled one."""
     position = position_of(index, params.intra_period)
     return FramePlan(
         index=index,
         frame_type=frame_type_of(index, params.intra_period),
-        qp=scheduled_qp(params.qp, position, params.qp_offsets),
+        qp=scheduled_qp(params.qp, position, params.qp_offsets) if qp is None else qp,
         refresh=is_refresh(position, params.refresh_period),
         position=position,
     )

@@ -1,0 +1,250 @@
+"""Rate control: each frame's qp chosen so that the stream lands on a target bitrate (DESIGN.md).
+
+Two controllers choose the base qp of the hierarchical schedule frame by frame; the frame's qp is
+the base plus its scheduled offset, and the decoder reads it from the record as usual.
+
+- `baseline`: DCVC-FM's buffer rule (appendix C, Algorithm 1): the buffer counts coded minus
+  average bits; on even frames the base qp moves by 12, 6, 2 or 1 by how far the buffer is off.
+- `model`: a model of log-bits against qp per kind of frame (intra, and each offset of the
+  schedule), ln b = a_c - s * qp, learned from the frames already coded. Before each frame it
+  picks the lowest base qp whose predicted bits for the next window of frames (their kinds known
+  from the schedule) fit the window's budget minus what has been overspent so far, moves at most
+  MAX_STEP from the last base qp, and, with --maxrate/--bufsize, keeps the frame inside the buffer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Protocol
+
+from nvcodec.codec.schedule import QP_MAX, RateTarget, position_of, scheduled_qp
+
+log = logging.getLogger(__name__)
+
+START_QP = 32  # DCVC-FM's starting q, the middle of the range
+INTRA_SHARE = 0.4  # an intra frame costing more of its window's budget is coded again
+MAX_STEP = 2  # the model controller's largest base-qp change between frames
+PINNED_FRAMES = 16  # frames in a row out of reach before the warning
+STEADY = 0.12  # the base qp stays while its predicted bits are this close to the budget
+WINDOW_SECONDS = 2.0  # overspending is paid back over this much video (or what is left of it)
+# The prior, until frames are coded: bits per pixel at qp 32 and the log-rate slope per qp, from
+# the released v2 weights (Foreman, Cockatoo, 9-32 frames at base qps 27-42: I 0.16-0.80 bpp,
+# P 0.037-0.073 bpp at their own qps; slopes 0.08-0.13 per qp).
+PRIOR_BPP = {"I": 0.3, "P": 0.065}
+PRIOR_SLOPE = 0.11
+SLOPE_RANGE = (0.02, 0.4)
+PRIOR_WEIGHT = 8.0  # the prior slope counts as much as this sum of squared qp changes
+FORGET = 0.9  # how much of the slope evidence survives each new pair
+CONTENT_CHANGE = 0.7  # a log-rate surprise above this (2x) says nothing about the slope
+TRACKING_GAIN = 0.3  # the share of a coded frame's surprise taken into its kind's intercept
+
+
+class RateController(Protocol):
+    """Asked for each frame's qp before coding it, told its size after."""
+
+    def frame_qp(self, index: int, position: int) -> int: ...
+
+    def coded(self, index: int, position: int, qp: int, bits: int) -> None: ...
+
+    def retry_qp(self, index: int, position: int, qp: int, bits: int) -> int | None:
+        """A higher qp to code an intra frame again when it came out far too large, else None."""
+        ...
+
+
+@dataclass(frozen=True)
+class RateContext:
+    """What the controllers know of the sequence."""
+
+    fps: Fraction
+    frame_count: int | None
+    qp_offsets: tuple[int, ...]
+    intra_period: int
+    pixels: int
+    header_bits: int = 0  # the stream's header, counted into the rate
+
+
+class BufferController:
+    """DCVC-FM's Algorithm 1 on our qp (their q is quality: lowering it raises our qp)."""
+
+    def __init__(self, target: RateTarget, context: RateContext) -> None:
+        self.context = context
+        self.average = target.bitrate / float(context.fps)  # afs
+        self.base = START_QP
+        self.buffer = 0.0  # cbs
+        self.target_buffer = 0.0  # tbs
+
+    def frame_qp(self, index: int, position: int) -> int:
+        return scheduled_qp(self.base, position, self.context.qp_offsets)
+
+    def retry_qp(self, index: int, position: int, qp: int, bits: int) -> int | None:
+        return None  # the buffer rule only reacts after the fact
+
+    def coded(self, index: int, position: int, qp: int, bits: int) -> None:
+        self.buffer += bits - self.average
+        if index % 2 == 1:
+            return
+        diff = self.buffer - self.target_buffer
+        self.target_buffer = 0.95 * self.buffer
+        cbs, cfs = self.buffer, float(bits)
+        if diff > 0:
+            step = next((s for limit, s in ((10, 12), (5, 6), (2, 2)) if cbs > limit * cfs), None)
+            if step is None:
+                step = 1 if diff > 0.5 * cfs and cbs > -cfs else 0
+            self.base += step
+        elif diff < 0:
+            step = next((s for limit, s in ((10, 12), (5, 6), (2, 2)) if cbs < -limit * cfs), None)
+            if step is None:
+                step = 1 if diff < -0.5 * cfs and cbs < cfs else 0
+            self.base -= step
+        self.base = min(QP_MAX, max(0, self.base))
+
+
+class LogRateModel:
+    """ln bits = a_c - s * qp for each kind of frame c; the intercepts follow every coded frame,
+    the shared slope follows the qp changes within a kind (weighted against the prior)."""
+
+    def __init__(self, pixels: int) -> None:
+        self.intercept = {kind: math.log(pixels * bpp) + PRIOR_SLOPE * 32 for kind, bpp in PRIOR_BPP.items()}
+        self.seen: dict[str, int] = {}
+        self.last: dict[str, tuple[int, float]] = {}
+        self.slope_num = PRIOR_WEIGHT * PRIOR_SLOPE
+        self.slope_den = PRIOR_WEIGHT
+
+    @property
+    def slope(self) -> float:
+        return min(SLOPE_RANGE[1], max(SLOPE_RANGE[0], self.slope_num / self.slope_den))
+
+    def _intercept(self, kind: str) -> float:
+        """A P offset not coded yet uses what P frames have given so far."""
+        return self.intercept.get(kind, self.intercept[kind[0]])
+
+    def bits(self, kind: str, qp: int) -> float:
+        return math.exp(self._intercept(kind) - self.slope * qp)
+
+    def update(self, kind: str, qp: int, bits: int) -> None:
+        log_bits = math.log(max(bits, 8))
+        if kind in self.last and self.last[kind][0] != qp:
+            dq, dl = qp - self.last[kind][0], log_bits - self.last[kind][1]
+            if abs(dl + self.slope * dq) > CONTENT_CHANGE:  # the content changed, not just the qp
+                dq = dl = 0
+            prior = (1 - FORGET) * PRIOR_WEIGHT
+            self.slope_num = FORGET * self.slope_num + prior * PRIOR_SLOPE - dq * dl
+            self.slope_den = FORGET * self.slope_den + prior + dq * dq
+        self.last[kind] = (qp, log_bits)
+        intercept = log_bits + self.slope * qp
+        self._track(kind, intercept)
+        if kind != kind[0]:
+            self._track(kind[0], intercept)
+
+    def _track(self, key: str, intercept: float) -> None:
+        """The first frame of a kind replaces the prior; later ones move it by a share."""
+        n = self.seen.get(key, 0)
+        gain = max(TRACKING_GAIN, 1.0 / (n + 1))
+        self.intercept[key] = (
+            intercept if n == 0 else self.intercept[key] + gain * (intercept - self.intercept[key])
+        )
+        self.seen[key] = n + 1
+
+
+class ModelController:
+    """Chooses the base qp whose predicted bits fit the budget of the next window of frames."""
+
+    def __init__(self, target: RateTarget, context: RateContext) -> None:
+        self.target, self.context = target, context
+        self.per_frame = target.bitrate / float(context.fps)
+        self.window = max(2 * len(context.qp_offsets), round(WINDOW_SECONDS * float(context.fps)))
+        self.model = LogRateModel(context.pixels)
+        self.spent = float(context.header_bits)
+        self.frames = 0
+        self.base: int | None = None
+        self.fullness = 0.0  # VBV: bits in the buffer, drained at maxrate
+        self.pinned = 0  # frames in a row at qp 0 or 63 that the target is out of reach
+
+    def kind(self, position: int) -> str:
+        if position == 0:
+            return "I"
+        offsets = self.context.qp_offsets
+        return f"P{offsets[position % len(offsets)]}"
+
+    def _window_positions(self, index: int) -> list[int]:
+        count = self.window
+        if self.context.frame_count is not None:
+            count = max(1, min(count, self.context.frame_count - index))
+        return [position_of(index + k, self.context.intra_period) for k in range(count)]
+
+    def _predicted(self, base: int, positions: list[int]) -> float:
+        offsets = self.context.qp_offsets
+        return sum(self.model.bits(self.kind(p), scheduled_qp(base, p, offsets)) for p in positions)
+
+    def _budget(self, positions: list[int]) -> float:
+        """Bits for the window: its share of the target less what has been overspent so far."""
+        return len(positions) * self.per_frame - (self.spent - self.frames * self.per_frame)
+
+    def _fitting_base(self, positions: list[int]) -> int:
+        budget = self._budget(positions)
+        return next((q for q in range(QP_MAX + 1) if self._predicted(q, positions) <= budget), QP_MAX)
+
+    def frame_qp(self, index: int, position: int) -> int:
+        positions = self._window_positions(index)
+        base = self._fitting_base(positions)
+        self._warn_if_out_of_reach(base, positions)
+        if self.base is not None:
+            if abs(self._predicted(self.base, positions) / max(self._budget(positions), 1.0) - 1) < STEADY:
+                base = self.base  # close enough: a steady qp rather than one that flickers
+            base = min(self.base + MAX_STEP, max(self.base - MAX_STEP, base))
+        self.base = base
+        qp = scheduled_qp(base, position, self.context.qp_offsets)
+        return self._within_buffer(qp, position)
+
+    def retry_qp(self, index: int, position: int, qp: int, bits: int) -> int | None:
+        """An intra frame above INTRA_SHARE of its window's budget is coded again at the qp the
+        model, corrected by it, now predicts (once the prior has been this wrong, trust the frame)."""
+        positions = self._window_positions(index)
+        if position != 0 or qp == QP_MAX or bits <= INTRA_SHARE * max(self._budget(positions), 0):
+            return None
+        self.model.update(self.kind(position), qp, bits)
+        self.base = max(self._fitting_base(positions), qp + 1)
+        return self._within_buffer(scheduled_qp(self.base, position, self.context.qp_offsets), position)
+
+    def _warn_if_out_of_reach(self, base: int, positions: list[int]) -> None:
+        """Say once when qp 0 or 63 has kept missing the target for PINNED_FRAMES frames."""
+        reach = self._predicted(base, positions) / len(positions)
+        pinned = (base == 0 and reach < 0.5 * self.per_frame) or (
+            base == QP_MAX and reach > 2 * self.per_frame
+        )
+        self.pinned = self.pinned + 1 if pinned else 0
+        if self.pinned == PINNED_FRAMES:
+            log.warning(
+                "warning: the target %.0f kbit/s is %s what qp %d gives here (about %.0f kbit/s); coding at qp %d",
+                self.target.bitrate / 1000,
+                "above" if base == 0 else "below",
+                base,
+                reach * float(self.context.fps) / 1000,
+                base,
+            )
+
+    def _within_buffer(self, qp: int, position: int) -> int:
+        """With a VBV cap: the lowest qp from `qp` up whose predicted bits fit in the buffer."""
+        if self.target.bufsize is None:
+            return qp
+        room = self.target.bufsize - self.fullness
+        while qp < QP_MAX and self.model.bits(self.kind(position), qp) > 0.9 * room:
+            qp += 1
+        return qp
+
+    def coded(self, index: int, position: int, qp: int, bits: int) -> None:
+        self.model.update(self.kind(position), qp, bits)
+        self.spent += bits
+        self.frames += 1
+        if self.target.maxrate is not None:
+            drained = self.target.maxrate / float(self.context.fps)
+            self.fullness = max(0.0, self.fullness + bits - drained)
+
+
+def make_controller(target: RateTarget, context: RateContext) -> RateController:
+    if target.controller == "baseline":
+        return BufferController(target, context)
+    return ModelController(target, context)

@@ -1,0 +1,154 @@
+"""Rate control driven by a synthetic codec: bits = content * bpp(kind) * exp(-slope * (qp - 32)),
+with noise, so that the controllers are tested without a network."""
+
+import logging
+import math
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from nvcodec.codec.rate_control import MAX_STEP, RateContext, make_controller
+from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, RateTarget, parse_bitrate
+from nvcodec.errors import InputError
+
+FPS = 25
+PIXELS = 352 * 288
+
+
+def synthetic_bits(qp: int, intra: bool, content: float, slope: float, noise: float) -> int:
+    bpp = 0.6 if intra else 0.05
+    return max(8, int(PIXELS * bpp * content * math.exp(-slope * (qp - 32) + noise)))
+
+
+def drive(controller: str, kbps: float, frames: int = 96, slope: float = 0.08, cut: int | None = None,
+          content: float = 1.0, noise: float = 0.1, intra_period: int = -1, maxrate: float | None = None,
+          bufsize: float | None = None, seed: int = 0):  # fmt: skip
+    """(achieved kbit/s, frame qps, frame bits) of a run of `controller` on the synthetic codec."""
+    rng = np.random.default_rng(seed)
+    context = RateContext(Fraction(FPS), frames, DEFAULT_QP_OFFSETS, intra_period, PIXELS)
+    rc = make_controller(RateTarget(kbps * 1000, controller, maxrate, bufsize), context)
+    qps, bits = [], []
+    for i in range(frames):
+        position = i if intra_period < 0 else i % intra_period
+        scale = content * (4.0 if cut is not None and i >= cut else 1.0)
+        qp = rc.frame_qp(i, position)
+        b = synthetic_bits(qp, position == 0, scale, slope, noise * rng.standard_normal())
+        if (retry := rc.retry_qp(i, position, qp, b)) is not None:
+            assert retry > qp
+            qp, b = retry, synthetic_bits(retry, True, scale, slope, 0.0)
+        rc.coded(i, position, qp, b)
+        qps.append(qp)
+        bits.append(b)
+    return sum(bits) * FPS / frames / 1000, qps, bits
+
+
+def base_qps(qps: list[int]) -> np.ndarray:
+    """The base qp of each P frame (the frame qp less its scheduled offset)."""
+    offsets = np.array(DEFAULT_QP_OFFSETS)
+    return np.array([q - offsets[i % len(offsets)] for i, q in enumerate(qps)][1:])
+
+
+@pytest.mark.parametrize("kbps", [60, 250, 450])
+@pytest.mark.parametrize("slope", [0.05, 0.11, 0.17])
+def test_model_controller_lands_within_two_percent(kbps, slope):
+    achieved, qps, _ = drive("model", kbps, slope=slope)
+    assert abs(achieved / kbps - 1) < 0.02, (achieved, qps)
+
+
+def test_model_controller_moves_its_base_qp_in_bounded_steps_and_settles():
+    _, qps, _ = drive("model", 250)
+    base = base_qps(qps)
+    assert np.abs(np.diff(base)).max() <= MAX_STEP
+    settled = base[48:]
+    assert settled.max() - settled.min() <= 3  # no limit cycle once the model has learned the clip
+
+
+def test_model_controller_is_closer_than_the_buffer_rule_with_a_steady_qp():
+    for slope in (0.06, 0.11, 0.16):
+        model, model_qps, _ = drive("model", 250, slope=slope)
+        buffer, _, _ = drive("baseline", 250, slope=slope)
+        assert abs(model / 250 - 1) < abs(buffer / 250 - 1)
+        assert np.abs(np.diff(base_qps(model_qps)[16:])).mean() < 0.5  # under one step every two frames
+
+
+def test_a_scene_cut_is_absorbed_and_the_target_still_met():
+    achieved, qps, bits = drive("model", 250, frames=192, cut=64)
+    assert abs(achieved / 250 - 1) < 0.02
+    base = base_qps(qps)
+    assert base[100:].mean() > base[40:63].mean() + 10  # four times the content: a much higher qp
+    late = np.array(bits[128:]) * FPS / 1000
+    assert abs(late.mean() / 250 - 1) < 0.15  # back on target well after the cut
+
+
+def test_an_intra_frame_far_over_budget_is_coded_again_higher():
+    _, qps, bits = drive("model", 60, content=8.0)  # the prior is eight times optimistic
+    assert bits[0] <= 0.4 * 60_000 * 2 * 96 / FPS  # within its share of the two-second window
+
+
+def test_periodic_intra_frames_are_planned_for():
+    achieved, qps, _ = drive("model", 250, intra_period=16)
+    assert abs(achieved / 250 - 1) < 0.02
+    assert qps[16] < qps[15]  # an intra frame sits at the base qp, below the P frame before it
+
+
+def test_buffer_rule_follows_dcvc_fm():
+    achieved, qps, _ = drive("baseline", 250)
+    assert qps[0] == 32  # it starts at q 32
+    base = np.concatenate([[32], base_qps(qps)])
+    assert (base[2::2] == base[1:-1:2]).all()  # frame sizes move it only after even frames
+    assert len(set(base)) > 3  # and it does move
+    assert abs(achieved / 250 - 1) < 0.15
+
+
+def test_out_of_reach_targets_clamp_with_one_warning(caplog):
+    with caplog.at_level(logging.WARNING, logger="nvcodec"):
+        _, qps, _ = drive("model", 50_000)
+    assert min(qps[16:]) == 0
+    warnings = [r.message for r in caplog.records if "above what qp 0 gives" in r.message]
+    assert len(warnings) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nvcodec"):
+        _, qps, _ = drive("model", 1, content=50.0)
+    assert max(qps[16:]) == QP_MAX
+    assert [r.message for r in caplog.records if f"below what qp {QP_MAX} gives" in r.message]
+
+
+def vbv_fullness(bits: list[int], kbps: float) -> np.ndarray:
+    """The leaky bucket after each P frame (the intra frame starts it), drained at kbps."""
+    fullness, trace = 0.0, []
+    for b in bits[1:]:
+        fullness = max(0.0, fullness + b - kbps * 1000 / FPS)
+        trace.append(fullness)
+    return np.array(trace)
+
+
+def test_vbv_cap_keeps_frames_inside_the_buffer():
+    kbps, bufsize = 250, 40_000
+    _, _, capped = drive("model", kbps, maxrate=kbps * 1000, bufsize=bufsize, cut=48)
+    _, _, free = drive("model", kbps, cut=48)
+    assert max(capped[49:60]) < max(free[49:60])  # after the cut (unforeseeable), peaks are capped
+    assert vbv_fullness(free, kbps)[54:].max() > bufsize
+    assert vbv_fullness(capped, kbps)[54:].max() <= bufsize  # once the frame that broke it drained
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("800k", 800e3), ("1.5M", 1.5e6), ("2500000", 2.5e6), ("64kbps", 64e3), ("1G", 1e9)]
+)
+def test_bitrates_parse(text, value):
+    assert parse_bitrate(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "fast", "1.5Q", "-5k", "0", "1e9", "999"])
+def test_bad_bitrates_are_refused(text):
+    with pytest.raises(InputError):
+        parse_bitrate(text)
+
+
+def test_targets_are_checked():
+    with pytest.raises(InputError, match="--rc"):
+        RateTarget(1e6, "magic")
+    with pytest.raises(InputError, match="go together"):
+        RateTarget(1e6, "model", maxrate=2e6)
+    with pytest.raises(InputError, match="at least"):
+        RateTarget(1e6, "model", maxrate=5e5, bufsize=1e6)
