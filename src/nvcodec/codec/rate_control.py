@@ -35,9 +35,14 @@ WINDOW_SECONDS = 2.0  # overspending is paid back over this much video (or what 
 # P 0.037-0.073 bpp at their own qps; slopes 0.08-0.13 per qp).
 PRIOR_BPP = {"I": 0.3, "P": 0.065}
 PRIOR_SLOPE = 0.11
+# Between the offsets of the hierarchy bits change faster than the qp alone says: a P frame at
+# offset 0 (a reference for the next eight) costs exp(0.2) more per offset step than its qp
+# predicts (Foreman at 150 kbit/s: 2288 bytes at offset 2, qp 28 against 284 at offset 6, qp 36).
+HIERARCHY = 0.2
+PRIOR_OFFSET = 4  # the P prior is for a frame at about the schedule's mean offset
 SLOPE_RANGE = (0.02, 0.4)
-PRIOR_WEIGHT = 8.0  # the prior slope counts as much as this sum of squared qp changes
-FORGET = 0.9  # how much of the slope evidence survives each new pair
+PRIOR_WEIGHT = 40.0  # the prior slope counts as much as this sum of squared qp changes
+FORGET = 0.95  # how much of the slope evidence survives each new pair
 CONTENT_CHANGE = 0.7  # a log-rate surprise above this (2x) says nothing about the slope
 TRACKING_GAIN = 0.3  # the share of a coded frame's surprise taken into its kind's intercept
 
@@ -103,11 +108,13 @@ class BufferController:
 
 
 class LogRateModel:
-    """ln bits = a_c - s * qp for each kind of frame c; the intercepts follow every coded frame,
-    the shared slope follows the qp changes within a kind (weighted against the prior)."""
+    """ln bits against qp for each kind of frame: a line of a shared slope through an anchor that
+    follows the frames coded (the anchor sits at the last qp coded, so a change of slope only
+    moves predictions away from there); the slope follows the qp changes within a kind, weighted
+    against the prior."""
 
     def __init__(self, pixels: int) -> None:
-        self.intercept = {kind: math.log(pixels * bpp) + PRIOR_SLOPE * 32 for kind, bpp in PRIOR_BPP.items()}
+        self.anchor = {kind: (32, math.log(pixels * bpp)) for kind, bpp in PRIOR_BPP.items()}
         self.seen: dict[str, int] = {}
         self.last: dict[str, tuple[int, float]] = {}
         self.slope_num = PRIOR_WEIGHT * PRIOR_SLOPE
@@ -117,36 +124,38 @@ class LogRateModel:
     def slope(self) -> float:
         return min(SLOPE_RANGE[1], max(SLOPE_RANGE[0], self.slope_num / self.slope_den))
 
-    def _intercept(self, kind: str) -> float:
-        """A P offset not coded yet uses what P frames have given so far."""
-        return self.intercept.get(kind, self.intercept[kind[0]])
+    def log_bits(self, kind: str, qp: int) -> float:
+        """A P offset not coded yet follows the nearest offset coded (else the prior), with the
+        steeper rate change between the offsets of the hierarchy."""
+        if kind in self.seen or kind == "I":
+            q, value = self.anchor[kind]
+            return value - self.slope * (qp - q)
+        offset = int(kind[1:])
+        coded = [int(k[1:]) for k in self.seen if k != "I"]
+        if not coded:
+            q, value = self.anchor["P"]
+            return value - self.slope * (qp - q) + HIERARCHY * (PRIOR_OFFSET - offset)
+        near = min(coded, key=lambda o: (abs(o - offset), o))
+        return self.log_bits(f"P{near}", qp) + HIERARCHY * (near - offset)
 
     def bits(self, kind: str, qp: int) -> float:
-        return math.exp(self._intercept(kind) - self.slope * qp)
+        return math.exp(self.log_bits(kind, qp))
 
     def update(self, kind: str, qp: int, bits: int) -> None:
-        log_bits = math.log(max(bits, 8))
+        observed = math.log(max(bits, 8))
         if kind in self.last and self.last[kind][0] != qp:
-            dq, dl = qp - self.last[kind][0], log_bits - self.last[kind][1]
+            dq, dl = qp - self.last[kind][0], observed - self.last[kind][1]
             if abs(dl + self.slope * dq) > CONTENT_CHANGE:  # the content changed, not just the qp
                 dq = dl = 0
             prior = (1 - FORGET) * PRIOR_WEIGHT
             self.slope_num = FORGET * self.slope_num + prior * PRIOR_SLOPE - dq * dl
             self.slope_den = FORGET * self.slope_den + prior + dq * dq
-        self.last[kind] = (qp, log_bits)
-        intercept = log_bits + self.slope * qp
-        self._track(kind, intercept)
-        if kind != kind[0]:
-            self._track(kind[0], intercept)
-
-    def _track(self, key: str, intercept: float) -> None:
-        """The first frame of a kind replaces the prior; later ones move it by a share."""
-        n = self.seen.get(key, 0)
+        self.last[kind] = (qp, observed)
+        n = self.seen.get(kind, 0)  # the first frame of a kind replaces the prior, later ones move it
+        predicted = self.log_bits(kind, qp)
         gain = max(TRACKING_GAIN, 1.0 / (n + 1))
-        self.intercept[key] = (
-            intercept if n == 0 else self.intercept[key] + gain * (intercept - self.intercept[key])
-        )
-        self.seen[key] = n + 1
+        self.anchor[kind] = (qp, predicted + gain * (observed - predicted))
+        self.seen[kind] = n + 1
 
 
 class ModelController:
