@@ -6,10 +6,11 @@ the base plus its scheduled offset, and the decoder reads it from the record as 
 - `baseline`: DCVC-FM's buffer rule (appendix C, Algorithm 1): the buffer counts coded minus
   average bits; on even frames the base qp moves by 12, 6, 2 or 1 by how far the buffer is off.
 - `model`: a model of log-bits against qp per kind of frame (intra, and each offset of the
-  schedule), ln b = a_c - s * qp, learned from the frames already coded. Before each frame it
-  picks the lowest base qp whose predicted bits for the next window of frames (their kinds known
-  from the schedule) fit the window's budget minus what has been overspent so far, moves at most
-  MAX_STEP from the last base qp, and, with --maxrate/--bufsize, keeps the frame inside the buffer.
+  schedule), learned from the frames already coded. Before each frame it picks the lowest base
+  qp whose predicted bits for the next window of frames (their kinds known from the schedule)
+  fit the window's budget less what has been overspent so far, keeps the last base qp while
+  that is close enough (STEADY), moves at most MAX_STEP, and, with --maxrate/--bufsize, keeps
+  the frame inside the buffer. An intra frame far over its share is coded once more, higher.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ SLOPE_RANGE = (0.02, 0.4)
 PRIOR_WEIGHT = 40.0  # the prior slope counts as much as this sum of squared qp changes
 FORGET = 0.95  # how much of the slope evidence survives each new pair
 CONTENT_CHANGE = 0.7  # a log-rate surprise above this (2x) says nothing about the slope
-TRACKING_GAIN = 0.3  # the share of a coded frame's surprise taken into its kind's intercept
+TRACKING_GAIN = 0.3  # the share of a coded frame's surprise taken into its kind's anchor
 
 
 class RateController(Protocol):
