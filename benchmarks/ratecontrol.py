@@ -92,6 +92,8 @@ def measure_clip(name: str, weights: Weights, frames_limit: int | None, data: Pa
         "height": frames[0].height,
         "fps": str(fps),
         "frames": len(frames),
+        "fixed_qps": list(FIXED_QPS),
+        "target_qps": list(TARGET_QPS),
         "fixed": [{"qp": qp, **fixed[qp]} for qp in FIXED_QPS],
         "controlled": controlled,
         "bd_rate_vs_fixed": bd,

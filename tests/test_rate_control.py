@@ -8,8 +8,16 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from nvcodec.codec.rate_control import MAX_STEP, RateContext, make_controller
-from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, RateTarget, parse_bitrate
+from nvcodec.codec.rate_control import (
+    INTRA_SHARE,
+    MAX_STEP,
+    PRIOR_SLOPE,
+    WINDOW_SECONDS,
+    BufferController,
+    RateContext,
+    make_controller,
+)
+from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, RateTarget, parse_bits
 from nvcodec.errors import InputError
 
 FPS = 25
@@ -81,15 +89,31 @@ def test_a_scene_cut_is_absorbed_and_the_target_still_met():
     assert abs(late.mean() / 250 - 1) < 0.15  # back on target well after the cut
 
 
-def test_an_intra_frame_far_over_budget_is_coded_again_higher():
-    _, qps, bits = drive("model", 60, content=8.0)  # the prior is eight times optimistic
-    assert bits[0] <= 0.4 * 60_000 * 2 * 96 / FPS  # within its share of the two-second window
+@pytest.mark.parametrize("slope", [0.08, PRIOR_SLOPE])
+def test_an_intra_frame_far_over_budget_is_coded_again_within_its_share(slope):
+    kbps, content = 60, 8.0  # the prior is eight times optimistic
+    context = RateContext(Fraction(FPS), 96, DEFAULT_QP_OFFSETS, -1, PIXELS)
+    rc = make_controller(RateTarget(kbps * 1000), context)
+    share = INTRA_SHARE * kbps * 1000 / FPS * max(2 * len(DEFAULT_QP_OFFSETS), round(WINDOW_SECONDS * FPS))
+    first = rc.frame_qp(0, 0)
+    first_bits = synthetic_bits(first, True, content, slope, 0.0)
+    assert first_bits > 2 * share
+    retry = rc.retry_qp(0, 0, first, first_bits)
+    assert retry is not None and retry > first
+    again = synthetic_bits(retry, True, content, slope, 0.0)
+    assert again < first_bits / 3
+    if slope == PRIOR_SLOPE:  # the model's slope is right: the retry lands within the share
+        assert share / 1.2 < again <= share
+    assert rc.retry_qp(0, 0, retry, int(share / 2)) is None  # a frame within its share stays
 
 
 def test_periodic_intra_frames_are_planned_for():
-    achieved, qps, _ = drive("model", 250, intra_period=16)
-    assert abs(achieved / 250 - 1) < 0.02
-    assert qps[16] < qps[15]  # an intra frame sits at the base qp, below the P frame before it
+    kbps, period = 250, 16
+    achieved, qps, bits = drive("model", kbps, intra_period=period)
+    assert abs(achieved / kbps - 1) < 0.02
+    per_period = np.add.reduceat(np.array(bits[period:]), np.arange(0, len(bits) - period, period))
+    assert np.abs(per_period * FPS / period / 1000 / kbps - 1).max() < 0.25  # every period near the target
+    assert all(bits[i] > 3 * max(bits[i - 1], bits[i + 1]) for i in range(period, len(bits) - 1, period))
 
 
 def test_buffer_rule_follows_dcvc_fm():
@@ -99,6 +123,33 @@ def test_buffer_rule_follows_dcvc_fm():
     assert (base[2::2] == base[1:-1:2]).all()  # frame sizes move it only after even frames
     assert len(set(base)) > 3  # and it does move
     assert abs(achieved / 250 - 1) < 0.15
+
+
+@pytest.mark.parametrize(
+    ("buffer", "target_buffer", "size", "step"),
+    [
+        (49_000, 0, 2_000, 12),  # buffer 50k > 10 x the 2k frame
+        (49_000, 0, 8_000, 6),  # > 5 x the frame
+        (49_000, 0, 20_000, 2),  # > 2 x the frame
+        (0, 0, 12_000, 1),  # 11k over, more than half the frame
+        (0, 0, 1_200, 0),  # 200 over: less than half a frame
+        (-2_000, 0, 1_000, -1),  # 2k under, more than half a frame, buffer above -frame
+        (-3_000, 0, 1_000, -2),  # buffer below -2 x the frame
+        (-6_000, 0, 1_000, -6),
+        (-11_000, 0, 1_000, -12),
+        (5_000, 6_000, 1_000, 0),  # below the target buffer, but the buffer is still above a frame
+    ],
+)
+def test_buffer_rule_steps(buffer, target_buffer, size, step):
+    """Algorithm 1's branches on crafted buffers (average frame 1000 bits), steps in our qp."""
+    context = RateContext(Fraction(1), None, (0,), -1, PIXELS)
+    rc = BufferController(RateTarget(1000, "baseline"), context)
+    rc.buffer, rc.target_buffer = float(buffer), float(target_buffer)
+    rc.coded(2, 2, rc.frame_qp(2, 2), size)
+    assert rc.base - 32 == step
+    assert rc.target_buffer == pytest.approx(0.95 * (buffer + size - 1000))
+    rc.coded(3, 3, rc.frame_qp(3, 3), 100 * size)  # odd frames only fill the buffer
+    assert rc.base - 32 == step
 
 
 def test_out_of_reach_targets_clamp_with_one_warning(caplog):
@@ -136,13 +187,19 @@ def test_vbv_cap_keeps_frames_inside_the_buffer():
     ("text", "value"), [("800k", 800e3), ("1.5M", 1.5e6), ("2500000", 2.5e6), ("64kbps", 64e3), ("1G", 1e9)]
 )
 def test_bitrates_parse(text, value):
-    assert parse_bitrate(text) == value
+    assert parse_bits(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "fast", "1.5Q", "-5k", "0", "1e9", "999"])
 def test_bad_bitrates_are_refused(text):
     with pytest.raises(InputError):
-        parse_bitrate(text)
+        parse_bits(text)
+
+
+def test_a_buffer_smaller_than_a_frame_is_refused():
+    context = RateContext(Fraction(25), 96, DEFAULT_QP_OFFSETS, -1, PIXELS)
+    with pytest.raises(InputError, match="--bufsize"):
+        make_controller(RateTarget(1e6, "model", maxrate=1e6, bufsize=1e4), context)
 
 
 def test_targets_are_checked():

@@ -12,7 +12,7 @@ from fractions import Fraction
 import click
 from tqdm import tqdm
 
-from nvcodec.codec.schedule import parse_bitrate
+from nvcodec.codec.schedule import parse_bits
 from nvcodec.errors import InputError, NvcError
 from nvcodec.stats import FrameReport
 
@@ -54,16 +54,17 @@ class RateType(click.ParamType):
         return rate
 
 
-class BitrateType(click.ParamType):
-    """Bits per second: 800k, 1.5M or 2500000."""
+class BitsType(click.ParamType):
+    """A bitrate (RATE, bits per second) or a size in bits (BITS): 800k, 1.5M or 2500000."""
 
-    name = "RATE"
+    def __init__(self, name: str = "RATE") -> None:
+        self.name = name
 
     def convert(self, value, param, ctx) -> float:
         if isinstance(value, float):
             return value
         try:
-            return parse_bitrate(str(value))
+            return parse_bits(str(value), "bitrate" if self.name == "RATE" else "size in bits")
         except InputError as err:
             self.fail(str(err), param, ctx)
 

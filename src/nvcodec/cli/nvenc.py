@@ -12,7 +12,7 @@ from nvcodec.cli.common import (
     FORCE,
     QUIET,
     WEIGHTS,
-    BitrateType,
+    BitsType,
     ProgressBar,
     RateType,
     SizeType,
@@ -31,7 +31,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option("--qp", type=click.IntRange(0, 63), help="Quality: 0 finest, 63 smallest.  [default: 32]")
 @click.option(
     "--bitrate",
-    type=BitrateType(),
+    type=BitsType(),
     help="Target bitrate instead of a fixed qp: 800k, 1.5M or bits per second.",
 )
 @click.option(
@@ -39,10 +39,8 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     type=click.Choice(["model", "baseline"]),
     help="Rate controller for --bitrate: a learned rate model, or DCVC-FM's buffer rule.  [default: model]",
 )
-@click.option(
-    "--maxrate", type=BitrateType(), help="With --bufsize: a VBV cap on the rate (needs --bitrate)."
-)
-@click.option("--bufsize", type=BitrateType(), help="With --maxrate: the VBV buffer in bits (e.g. 1M).")
+@click.option("--maxrate", type=BitsType(), help="With --bufsize: a VBV cap on the rate (needs --bitrate).")
+@click.option("--bufsize", type=BitsType("BITS"), help="With --maxrate: the VBV buffer in bits (e.g. 1M).")
 @click.option(
     "--intra-period",
     type=int,

@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Protocol
 
 from nvcodec.codec.schedule import QP_MAX, RateTarget, position_of, scheduled_qp
+from nvcodec.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ class RateContext:
 
 
 class BufferController:
-    """DCVC-FM's Algorithm 1 on our qp (their q is quality: lowering it raises our qp)."""
+    """DCVC-FM's Algorithm 1 on our qp (their q is quality: lowering it raises our qp); as in the
+    paper, its buffer counts the frames only (the summary's rate also counts the stream header)."""
 
     def __init__(self, target: RateTarget, context: RateContext) -> None:
         self.context = context
@@ -171,6 +173,12 @@ class ModelController:
         self.frames = 0
         self.base: int | None = None
         self.fullness = 0.0  # VBV: bits in the buffer, drained at maxrate
+        if target.bufsize is not None and target.maxrate is not None:
+            if target.bufsize < target.maxrate / float(context.fps):
+                raise InputError(
+                    f"--bufsize {target.bufsize:.0f} bits holds less than one frame at --maxrate "
+                    f"({target.maxrate / float(context.fps):.0f} bits at {float(context.fps):g} fps)"
+                )
         self.pinned = 0  # frames in a row at qp 0 or 63 that the target is out of reach
 
     def kind(self, position: int) -> str:
@@ -210,13 +218,16 @@ class ModelController:
         return self._within_buffer(qp, position)
 
     def retry_qp(self, index: int, position: int, qp: int, bits: int) -> int | None:
-        """An intra frame above INTRA_SHARE of its window's budget is coded again at the qp the
-        model, corrected by it, now predicts (once the prior has been this wrong, trust the frame)."""
+        """An intra frame above INTRA_SHARE of its window's budget (never less than the window's
+        share of the target) is coded again at the lowest qp that the model, corrected by this
+        frame, predicts within that share."""
         positions = self._window_positions(index)
-        if position != 0 or qp == QP_MAX or bits <= INTRA_SHARE * max(self._budget(positions), 0):
+        share = INTRA_SHARE * max(self._budget(positions), len(positions) * self.per_frame)
+        if position != 0 or qp == QP_MAX or bits <= share:
             return None
-        self.model.update(self.kind(position), qp, bits)
-        self.base = max(self._fitting_base(positions), qp + 1)
+        self.model.update("I", qp, bits)
+        fits = next((q for q in range(qp + 1, QP_MAX + 1) if self.model.bits("I", q) <= share), QP_MAX)
+        self.base = max(self._fitting_base(positions), fits)
         return self._within_buffer(scheduled_qp(self.base, position, self.context.qp_offsets), position)
 
     def _warn_if_out_of_reach(self, base: int, positions: list[int]) -> None:

@@ -43,14 +43,14 @@ class RateTarget:
             raise InputError("--maxrate must be at least --bitrate")
 
 
-def parse_bitrate(text: str) -> float:
-    """Bits per second from '800k', '1.5M', '2500000' (k = 1000, M = 10^6, G = 10^9)."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)(?:bps|bit/s|b/s)?\s*", text)
+def parse_bits(text: str, what: str = "bitrate") -> float:
+    """Bits (per second, for a rate) from '800k', '1.5M', '2500000' (k = 10^3, M = 10^6, G = 10^9)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)(?:bps|bit/s|b/s|bits?)?\s*", text)
     if not match:
-        raise InputError(f"{text!r} is not a bitrate (e.g. 800k, 1.5M or 2500000)")
+        raise InputError(f"{text!r} is not a {what} (e.g. 800k, 1.5M or 2500000)")
     value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[match.group(2).lower()]
     if not 1e3 <= value <= 1e10:
-        raise InputError(f"{text!r} must be between 1k and 10G bits per second")
+        raise InputError(f"{text!r}: a {what} must be between 1k and 10G")
     return value
 
 
