@@ -8,6 +8,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from nvcodec.codec.encoder import Encoder
 from nvcodec.codec.rate_control import (
     INTRA_SHARE,
     MAX_STEP,
@@ -17,8 +18,10 @@ from nvcodec.codec.rate_control import (
     RateContext,
     make_controller,
 )
-from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, RateTarget, parse_bits
+from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, CodingParams, RateTarget, parse_bits
 from nvcodec.errors import InputError
+from nvcodec.frame import VideoInfo
+from nvcodec.weights import load_weights
 
 FPS = 25
 PIXELS = 352 * 288
@@ -209,3 +212,14 @@ def test_targets_are_checked():
         RateTarget(1e6, "model", maxrate=2e6)
     with pytest.raises(InputError, match="at least"):
         RateTarget(1e6, "model", maxrate=5e5, bufsize=1e6)
+
+
+def test_an_input_of_unknown_length_plans_with_the_frames_asked_for(tiny_weights):
+    """Stdin with --frames N: the header's count stays unknown, rate control plans for N frames."""
+    info = VideoInfo(96, 64, Fraction(FPS), None)
+    params = CodingParams(rate=RateTarget(2e5))
+    encoder = Encoder(load_weights(tiny_weights), params, info, length_hint=12)
+    assert encoder.header.frame_count is None
+    assert encoder.rate._window_positions(0) == list(range(12))  # the whole clip, not a 2 s window
+    unknown = Encoder(load_weights(tiny_weights), params, info)
+    assert len(unknown.rate._window_positions(0)) == round(WINDOW_SECONDS * FPS)

@@ -120,7 +120,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
         )
         if info.frame_count == 0:
             raise InputError(f"{job.input}: no frames to encode (start {job.start})")
-        encoder = Encoder(weights, job.params, info, device, dtype)
+        encoder = Encoder(weights, job.params, info, device, dtype, length_hint=job.frames)
         if progress:
             progress.begin(info.frame_count)
         with AtomicOutput(job.output, job.force) as out:

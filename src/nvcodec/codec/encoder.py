@@ -70,7 +70,10 @@ class Encoder(FrameLoop):
         info: VideoInfo,
         device: torch.device = CPU,
         dtype: torch.dtype = torch.float32,
+        length_hint: int | None = None,
     ) -> None:
+        """`length_hint`: at most this many frames will come (--frames on an input of unknown
+        length), for rate control to plan with when info.frame_count is None."""
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
         self.filter_mode = _tried(params.filter, self.model.context_filter)
@@ -80,8 +83,9 @@ class Encoder(FrameLoop):
         self.rate: RateController | None = None
         if params.rate is not None:
             pixels, header_bits = info.width * info.height, 8 * len(self.header.pack())
+            count = info.frame_count if info.frame_count is not None else length_hint
             context = RateContext(
-                info.fps, info.frame_count, params.qp_offsets, params.intra_period, pixels, header_bits
+                info.fps, count, params.qp_offsets, params.intra_period, pixels, header_bits
             )
             self.rate = make_controller(params.rate, context)
 
