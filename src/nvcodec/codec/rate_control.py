@@ -27,7 +27,9 @@ from nvcodec.errors import InputError
 log = logging.getLogger(__name__)
 
 START_QP = 32  # DCVC-FM's starting q, the middle of the range
-INTRA_SHARE = 0.4  # an intra frame costing more of its window's budget is coded again
+INTRA_START = 0.25  # the first intra frame's share of its window's target
+INTRA_MISS = 1.5  # the first intra frame is coded again when this many times off its share
+INTRA_SHARE = 0.4  # a later intra frame costing more of its window's budget is coded again
 MAX_STEP = 2  # the model controller's largest base-qp change between frames
 PINNED_FRAMES = 16  # frames in a row out of reach before the warning
 STEADY = 0.12  # the base qp stays while its predicted bits are this close to the budget
@@ -42,6 +44,9 @@ PRIOR_SLOPE = 0.11
 # predicts (Foreman at 150 kbit/s: 2288 bytes at offset 2, qp 28 against 284 at offset 6, qp 36).
 HIERARCHY = 0.2
 PRIOR_OFFSET = 4  # the P prior is for a frame at about the schedule's mean offset
+# Once the intra frame is coded, the P prior follows it: a P frame at the schedule's mean offset
+# costs this share of the intra frame (0.05-0.3 measured: car_traffic 0.05, Foreman 0.09, Cockatoo 0.23).
+P_OVER_I = 0.12
 SLOPE_RANGE = (0.02, 0.4)
 PRIOR_WEIGHT = 40.0  # the prior slope counts as much as this sum of squared qp changes
 FORGET = 0.95  # how much of the slope evidence survives each new pair
@@ -154,6 +159,8 @@ class LogRateModel:
             self.slope_num = FORGET * self.slope_num + prior * PRIOR_SLOPE - dq * dl
             self.slope_den = FORGET * self.slope_den + prior + dq * dq
         self.last[kind] = (qp, observed)
+        if kind == "I" and not any(k != "I" for k in self.seen):  # P frames follow the intra frame
+            self.anchor["P"] = (qp + PRIOR_OFFSET, observed + math.log(P_OVER_I))
         n = self.seen.get(kind, 0)  # the first frame of a kind replaces the prior, later ones move it
         predicted = self.log_bits(kind, qp)
         gain = max(TRACKING_GAIN, 1.0 / (n + 1))
@@ -207,8 +214,11 @@ class ModelController:
 
     def frame_qp(self, index: int, position: int) -> int:
         positions = self._window_positions(index)
-        base = self._fitting_base(positions)
-        self._warn_if_out_of_reach(base, positions)
+        if self.frames == 0:  # nothing coded yet: the first frame takes its share at the prior's qp
+            base = self._intra_fit(self._intra_aim(positions))
+        else:
+            base = self._fitting_base(positions)
+            self._warn_if_out_of_reach(base, positions)
         if self.base is not None:
             if abs(self._predicted(self.base, positions) / max(self._budget(positions), 1.0) - 1) < STEADY:
                 base = self.base  # close enough: a steady qp rather than one that flickers
@@ -217,18 +227,33 @@ class ModelController:
         qp = scheduled_qp(base, position, self.context.qp_offsets)
         return self._within_buffer(qp, position)
 
+    def _intra_aim(self, positions: list[int]) -> float:
+        """The bits an intra frame should take: the first one INTRA_START of its window's target,
+        a later one at most INTRA_SHARE of the window's budget (never less than its target)."""
+        target = len(positions) * self.per_frame
+        return (
+            INTRA_START * target if self.frames == 0 else INTRA_SHARE * max(self._budget(positions), target)
+        )
+
+    def _intra_fit(self, aim: float) -> int:
+        return next((q for q in range(QP_MAX + 1) if self.model.bits("I", q) <= aim), QP_MAX)
+
     def retry_qp(self, index: int, position: int, qp: int, bits: int) -> int | None:
-        """An intra frame above INTRA_SHARE of its window's budget (never less than the window's
-        share of the target) is coded again at the lowest qp that the model, corrected by this
-        frame, predicts within that share."""
-        positions = self._window_positions(index)
-        share = INTRA_SHARE * max(self._budget(positions), len(positions) * self.per_frame)
-        if position != 0 or qp == QP_MAX or bits <= share:
+        """An intra frame that missed its aim is coded once more at the qp the model, corrected by
+        it, now predicts: the first frame (only the prior to go by) when it is more than
+        INTRA_MISS times off either way, a later one when it is above its share."""
+        if position != 0:
+            return None
+        aim = self._intra_aim(self._window_positions(index))
+        low, high = (aim / INTRA_MISS, aim * INTRA_MISS) if self.frames == 0 else (0.0, aim)
+        if low <= bits <= high:
             return None
         self.model.update("I", qp, bits)
-        fits = next((q for q in range(qp + 1, QP_MAX + 1) if self.model.bits("I", q) <= share), QP_MAX)
-        self.base = max(self._fitting_base(positions), fits)
-        return self._within_buffer(scheduled_qp(self.base, position, self.context.qp_offsets), position)
+        retry = self._intra_fit(aim)
+        if retry == qp:
+            return None
+        self.base = retry
+        return self._within_buffer(scheduled_qp(retry, position, self.context.qp_offsets), position)
 
     def _warn_if_out_of_reach(self, base: int, positions: list[int]) -> None:
         """Say once when qp 0 or 63 has kept missing the target for PINNED_FRAMES frames."""
