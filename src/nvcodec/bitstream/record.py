@@ -40,6 +40,11 @@ def max_record_bytes(width: int, height: int) -> int:
     return (1 << 20) + 16 * (-(-width // 64) * 64) * (-(-height // 64) * 64)
 
 
+def record_len_of(substreams: tuple[bytes, ...]) -> int:
+    """The record_len of a record holding these substreams (each with its length field)."""
+    return FIXED_RECORD_BYTES + sum(4 + len(s) for s in substreams)
+
+
 @dataclass(frozen=True)
 class FrameRecord:
     """One coded frame; constructing one checks the rules that need no header (BitstreamError)."""
@@ -86,7 +91,7 @@ class FrameRecord:
     @property
     def record_len(self) -> int:
         """The record_len field: bytes after it, through record_crc."""
-        return FIXED_RECORD_BYTES + sum(4 + len(s) for s in self.substreams)
+        return record_len_of(self.substreams)
 
     def pack(self) -> bytes:
         """The record bytes, record_len through record_crc."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
-from nvcodec.bitstream.record import FIXED_RECORD_BYTES
+from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
@@ -18,8 +18,6 @@ from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, weighted_mse
 from nvcodec.weights import Weights
-
-INTRA_RECORD_BYTES = 4 + FIXED_RECORD_BYTES + 4  # record_len, the fixed fields, one substream length
 
 
 @dataclass
@@ -127,13 +125,13 @@ class Encoder(FrameLoop):
         plan = plan_frame(self.index, self.params)
         if self.rate is None:
             return plan
-        return plan_frame(self.index, self.params, self.rate.frame_qp(plan.index, plan.position))
+        return replace(plan, qp=self.rate.frame_qp(plan.index, plan.position))
 
     def _encode_intra(self, x: torch.Tensor, plan: FramePlan) -> tuple[IntraOutput, FramePlan]:
         """Code an intra frame; rate control may send it back once at a higher qp."""
         out = self.model.intra.encode(x, plan.qp, self.tables)
         if self.rate is not None:
-            size = INTRA_RECORD_BYTES + len(out.latent.stream)  # what EncodedFrame.bytes will count
+            size = 4 + record_len_of((out.latent.stream,))  # what EncodedFrame.bytes will count
             qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * size)
             if qp is not None:
                 plan = replace(plan, qp=qp)

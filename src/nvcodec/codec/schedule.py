@@ -108,13 +108,12 @@ def is_refresh(position: int, refresh_period: int) -> bool:
     return position > 0 and refresh_period > 0 and position % refresh_period == 0
 
 
-def plan_frame(index: int, params: CodingParams, qp: int | None = None) -> FramePlan:
-    """The frame's plan; `qp` (rate control's choice) replaces the scheduled one."""
+def plan_frame(index: int, params: CodingParams) -> FramePlan:
     position = position_of(index, params.intra_period)
     return FramePlan(
         index=index,
         frame_type=frame_type_of(index, params.intra_period),
-        qp=scheduled_qp(params.qp, position, params.qp_offsets) if qp is None else qp,
+        qp=scheduled_qp(params.qp, position, params.qp_offsets),
         refresh=is_refresh(position, params.refresh_period),
         position=position,
     )

@@ -16,6 +16,8 @@ that agree with their neighbours come in patches.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 from torch import nn
@@ -49,21 +51,39 @@ def median_prediction(v: np.ndarray) -> np.ndarray:
     return pred
 
 
+def wavefronts(hb: int, wb: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(rows, columns) of the blocks with equal j + 2i, in order. Block (i, j) needs (i, j - 1),
+    (i - 1, j) and (i - 1, j + 1): every block of a front depends only on earlier fronts, so a
+    front is decided (or reconstructed) at once, exactly as in raster order."""
+    for front in range(wb + 2 * (hb - 1)):
+        i = np.arange(max(0, -(-(front - wb + 1) // 2)), min(hb - 1, front // 2) + 1)
+        yield i, front - 2 * i
+
+
+def predictors_at(v: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """(n, 2) median predictors of blocks (i, j) from the vectors of the blocks before them."""
+    wb = v.shape[1]
+    has_left = (j > 0)[:, None]
+    left = np.where(has_left, v[i, np.maximum(j - 1, 0)], 0)
+    up = np.maximum(i - 1, 0)
+    b = v[up, j]
+    a = np.where(has_left, left, b)
+    c = np.where((j + 1 < wb)[:, None], v[up, np.minimum(j + 1, wb - 1)],
+                 np.where(has_left, v[up, np.maximum(j - 1, 0)], b))  # fmt: skip
+    return np.where((i == 0)[:, None], left, median3(a, b, c))
+
+
 def reconstruct_vectors(d: np.ndarray) -> np.ndarray:
-    """The field from its coded differences, block by block in raster order."""
-    hb, wb, _ = d.shape
+    """The field from its coded differences, front by front (the order raster decoding allows)."""
     v = np.zeros_like(d)
-    for i in range(hb):
-        for j in range(wb):
-            if i == 0:
-                p = v[0, j - 1] if j else 0
-            else:
-                b = v[i - 1, j]
-                a = v[i, j - 1] if j else b
-                c = v[i - 1, j + 1] if j + 1 < wb else (v[i - 1, j - 1] if j else b)
-                p = median3(a, b, c)
-            v[i, j] = d[i, j] + p
+    for i, j in wavefronts(*d.shape[:2]):
+        v[i, j] = d[i, j] + predictors_at(v, i, j)
     return v
+
+
+def neighbour_buckets(above_left: np.ndarray, above: np.ndarray, above_right: np.ndarray) -> np.ndarray:
+    """Context buckets from the |dx| + |dy| of the differences above-left, above and above-right."""
+    return capped_bit_length(2 * above + above_left + above_right, VECTOR_BUCKETS)
 
 
 def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
@@ -71,7 +91,7 @@ def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
     if above is None:
         return np.zeros(width, dtype=np.int64)
     size = np.pad(np.minimum(np.abs(above).sum(axis=-1), 1 << 20), 1)
-    return capped_bit_length(2 * size[1:-1] + size[:-2] + size[2:], VECTOR_BUCKETS)
+    return neighbour_buckets(size[:-2], size[1:-1], size[2:])
 
 
 def field_buckets(diff: np.ndarray) -> np.ndarray:

@@ -20,14 +20,14 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nvcodec.entropy.context import capped_bit_length
 from nvcodec.models.compensation import BLOCK, InterpolatedFrame
 from nvcodec.models.motion import (
     MAX_VECTOR,
-    VECTOR_BUCKETS,
     field_buckets,
-    median3,
     median_prediction,
+    neighbour_buckets,
+    predictors_at,
+    wavefronts,
 )
 
 WHOLE_STEPS = (16, 8, 4)  # quarter pixels: 4, 2 and 1 pixel, from a whole-pixel start
@@ -92,39 +92,20 @@ class BlockSearch:
 
     def decide_in_order(self) -> None:
         """One pass in coding order: each block takes its cheapest evaluated vector against its
-        final predictor and context. Block (i, j) needs (i, j - 1) and (i - 1, j + 1) decided, so
-        the blocks with equal j + 2i (a wavefront) are decided together."""
+        final predictor and context, a wavefront of blocks at a time (motion.wavefronts)."""
         vectors, sads = np.stack(self.fields, axis=2), np.stack(self.sads, axis=2)  # (Hb, Wb, K, ...)
         hb, wb = self.grid
         v = np.zeros((hb, wb, 2), dtype=np.int64)
         size = np.zeros((hb + 1, wb + 2), dtype=np.int64)  # |dx| + |dy| of the decided differences, framed
-        for front in range(wb + 2 * (hb - 1)):
-            i = np.arange(max(0, -(-(front - wb + 1) // 2)), min(hb - 1, front // 2) + 1)
-            j = front - 2 * i
-            d = vectors[i, j] - _predictors(v, i, j)[:, None]  # (n, K, 2)
-            context = 2 * size[i, j + 1] + size[i, j] + size[i, j + 2]
-            buckets = capped_bit_length(np.where(i > 0, context, 0), VECTOR_BUCKETS)
+        for i, j in wavefronts(hb, wb):
+            d = vectors[i, j] - predictors_at(v, i, j)[:, None]  # (n, K, 2)
+            buckets = np.where(i > 0, neighbour_buckets(size[i, j], size[i, j + 1], size[i, j + 2]), 0)
             k = np.argmin(sads[i, j] + self.lam * self.rate_of(d, buckets[:, None]), axis=1)
             n = np.arange(len(i))
             v[i, j] = vectors[i, j, k]
             size[i + 1, j + 1] = np.minimum(np.abs(d[n, k]).sum(axis=-1), 1 << 20)
             self.best_sad[i, j] = sads[i, j, k]
         self.best = v
-
-
-def _predictors(v: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
-    """(n, 2) median predictors of blocks (i, j) from the vectors decided before them (motion.py)."""
-    wb = v.shape[1]
-    left = np.where((j > 0)[:, None], v[i, np.maximum(j - 1, 0)], 0)
-    up = np.maximum(i - 1, 0)
-    b = v[up, j]
-    a = np.where((j > 0)[:, None], left, b)
-    c = np.where(
-        (j + 1 < wb)[:, None],
-        v[up, np.minimum(j + 1, wb - 1)],
-        np.where((j > 0)[:, None], v[up, np.maximum(j - 1, 0)], b),
-    )
-    return np.where((i == 0)[:, None], left, median3(a, b, c))
 
 
 def search(
