@@ -38,9 +38,9 @@ def measure(name: str) -> dict:
     def encode_p() -> None:  # motion search aside: both filter trials and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors))
         for refine in (None, model.context_filter):
-            p = refine(prediction) if refine else prediction
+            p = prediction.refined(refine) if refine else prediction
             inter.synthesis(inter.analysis(x, p), p, 30)
-        model.enhancer(prediction)
+        model.enhancer(prediction.values)
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement
         inter.decode(coded.streams, ref, 32, tables, intra.latent.symbols, model.context_filter)

@@ -110,7 +110,7 @@ def test_stdin_to_stdout_subprocess(tmp_path: Path) -> None:
         "with open_reader('-') as r, open_writer('-', r.info) as w:\n"
         "    for f in r.frames(): w.write(f)\n"
     )
-    env = {**os.environ, "PYTHONPATH": SRC}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))}
     data = (tmp_path / "in.y4m").read_bytes()
     done = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, env=env, timeout=60)
     assert done.returncode == 0, done.stderr.decode()

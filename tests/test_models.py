@@ -22,7 +22,7 @@ from nvcodec.models.latent_codec import (
     med_reconstruct,
     rd_levels,
 )
-from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, weighted_mse
+from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, to_fine, weighted_mse
 from nvcodec.models.macs import kmacs_per_pixel
 from nvcodec.models.motion import field_buckets, median_prediction, reconstruct_vectors
 from nvcodec.models.motion_search import BlockSearch, search
@@ -126,20 +126,32 @@ def test_vector_prediction_round_trips(v):
 def test_compensation_reads_shifted_pixels():
     x = quantize_pixels(torch.rand(1, 6, 16, 24))
     ref = InterpolatedFrame(x)
-    assert torch.equal(ref.predict(torch.zeros(2, 3, 2, dtype=torch.int64)), x)
+    assert torch.equal(ref.predict(torch.zeros(2, 3, 2, dtype=torch.int64)).values, x)
     vectors = torch.zeros(2, 3, 2, dtype=torch.int64)
     vectors[..., 0] = 8  # two luma pixels right = one chroma pixel right
-    pred = ref.predict(vectors)
+    pred = ref.predict(vectors).values
     luma = F.pixel_shuffle(x[:, :4], 2)[0, 0]
     assert torch.allclose(F.pixel_shuffle(pred[:, :4], 2)[0, 0][:, :-2], luma[:, 2:], atol=1e-6)
     assert torch.allclose(pred[0, 4:, :, :-1], x[0, 4:, :, 1:], atol=1e-6)
     vectors[..., 0] = 2  # half a luma pixel: between the two neighbours
-    half = F.pixel_shuffle(ref.predict(vectors)[:, :4], 2)[0, 0]
-    smooth = torch.linspace(0, 1, 48).repeat(32, 1)
+    half = F.pixel_shuffle(ref.predict(vectors).values[:, :4], 2)[0, 0]
+    smooth = (torch.arange(48) * 5 / 255).repeat(32, 1)  # a ramp of 5 levels per pixel
     ramp = InterpolatedFrame(torch.cat([F.pixel_unshuffle(smooth[None, None], 2), x[:, 4:]], dim=1))
-    assert torch.allclose(F.pixel_shuffle(ramp.predict(vectors)[:, :4], 2)[0, 0][:, 4:-4],
-                          smooth[:, 4:-4] + 0.5 / 47, atol=1e-5)  # fmt: skip
+    halfway = F.pixel_shuffle(ramp.predict(vectors).values[:, :4], 2)[0, 0][:, 4:-4]
+    assert torch.equal(halfway * 255, (smooth[:, 4:-4] * 255).round() + 2.5)  # 2.5 levels: kept in 1/64s
     assert half.shape == luma.shape
+
+
+def test_compensation_is_integer_arithmetic_whatever_the_float_precision():
+    """The prediction from a reference on the 8-bit grid is the same in fp16, fp32 and fp64."""
+    x = quantize_pixels(torch.rand(1, 6, 32, 48, generator=torch.Generator().manual_seed(3)))
+    vectors = torch.randint(-40, 40, (4, 6, 2), generator=torch.Generator().manual_seed(4))
+    single, double = (
+        InterpolatedFrame(x.to(dtype)).predict(vectors).values for dtype in (torch.float32, torch.float64)
+    )
+    sixty_fourths = single.double() * 16320
+    assert (sixty_fourths - sixty_fourths.round()).abs().max() < 1e-3  # whole 1/64 levels
+    assert torch.equal(single.double(), double)  # the same single-precision quotients
 
 
 def test_search_finds_a_global_shift():
@@ -212,9 +224,9 @@ def test_base_stays_within_the_complexity_budget():
     def encode_residual():  # both filter trials, as --filter auto does, and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors))
         for refine in (None, base.context_filter):
-            p = refine(prediction) if refine else prediction
+            p = prediction.refined(refine) if refine else prediction
             base.inter.synthesis(base.inter.analysis(x, p), p, 30)
-        base.enhancer(prediction)
+        base.enhancer(prediction.values)
 
     def decode():
         base.inter.decode(coded.streams, ref, 30, tables, previous, base.context_filter)
@@ -229,8 +241,17 @@ def test_deblocking_smooths_small_block_edges_and_keeps_real_ones():
     luma[:, 8:16] = 104 / 255  # a small step at columns 8 and 16: blocking at qp 37
     luma[:, 24:] = 250 / 255  # a real edge at column 24
     x = torch.cat([F.pixel_unshuffle(luma[None, None], 2), torch.full((1, 2, 16, 16), 0.5)], dim=1)
-    out = F.pixel_shuffle(deblock(x, 37)[:, :4], 2)[0, 0] * 255
+    fine = to_fine(x)
+    out = F.pixel_shuffle(deblock(fine, 37, torch.float32)[:, :4], 2)[0, 0] * 255
     assert out[:, 7].mean() > 100.5 and out[:, 8].mean() < 103.5  # pulled together across column 8
     assert torch.allclose(out[:, 23:25], luma[:, 23:25] * 255)  # 100 | 250 is content, not blocking
     assert torch.allclose(out[:, 2:6], luma[:, 2:6] * 255)  # inside a block: untouched
-    assert torch.equal(deblock(x, 0)[:, 4:], x[:, 4:])  # flat chroma stays flat
+    assert torch.equal(deblock(fine, 0, torch.float32)[:, 4:], quantize_pixels(x[:, 4:]))  # only rounded
+
+
+def test_deblocking_rounds_ties_by_the_integer_rule():
+    """Half a level rounds up by (F + 32) >> 6, whatever the float arithmetic would have done."""
+    fine = torch.full((1, 6, 8, 8), 100 * 64 + 32, dtype=torch.int32)
+    fine[..., 0, 0] = 100 * 64 + 31
+    out = (deblock(fine, 0, torch.float64) * 255).round()
+    assert out[0, 0, 0, 1] == 101 and out[0, 0, 0, 0] == 100

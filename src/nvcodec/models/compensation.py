@@ -3,15 +3,25 @@
 A vector (vx, vy) is in quarter luma pixels; block b of 16x16 luma pixels (8x8 chroma) is
 predicted by reading the reference at (x + vx/4, y + vy/4) in luma and (x + vx/8, y + vy/8) in
 chroma. Fractional positions are interpolated with HEVC's separable filters (8 taps, quarter pel
-for luma; 4 taps, eighth pel for chroma), horizontally then vertically, in floating point;
-outside the picture the border is replicated. Every block is filtered from its own patch of the
-reference, so a whole vector field costs one gather and two small weighted sums.
+for luma; 4 taps, eighth pel for chroma), horizontally then vertically, on the reference's 8-bit
+levels in 32-bit integers, then rounded to 1/64 of a level: pred = clip((sum + 32) >> 6, 0, 255 * 64)
+(HEVC's 14-bit intermediate precision), and pred / (255 * 64) is the prediction. Integer
+arithmetic makes the prediction the same on every device and in every float precision, so a
+reference that agrees gives a prediction that agrees (floating-point sums would differ in the
+last bit, and each difference would grow through the frames that follow). Outside the picture
+the border is replicated. Every block is filtered from its own patch of the reference, so a
+whole vector field costs one gather and two small weighted sums.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
+
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, to_fine
 
 BLOCK = 16  # luma pixels per side of a motion block
 LUMA_FILTERS = (  # taps at offsets -3..4, sum 64, for phases 0, 1/4, 1/2, 3/4
@@ -32,18 +42,30 @@ CHROMA_FILTERS = (  # taps at offsets -1..2, sum 64, for phases 0, 1/8, ..., 7/8
 )
 
 
+SHIFT = 12 - FINE_BITS  # two passes of taps summing to 64 make 2^12 times the level
+
+
+def _weighted(patches: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_k patches[..., k] * weights[..., k] over the last axis, one tap at a time (integers)."""
+    out = patches[..., 0] * weights[..., 0, None, None]
+    for k in range(1, patches.shape[-1]):
+        out += patches[..., k] * weights[..., k, None, None]
+    return out
+
+
 def predict_plane(
     plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor
 ) -> torch.Tensor:
-    """(H, W) prediction of a plane from (Hb, Wb, 2) integer vectors in 1/len(filters) pixels,
-    blocks of size x size; `filters` (phases, taps) sum to one."""
+    """(H, W) int32 prediction, in 1/64 levels, of an int32 plane of 8-bit levels from (Hb, Wb, 2)
+    integer vectors in 1/len(filters) pixels, blocks of size x size; `filters` (phases, taps) sum
+    to 64."""
     phases, taps = filters.shape
     before = taps // 2 - 1
     h, w = plane.shape
     hb, wb = vectors.shape[:2]
     whole = torch.div(vectors, phases, rounding_mode="floor")
     frac = vectors - whole * phases
-    if not frac.any():  # whole pixels: the filters' centre tap is exactly one, so read directly
+    if not frac.any():  # whole pixels: the filters' centre tap is exactly 64, so read directly
         taps, before = 1, 0
     span = torch.arange(size + taps - 1, device=plane.device)
     top = torch.arange(hb, device=plane.device).view(-1, 1) * size + whole[..., 1] - before
@@ -52,32 +74,54 @@ def predict_plane(
     cols = (left[..., None] + span).clamp(0, w - 1)
     patch = plane[rows[..., :, None], cols[..., None, :]]  # (Hb, Wb, S, S)
     if taps == 1:
-        return patch.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+        return (patch << FINE_BITS).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
     wx, wy = filters[frac[..., 0]], filters[frac[..., 1]]  # (Hb, Wb, taps)
-    across = torch.einsum("abstk,abk->abst", patch.unfold(3, taps, 1), wx)  # (Hb, Wb, S, size)
-    down = torch.einsum("abstk,abk->abst", across.unfold(2, taps, 1), wy)  # (Hb, Wb, size, size)
-    return down.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+    across = _weighted(patch.unfold(3, taps, 1), wx)  # (Hb, Wb, S, size)
+    down = _weighted(across.unfold(2, taps, 1), wy)  # (Hb, Wb, size, size)
+    pred = ((down + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
+    return pred.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
 
 
-def _bank(filters: tuple[tuple[int, ...], ...], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(filters, dtype=like.dtype, device=like.device) / 64
+def _bank(filters: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(filters, dtype=torch.int32, device=device)
+
+
+@dataclass
+class Prediction:
+    """A motion-compensated prediction: exact 1/64 levels, and the same values on the [0, 1] scale
+    in the frame's dtype for the networks."""
+
+    fine: torch.Tensor  # (1, 6, h, w) int32
+    values: torch.Tensor
+
+    @classmethod
+    def of(cls, values: torch.Tensor) -> Prediction:
+        """A prediction made by a float network (the in-loop filter): its values, rounded."""
+        return cls(to_fine(values), values)
+
+    def refined(self, refine: Callable[[torch.Tensor], torch.Tensor]) -> Prediction:
+        return Prediction.of(refine(self.values))
 
 
 class InterpolatedFrame:
-    """A decoded reference frame tensor (1, 6, h, w), ready to be read by block vectors."""
+    """A decoded reference frame tensor (1, 6, h, w) on the 8-bit grid, ready to be read by block
+    vectors."""
 
     def __init__(self, frame: torch.Tensor) -> None:
         self.frame = frame
-        self.luma = F.pixel_shuffle(frame[:, :4], 2)[0, 0]
-        self.luma_filters = _bank(LUMA_FILTERS, frame)
-        self.chroma_filters = _bank(CHROMA_FILTERS, frame)
+        levels = torch.round(frame.float() * 255).to(torch.int32)
+        self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
+        self.chroma = levels[0, 4:]
+        self.luma_filters = _bank(LUMA_FILTERS, frame.device)
+        self.chroma_filters = _bank(CHROMA_FILTERS, frame.device)
 
     def predict_luma(self, vectors: torch.Tensor) -> torch.Tensor:
-        """(H, W) full-resolution luma prediction."""
-        return predict_plane(self.luma, vectors, BLOCK, self.luma_filters)
+        """(H, W) full-resolution luma prediction, on [0, 1] like the frame."""
+        return from_fine(predict_plane(self.luma, vectors, BLOCK, self.luma_filters), self.frame.dtype)
 
-    def predict(self, vectors: torch.Tensor) -> torch.Tensor:
-        """The (1, 6, h, w) prediction of the frame tensor for (Hb, Wb, 2) block vectors."""
-        y = F.pixel_unshuffle(self.predict_luma(vectors)[None, None], 2)
-        uv = [predict_plane(self.frame[0, c], vectors, BLOCK // 2, self.chroma_filters) for c in (4, 5)]
-        return torch.cat([y, torch.stack(uv)[None]], dim=1)
+    def predict(self, vectors: torch.Tensor) -> Prediction:
+        """The prediction of the frame tensor for (Hb, Wb, 2) block vectors."""
+        y = F.pixel_unshuffle(predict_plane(self.luma, vectors, BLOCK, self.luma_filters)[None, None], 2)
+        uv = [predict_plane(c, vectors, BLOCK // 2, self.chroma_filters) for c in self.chroma]
+        fine = torch.cat([y, torch.stack(uv)[None]], dim=1)
+        return Prediction(fine, from_fine(fine, self.frame.dtype))

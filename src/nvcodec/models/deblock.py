@@ -1,41 +1,47 @@
 """The in-loop deblocking filter: smooths block edges where the step, not the picture, made them.
 
-Across every edge of the 8x8 luma and 4x4 chroma transform blocks (and so of the 16x16 motion
-blocks), with p1 p0 | q0 q1 the two pixels on each side, in 8-bit units:
+The reconstruction arrives in integer 1/64 levels (the exact prediction plus the synthesised
+residual rounded to 1/64, bitstream_spec.md 7.6) and is rounded to 8-bit levels, ties by the
+integer rule (F + 32) >> 6, clamped to 0..255; the filter then works on those integers. So every
+device and float precision that agrees on the 1/64 levels agrees on the result: a float rounding
+of (prediction + residual) * 255 would meet exact ties wherever the residual is zero and the
+prediction ends in half a level, and break them by the last bit of each machine's arithmetic. Across every edge of the 8x8 luma and 4x4 chroma
+transform blocks (and so of the 16x16 motion blocks), with p1 p0 | q0 q1 the two levels on each
+side:
 
-    filtered where |p0 - q0| < alpha(qp), |p1 - p0| < beta(qp) and |q1 - q0| < beta(qp):
-    delta = clip((4 (q0 - p0) + (p1 - q1)) / 8, -tc(qp), tc(qp));  p0 += delta;  q0 -= delta
+    filtered where |p0 - q0| < ALPHA[qp], |p1 - p0| < BETA[qp] and |q1 - q0| < BETA[qp]:
+    delta = clip((4 (q0 - p0) + (p1 - q1) + 4) >> 3, -TC[qp], TC[qp]);  p0 += delta;  q0 -= delta
 
-alpha = 1.6 (2^(qp/6) - 1), beta = max(0, qp - 7), tc = 0.08 * 2^(qp/6): they grow with the
-quantiser step as H.264's do (set by measurement on Kodak and Foreman: +0.25 dB at qp 27, +0.5 dB
-at qp 47 on intra frames). Vertical edges first, then horizontal ones.
+then clamped to 0..255, with ALPHA = ceil(1.6 (2^(qp/6) - 1)), BETA = max(0, qp - 7) and
+TC = floor(0.08 * 2^(qp/6) + 1/2). They grow with the quantiser step as H.264's do (set by
+measurement on Kodak and Foreman: +0.25 dB at qp 27, +0.5 dB at qp 47 on intra frames).
+Vertical edges first, then horizontal ones.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
+from nvcodec.models.layout import FINE_BITS
 
-def thresholds(qp: int) -> tuple[float, float, float]:
-    """(alpha, beta, tc) of qp on [0, 1] samples."""
-    step = 2.0 ** (qp / 6)
-    alpha = 1.6 * (step - 1)
-    beta = max(0.0, qp - 7.0)
-    tc = 0.08 * step
-    return alpha / 255, beta / 255, tc / 255
+QPS = 64
+ALPHA = tuple(math.ceil(1.6 * (2 ** (qp / 6) - 1)) for qp in range(QPS))
+BETA = tuple(max(0, qp - 7) for qp in range(QPS))
+TC = tuple(math.floor(0.08 * 2 ** (qp / 6) + 0.5) for qp in range(QPS))
 
 
 def _filter_columns(plane: torch.Tensor, spacing: int, qp: int) -> torch.Tensor:
-    """Filter the vertical edges at columns spacing, 2 spacing, ... of an (H, W) plane."""
-    alpha, beta, tc = thresholds(qp)
+    """Filter the vertical edges at columns spacing, 2 spacing, ... of an (H, W) int32 plane."""
     w = plane.shape[1]
     edges = torch.arange(spacing, w - 1, spacing, device=plane.device)
-    if not edges.numel() or tc <= 0:
+    if not edges.numel() or TC[qp] == 0:
         return plane
     p1, p0, q0, q1 = (plane[:, edges + o] for o in (-2, -1, 0, 1))
-    active = ((p0 - q0).abs() < alpha) & ((p1 - p0).abs() < beta) & ((q1 - q0).abs() < beta)
-    delta = ((4 * (q0 - p0) + (p1 - q1)) / 8).clamp(-tc, tc) * active
+    active = ((p0 - q0).abs() < ALPHA[qp]) & ((p1 - p0).abs() < BETA[qp]) & ((q1 - q0).abs() < BETA[qp])
+    delta = ((4 * (q0 - p0) + (p1 - q1) + 4) >> 3).clamp(-TC[qp], TC[qp]) * active
     out = plane.clone()
     out[:, edges - 1] = p0 + delta
     out[:, edges] = q0 - delta
@@ -46,8 +52,11 @@ def _filter_plane(plane: torch.Tensor, spacing: int, qp: int) -> torch.Tensor:
     return _filter_columns(_filter_columns(plane, spacing, qp).t(), spacing, qp).t()
 
 
-def deblock(x: torch.Tensor, qp: int) -> torch.Tensor:
-    """The (1, 6, h, w) frame tensor with its block edges filtered."""
-    luma = _filter_plane(F.pixel_shuffle(x[:, :4], 2)[0, 0], 8, qp)
-    chroma = [_filter_plane(x[0, c], 4, qp) for c in (4, 5)]
-    return torch.cat([F.pixel_unshuffle(luma[None, None], 2), torch.stack(chroma)[None]], dim=1)
+def deblock(fine: torch.Tensor, qp: int, dtype: torch.dtype) -> torch.Tensor:
+    """The (1, 6, h, w) frame tensor of `dtype` on the 8-bit grid from int32 1/64 levels, with its
+    block edges filtered."""
+    levels = ((fine + (1 << (FINE_BITS - 1))) >> FINE_BITS).clamp(0, 255)
+    luma = _filter_plane(F.pixel_shuffle(levels[:, :4], 2)[0, 0], 8, qp)
+    chroma = [_filter_plane(levels[0, c], 4, qp) for c in (4, 5)]
+    out = torch.cat([F.pixel_unshuffle(luma[None, None], 2), torch.stack(chroma)[None]], dim=1)
+    return (out.clamp(0, 255).float() / 255).to(dtype)

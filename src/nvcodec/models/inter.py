@@ -2,7 +2,7 @@
 
 x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
 y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
-x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))
+x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (models.deblock)
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
+from nvcodec.models.layout import to_fine
 from nvcodec.models.motion import MotionCoder, block_grid
 from nvcodec.models.motion_search import search
 from nvcodec.models.motion_seed import MotionEstimator
@@ -66,14 +67,17 @@ class InterCoder(nn.Module):
     def _embedded(self, prediction: torch.Tensor) -> torch.Tensor:
         return self.transform.embed(F.pixel_unshuffle(prediction, PATCH))
 
-    def analysis(self, x: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+    def analysis(self, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
         """y = A(x - x~) + C_a(E(x~))."""
-        return self.transform.analysis(x - prediction) + self.condition_analysis(self._embedded(prediction))
+        p = prediction.values
+        return self.transform.analysis(x - p) + self.condition_analysis(self._embedded(p))
 
-    def synthesis(self, y_hat: torch.Tensor, prediction: torch.Tensor, qp: int) -> torch.Tensor:
-        """x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))."""
-        residual = self.transform.synthesis(y_hat + self.condition_synthesis(self._embedded(prediction)))
-        return deblock(prediction + residual, qp)
+    def synthesis(self, y_hat: torch.Tensor, prediction: Prediction, qp: int) -> torch.Tensor:
+        """x_hat = deblock(x~ + S(y_hat + C_s(E(x~)))), the residual rounded to 1/64 levels."""
+        residual = self.transform.synthesis(
+            y_hat + self.condition_synthesis(self._embedded(prediction.values))
+        )
+        return deblock(prediction.fine + to_fine(residual), qp, residual.dtype)
 
     @torch.no_grad()
     def search(
@@ -105,7 +109,7 @@ class InterCoder(nn.Module):
         """Code frame x with the vectors `search` chose; `refine` is the in-loop filter when used."""
         prediction = reference.predict(torch.from_numpy(vectors).to(x.device))
         if refine is not None:
-            prediction = refine(prediction)
+            prediction = prediction.refined(refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
         return InterOutput(x_hat, vectors, latent, self.motion.encode(vectors, qp, tables))
@@ -125,6 +129,7 @@ class InterCoder(nn.Module):
         vectors = self.motion.decode(streams[0], block_grid(shape), qp, tables)
         prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device))
         if refine is not None:
-            prediction = refine(prediction)
-        latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, prediction, previous)
+            prediction = prediction.refined(refine)
+        like = prediction.values
+        latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, like, previous)
         return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, latent)

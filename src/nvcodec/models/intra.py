@@ -12,6 +12,7 @@ from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_positions
+from nvcodec.models.layout import to_fine
 from nvcodec.models.transform import BlockTransform
 
 INTRA_DEAD_ZONE = 0.3
@@ -34,7 +35,11 @@ class IntraCoder(nn.Module):
     @torch.no_grad()
     def encode(self, x: torch.Tensor, qp: int, tables: ProbabilityTables) -> IntraOutput:
         latent = self.latent.encode(self.transform.analysis(x), qp, tables)
-        return IntraOutput(deblock(self.transform.synthesis(latent.y_hat), qp), latent)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
+
+    def reconstruct(self, y_hat: torch.Tensor, qp: int) -> torch.Tensor:
+        """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first."""
+        return deblock(to_fine(self.transform.synthesis(y_hat)), qp, y_hat.dtype)
 
     @torch.no_grad()
     def decode(
@@ -47,4 +52,4 @@ class IntraCoder(nn.Module):
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype."""
         latent = self.latent.decode(stream, latent_positions(frame_shape), qp, tables, like)
-        return IntraOutput(deblock(self.transform.synthesis(latent.y_hat), qp), latent)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)

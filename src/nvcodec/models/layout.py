@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from nvcodec.frame import Frame
 
 MULTIPLE = 16  # one 16x16 motion block; the latent is at 1/8
+FINE_BITS = 6  # reconstructions are assembled in 1/64 of an 8-bit level, in integers
+FINE_PEAK = 255 << FINE_BITS
 
 
 def padded_size(width: int, height: int) -> tuple[int, int]:
@@ -35,6 +37,17 @@ def frame_to_tensor(frame: Frame) -> torch.Tensor:
     u = _pad_plane(frame.u, hp // 2, wp // 2)
     v = _pad_plane(frame.v, hp // 2, wp // 2)
     return torch.cat([y, u, v], dim=1)
+
+
+def to_fine(x: torch.Tensor) -> torch.Tensor:
+    """int32 1/64 levels of a float tensor on the [0, 1] scale (rounded, not clamped)."""
+    return torch.round(x.float() * FINE_PEAK).to(torch.int32)
+
+
+def from_fine(fine: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """fine / FINE_PEAK, divided in single precision whatever `dtype` (so that every precision
+    starts from the same values), then converted to `dtype`."""
+    return (fine.float() / FINE_PEAK).to(dtype)
 
 
 def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
