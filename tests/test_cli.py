@@ -21,6 +21,7 @@ import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -30,6 +31,7 @@ from nvcodec.cli import nvdec, nvenc, nvinfo
 from nvcodec.codec.encoder import Encoder
 from nvcodec.frame import Frame
 from nvcodec.io import open_reader
+from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.models.config import TINY
 from nvcodec.weights import random_model, save_weights
@@ -396,6 +398,24 @@ def test_stdin_nvc_to_stdout_y4m(coded: Coded, tmp_path: Path, tiny_weights: str
     assert proc.stdout == coded.recon.read_bytes()
 
 
+@pytest.mark.parametrize("tool", ["nvdec", "nvenc"])
+def test_broken_pipe_ends_quietly(coded: Coded, tmp_path: Path, tiny_weights: str, tool: str) -> None:
+    """`nvdec x.nvc -o - | head -c 100`: no message, the status of a tool that SIGPIPE ended."""
+    source = coded.nvc if tool == "nvdec" else coded.source
+    proc = subprocess.Popen(
+        [*console_script(tool), str(source), "-o", "-", "--weights", tiny_weights, "-q"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=tmp_path,
+    )
+    assert len(proc.stdout.read(100)) == 100
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == ""
+
+
 def test_console_script_error_is_one_line(tmp_path: Path, tiny_weights: str) -> None:
     junk = tmp_path / "junk.nvc"
     junk.write_bytes(b"YUV4MPEG2 W8 H8\n" + bytes(200))
@@ -719,7 +739,10 @@ def test_fp16_on_cpu(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mkv", "png/%03d.png"])
-def test_truncated_bitstream_leaves_no_output(cli: Cli, coded: Coded, tmp_path: Path, name: str) -> None:
+def test_truncated_bitstream_keeps_the_frames_before_it(
+    cli: Cli, coded: Coded, tmp_path: Path, name: str
+) -> None:
+    """The frames before a decoding error are valid (bitstream_spec.md, 7.13): they stay, complete."""
     data = coded.nvc.read_bytes()
     start, end = record_spans(data)[3]
     bitstream_dir = tmp_path / "in"
@@ -729,9 +752,63 @@ def test_truncated_bitstream_leaves_no_output(cli: Cli, coded: Coded, tmp_path: 
     out_dir = tmp_path / "out"
     (out_dir / "png").mkdir(parents=True)
     res = cli.dec(cut, "-o", out_dir / name)
-    assert_error(res, 4, "truncated record at frame 3")
-    assert [p for p in out_dir.rglob("*") if p.is_file()] == []
+    line = assert_error(res, 4, "truncated record at frame 3")
+    assert "the 3 frames before it are in" in line
+    size = {"size": (96, 64)} if name.endswith(".yuv") else {}
+    kept = read_frames(out_dir / name, **size)
+    assert len(kept) == 3
+    if not name.endswith(".png"):  # PNG goes through RGB
+        assert [frame_crc(f) for f in kept] == [frame_crc(f) for f in read_frames(coded.recon)[:3]]
     assert hidden_files(tmp_path) == []
+
+
+def test_nothing_decoded_leaves_no_output(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    data = coded.nvc.read_bytes()
+    start, end = record_spans(data)[0]
+    cut = tmp_path / "cut.nvc"
+    cut.write_bytes(data[: (start + end) // 2])
+    assert_error(cli.dec(cut, "-o", tmp_path / "out.y4m"), 4, "truncated record at frame 0")
+    assert not (tmp_path / "out.y4m").exists() and hidden_files(tmp_path) == []
+
+
+def damage_record(data: bytes, index: int) -> bytes:
+    """The stream with one byte of record `index`'s payload flipped (its CRC now fails)."""
+    start, end = record_spans(data)[index]
+    out = bytearray(data)
+    out[(start + end) // 2] ^= 0x5A
+    return bytes(out)
+
+
+def test_damaged_record_stops_decoding_and_names_keep_going(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(damage_record(coded.nvc.read_bytes(), 2))
+    line = assert_error(cli.dec(bad, "-o", tmp_path / "out.y4m"), 4, "frame 2: record crc mismatch")
+    assert "--keep-going" in line and "the 2 frames before it" in line
+    assert len(read_frames(tmp_path / "out.y4m")) == 2
+
+
+def test_keep_going_conceals_until_the_next_intra_frame(cli: Cli, tmp_path: Path, make_video) -> None:
+    """Frame 2 damaged, intra period 3: frame 2 shows frame 1 again; frame 3 (intra) and the rest
+    decode as the encoder made them; every frame is in the output, and the exit status says 4."""
+    source, nvc, recon = tmp_path / "src.y4m", tmp_path / "a.nvc", tmp_path / "rec.y4m"
+    make_video(source, frames=6)
+    assert cli.enc(source, "-o", nvc, "--intra-period", "3", "--recon", recon).code == 0
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(damage_record(nvc.read_bytes(), 2))
+    res = cli.dec(bad, "-o", tmp_path / "out.y4m", "--keep-going")
+    assert_error(res, 4, "1 of 6 frames could not be decoded")
+    out, ref = read_frames(tmp_path / "out.y4m"), read_frames(recon)
+    assert [frame_crc(f) for f in out] == [frame_crc(ref[i]) for i in (0, 1, 1, 3, 4, 5)]
+
+
+def test_keep_going_loses_the_p_frames_after_damage(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    """One intra frame: P frames parse with the previous frame's symbols, so after a damaged frame
+    the rest show the last good picture."""
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(damage_record(coded.nvc.read_bytes(), 3))
+    assert_error(cli.dec(bad, "-o", tmp_path / "out.y4m", "--keep-going"), 4, "3 of 6 frames")
+    out, ref = read_frames(tmp_path / "out.y4m"), read_frames(coded.recon)
+    assert [frame_crc(f) for f in out] == [frame_crc(ref[i]) for i in (0, 1, 2, 2, 2, 2)]
 
 
 def test_interrupted_encode_leaves_nothing(
@@ -829,8 +906,9 @@ def decode_case(cli: Cli, folder: Path, data: bytes, name: str) -> tuple[Result,
     elapsed = time.perf_counter() - began
     assert res.code != 70, res.err
     assert "Traceback" not in res.err
-    if res.code != 0:
-        assert not out.exists()
+    if res.code != 0 and out.exists():  # what was decoded before the error, and said so
+        kept = len(read_frames(out))
+        assert f"the {kept} frames before it are in" in res.err, res.err
     assert hidden_files(case) == []
     return res, elapsed
 
@@ -868,13 +946,14 @@ CRAFTED = [
 def test_fuzz_crafted_header_with_valid_crc(
     cli: Cli, coded: Coded, fuzz_dir: Path, name: str, fmt: str, value: int, request: pytest.FixtureRequest
 ) -> None:
-    """Hostile header values with a recomputed CRC: refused (4) or decoded (0), never a crash."""
+    """Hostile header values with a recomputed CRC: refused (4; 2 for a picture over the size
+    limit) or decoded (0), never a crash."""
     data = bytearray(coded.nvc.read_bytes())
     struct.pack_into(fmt, data, FIELD[name], value)
     res, elapsed = decode_case(
         cli, fuzz_dir, bytes(fix_header_crc(data)), "crafted-" + request.node.callspec.id
     )
-    assert res.code in (0, 4), res.err
+    assert res.code in (0, 4) or (value == 8192 and "--max-size" in res.err), res.err
     assert elapsed < 10
     if name == "frame_count":
         assert res.code == (0 if value in (FRAMES, 0xFFFFFFFF) else 4), res.err
@@ -888,6 +967,41 @@ def test_fuzz_crafted_weights_hash(cli: Cli, coded: Coded, fuzz_dir: Path) -> No
     data[27 + name_len] ^= 0x01  # first byte of weights_hash
     res, _ = decode_case(cli, fuzz_dir, bytes(fix_header_crc(data)), "crafted-hash")
     assert_error(res, 5, "weights")
+
+
+def crafted_size(coded: Coded, folder: Path, width: int, height: int) -> Path:
+    """The coded stream with its header claiming another picture size (CRC recomputed)."""
+    data = bytearray(coded.nvc.read_bytes())
+    struct.pack_into("<H", data, FIELD["width"], width)
+    struct.pack_into("<H", data, FIELD["height"], height)
+    path = folder / f"claims-{width}x{height}.nvc"
+    path.write_bytes(bytes(fix_header_crc(data)))
+    return path
+
+
+def test_decompression_bomb_is_refused_before_allocating(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    """A header that claims 8192x8192 is refused from the header alone; --max-size lifts the
+    limit, and the memory estimate still refuses what the machine cannot hold."""
+    bomb = crafted_size(coded, tmp_path, 8192, 8192)
+    out = tmp_path / "out.y4m"
+    assert_error(cli.dec(bomb, "-o", out), 2, "8192x8192 pictures are larger than the 3840x2160 limit")
+    with mock.patch("nvcodec.limits.available_memory", return_value=8 << 30):
+        assert_error(cli.dec(bomb, "-o", out, "--max-size", "8192x8192"), 2, "need about 40.4 gib")
+    assert not out.exists() and hidden_files(tmp_path) == []
+
+
+def test_max_size_is_an_area(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    """Portrait 2160x3840 fits the default 3840x2160 area; 97x64 does not fit --max-size 96x64."""
+    check_picture_size(2160, 3840, None, "portrait")
+    assert_error(cli.dec(coded.nvc, "-o", tmp_path / "a.y4m", "--max-size", "95x64"), 2, "96x64 pictures")
+    assert cli.dec(coded.nvc, "-o", tmp_path / "b.y4m", "--max-size", "64x96").code == 0
+
+
+def test_hostile_y4m_header_is_refused_by_nvenc(cli: Cli, tmp_path: Path) -> None:
+    source = tmp_path / "bomb.y4m"
+    source.write_bytes(b"YUV4MPEG2 W8192 H8192 F25:1 Ip A1:1 C420jpeg\nFRAME\n" + bytes(1000))
+    assert_error(cli.enc(source, "-o", tmp_path / "a.nvc"), 2, "larger than the 3840x2160 limit")
+    assert not (tmp_path / "a.nvc").exists()
 
 
 def test_crafted_stream_with_tools_the_header_forbids(cli: Cli, tmp_path: Path, make_video) -> None:

@@ -25,6 +25,11 @@ class BitstreamError(NvcError, ValueError):
     exit_code = 4
 
 
+class DamagedRecord(BitstreamError):
+    """A frame record was read in full but its contents are corrupted (CRC, fields, substreams):
+    the records after it can still be read."""
+
+
 class WeightsError(NvcError, ValueError):
     """Model weights are missing, malformed or not the ones a bitstream was made with."""
 

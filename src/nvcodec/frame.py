@@ -86,3 +86,9 @@ def frame_bytes(width: int, height: int) -> int:
     """Size of one I420 frame in bytes."""
     cw, ch = chroma_size(width, height)
     return width * height + 2 * cw * ch
+
+
+def gray_frame(width: int, height: int) -> Frame:
+    """A mid-gray picture (128 in every plane): what a decoder shows where it has nothing better."""
+    cw, ch = chroma_size(width, height)
+    return Frame(*(np.full(shape, 128, dtype=np.uint8) for shape in ((height, width), (ch, cw), (ch, cw))))

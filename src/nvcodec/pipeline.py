@@ -16,10 +16,11 @@ from nvcodec.codec.decoder import DecodedFrame, Decoder
 from nvcodec.codec.encoder import EncodedFrame, Encoder
 from nvcodec.codec.frame_loop import resolve_device, resolve_precision
 from nvcodec.codec.schedule import CodingParams
-from nvcodec.errors import InputError
-from nvcodec.frame import Frame, VideoInfo
+from nvcodec.errors import BitstreamError, DamagedRecord, InputError
+from nvcodec.frame import Frame, VideoInfo, gray_frame
 from nvcodec.io import is_pattern, open_reader, open_writer
 from nvcodec.io.writers import Writer
+from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.outputs import STDOUT, AtomicOutput, check_writable
 from nvcodec.stats import FrameReport, Summary
@@ -51,6 +52,7 @@ class EncodeJob:
     recon: str | None = None
     stats: str | None = None
     force: bool = False
+    max_size: tuple[int, int] | None = None  # None: limits.DEFAULT_MAX_SIZE
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,20 @@ class DecodeJob:
     precision: str = "fp32"
     weights: str | None = None
     force: bool = False
+    max_size: tuple[int, int] | None = None  # None: limits.DEFAULT_MAX_SIZE
+    keep_going: bool = False  # conceal damaged records instead of stopping at the first
 
 
 @dataclass
 class DecodeResult:
     summary: Summary
     mismatched: list[int]  # frames whose reconstruction differs from the encoder's (float drift)
+    damaged: list[tuple[int, str]]  # (frame, why) of records concealed with --keep-going
+
+
+def _label(path: str) -> str:
+    """How messages name an input."""
+    return "standard input" if path == STDOUT else path
 
 
 def _weights(path: str | None) -> Weights:
@@ -115,6 +125,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     device = resolve_device(job.device)
     dtype = resolve_precision(job.precision, device)
     with open_reader(job.input, job.size, job.fps) as reader:
+        check_picture_size(reader.info.width, reader.info.height, job.max_size, _label(job.input))
         info = replace(
             reader.info, frame_count=_expected_count(reader.info.frame_count, job.start, job.frames)
         )
@@ -183,6 +194,7 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
     with _open_bitstream(job.input) as source:
         reader = BitstreamReader(source)
         header = reader.header
+        check_picture_size(header.width, header.height, job.max_size, _label(job.input))
         weights = _weights(job.weights)
         device = resolve_device(job.device)
         decoder = Decoder(weights, header, device, resolve_precision(job.precision, device), job.enhance)
@@ -190,7 +202,7 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
         if progress:
             progress.begin(info.frame_count)
         with open_writer(job.output, info, job.force) as writer:
-            return _decode_frames(reader, decoder, writer, job.frames, progress)
+            return _decode_frames(reader, decoder, writer, job, progress)
 
 
 def header_info(header: Header, frames: int | None) -> VideoInfo:
@@ -202,22 +214,58 @@ def header_info(header: Header, frames: int | None) -> VideoInfo:
 
 
 def _decode_frames(
-    reader: BitstreamReader, decoder: Decoder, writer: Writer, limit: int | None, progress: Progress | None
+    reader: BitstreamReader, decoder: Decoder, writer: Writer, job: DecodeJob, progress: Progress | None
 ) -> DecodeResult:
+    """Decode into the writer; where the stream stops being decodable, keep the frames before it."""
     header = reader.header
-    summary = Summary(header.width, header.height, header.fps, header_bytes=len(header.pack()))
-    mismatched: list[int] = []
+    result = DecodeResult(Summary(header.width, header.height, header.fps, len(header.pack())), [], [])
     began = time.perf_counter()
-    for record in reader:
-        decoded: DecodedFrame = decoder.decode(record)
-        writer.write(decoded.output)
-        if not decoded.recon_matches or decoded.output_matches is False:
-            mismatched.append(decoded.index)
-        report = FrameReport.of(decoded.index, record)
-        summary.frames.append(report)
+    try:
+        _decode_records(reader, decoder, writer, job, progress, result)
+    except BitstreamError as err:
+        kept = len(result.summary.frames)
+        if not kept:
+            raise
+        writer.close()
+        advice = "; --keep-going decodes past damaged frames" if isinstance(err, DamagedRecord) else ""
+        where = "standard output" if job.output == STDOUT else job.output
+        raise BitstreamError(
+            f"{err}; decoding stopped there, the {kept} frames before it are in {where}{advice}"
+        ) from None
+    result.summary.seconds = time.perf_counter() - began
+    return result
+
+
+def _decode_records(
+    reader: BitstreamReader,
+    decoder: Decoder,
+    writer: Writer,
+    job: DecodeJob,
+    progress: Progress | None,
+    result: DecodeResult,
+) -> None:
+    shown: Frame | None = None
+    while job.frames is None or len(result.summary.frames) < job.frames:
+        try:
+            record = reader.read()
+            if record is None:
+                return
+            decoded: DecodedFrame = decoder.decode(record)
+        except DamagedRecord as err:
+            if not job.keep_going:
+                raise
+            index = decoder.index
+            decoder.skip()
+            result.damaged.append((index, str(err)))
+            shown = shown or gray_frame(decoder.width, decoder.height)
+            writer.write(shown)  # concealed: the last picture again
+            report = FrameReport(index, "damaged", -1, [], 0)
+        else:
+            shown = decoded.output
+            writer.write(shown)
+            if not decoded.recon_matches or decoded.output_matches is False:
+                result.mismatched.append(decoded.index)
+            report = FrameReport.of(decoded.index, record)
+        result.summary.frames.append(report)
         if progress:
             progress(report)
-        if limit is not None and len(summary.frames) >= limit:
-            break
-    summary.seconds = time.perf_counter() - began
-    return DecodeResult(summary, mismatched)

@@ -9,7 +9,7 @@ from typing import BinaryIO
 
 from nvcodec.bitstream.header import Header, read_fully
 from nvcodec.bitstream.record import FrameFlags, FrameRecord, FrameType, read_record
-from nvcodec.errors import BitstreamError
+from nvcodec.errors import BitstreamError, DamagedRecord
 
 
 def _tell_if_seekable(file: BinaryIO) -> int | None:
@@ -88,22 +88,31 @@ class BitstreamReader:
 
     def __iter__(self) -> Iterator[FrameRecord]:
         """Yield records one at a time; raise BitstreamError where the stream stops being valid."""
-        announced = self.header.frame_count
-        while True:
-            index = self.frames_read
-            if announced is not None and index == announced:
-                if read_fully(self._file, 1):
-                    raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
-                return
-            record = read_record(self._file, self.header, index)
-            if record is None:
-                if announced is not None:
-                    raise BitstreamError(f"truncated: header announces {announced} frames, found {index}")
-                if index == 0:
-                    raise BitstreamError("truncated: no frames after the header")
-                return
-            self.frames_read += 1
+        while (record := self.read()) is not None:
             yield record
+
+    def read(self) -> FrameRecord | None:
+        """The next record, or None after the last one. A DamagedRecord error counts its record
+        as read and leaves the reader at the next one; any other BitstreamError ends the stream."""
+        announced = self.header.frame_count
+        index = self.frames_read
+        if announced is not None and index == announced:
+            if read_fully(self._file, 1):
+                raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
+            return None
+        try:
+            record = read_record(self._file, self.header, index)
+        except DamagedRecord:
+            self.frames_read += 1
+            raise
+        if record is None:
+            if announced is not None:
+                raise BitstreamError(f"truncated: header announces {announced} frames, found {index}")
+            if index == 0:
+                raise BitstreamError("truncated: no frames after the header")
+            return None
+        self.frames_read += 1
+        return record
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from enum import IntEnum, IntFlag
 from typing import BinaryIO
 
 from nvcodec.bitstream.header import MAX_DIMENSION, Header, check_int, read_fully
-from nvcodec.errors import BitstreamError
+from nvcodec.errors import BitstreamError, DamagedRecord
 
 MAX_QP = 63
 FIXED_RECORD_BYTES = 4 + 8 + 4  # type/qp/flags/n, the two picture CRCs, record_crc
@@ -138,7 +138,10 @@ class FrameRecord:
 
 
 def read_record(stream: BinaryIO, header: Header | None, index: int) -> FrameRecord | None:
-    """Read, bound, CRC-check and validate one record; None at a clean end of file."""
+    """Read, bound, CRC-check and validate one record; None at a clean end of file.
+
+    A record that cannot be framed (truncated, impossible record_len) raises BitstreamError; one
+    read in full but corrupted raises DamagedRecord, with the stream at the next record."""
     raw = read_fully(stream, 4)
     if not raw:
         return None
@@ -160,13 +163,13 @@ def read_record(stream: BinaryIO, header: Header | None, index: int) -> FrameRec
         )
     view = memoryview(body)
     if zlib.crc32(view[:-4]) != struct.unpack_from("<I", body, record_len - 4)[0]:
-        raise BitstreamError(f"frame {index}: record CRC mismatch (corrupted data)")
+        raise DamagedRecord(f"frame {index}: record CRC mismatch (corrupted data)")
     try:
         record = _parse(view, record_len)
         if header is not None:
             record.check(header, index)
     except BitstreamError as exc:
-        raise BitstreamError(f"frame {index}: {exc}") from None
+        raise DamagedRecord(f"frame {index}: {exc}") from None
     return record
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 
 import click
@@ -18,6 +20,7 @@ from nvcodec.stats import FrameReport
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool that SIGPIPE ended
 
 
 class SizeType(click.ParamType):
@@ -76,6 +79,11 @@ WEIGHTS = click.option(
     "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
 )
 FORCE = click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
+MAX_SIZE = click.option(
+    "--max-size",
+    type=SizeType(),
+    help="Largest picture area to accept (default 3840x2160), checked before anything is allocated.",
+)
 QUIET = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 
 
@@ -115,6 +123,36 @@ class ProgressBar:
             self.bar.close()
 
 
+class ReaderGone(Exception):
+    """Standard output's reader closed the pipe (kept apart from OSError, which click handles)."""
+
+
+def pipe_safe(callback: Callable[..., None]) -> Callable[..., None]:
+    """Decorate a command's function so that a broken pipe reaches run() as ReaderGone."""
+
+    @functools.wraps(callback)
+    def guarded(*args, **kwargs) -> None:
+        try:
+            callback(*args, **kwargs)
+        except BrokenPipeError as err:
+            raise ReaderGone() from err
+        except OSError as err:
+            if err.errno != errno.EPIPE:
+                raise
+            raise ReaderGone() from err
+
+    return guarded
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so that the interpreter's last flush cannot fail."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def run(command: click.Command, prog: str, argv: Sequence[str] | None) -> int:
     """Run a click command; every failure becomes one line on stderr and an exit code."""
     try:
@@ -136,8 +174,9 @@ def run(command: click.Command, prog: str, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted; no output was left behind", err=True)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 1
+    except ReaderGone:  # the reader of our output went away: end quietly, as `yes | head` does
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
     except OSError as err:
         click.echo(f"{prog}: error: {err}", err=True)
         return 3

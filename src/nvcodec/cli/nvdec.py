@@ -7,7 +7,18 @@ from collections.abc import Sequence
 
 import click
 
-from nvcodec.cli.common import DEVICE, FORCE, QUIET, WEIGHTS, ProgressBar, run, setup_logging
+from nvcodec.cli.common import (
+    DEVICE,
+    FORCE,
+    MAX_SIZE,
+    QUIET,
+    WEIGHTS,
+    ProgressBar,
+    pipe_safe,
+    run,
+    setup_logging,
+)
+from nvcodec.errors import BitstreamError
 from nvcodec.pipeline import DecodeJob, decode_video
 
 
@@ -23,9 +34,16 @@ from nvcodec.pipeline import DecodeJob, decode_video
 @DEVICE
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "fp64"]), default="fp32", show_default=True)
 @click.option("--frames", type=click.IntRange(min=1), help="Decode at most this many frames.")
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="Go on past damaged frames, showing the last good picture in their place (exit status 4).",
+)
+@MAX_SIZE
 @WEIGHTS
 @FORCE
 @QUIET
+@pipe_safe
 def command(
     input: str,
     output: str,
@@ -33,6 +51,8 @@ def command(
     device: str,
     precision: str,
     frames: int | None,
+    keep_going: bool,
+    max_size: tuple[int, int] | None,
     weights: str | None,
     force: bool,
     quiet: bool,
@@ -48,6 +68,8 @@ def command(
         precision=precision,
         weights=weights,
         force=force,
+        max_size=max_size,
+        keep_going=keep_going,
     )
     bar = ProgressBar("nvdec", quiet)
     try:
@@ -64,6 +86,14 @@ def command(
         )
     if not quiet:
         click.echo(f"nvdec: {result.summary.line()} -> {output}", err=True)
+    if result.damaged:
+        first, why = result.damaged[0]
+        click.echo(
+            f"nvdec: error: {len(result.damaged)} of {n} frames could not be decoded and show the last "
+            f"good picture (first: {why})",
+            err=True,
+        )
+        raise click.exceptions.Exit(BitstreamError.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

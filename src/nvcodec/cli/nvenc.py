@@ -10,12 +10,14 @@ import click
 from nvcodec.cli.common import (
     DEVICE,
     FORCE,
+    MAX_SIZE,
     QUIET,
     WEIGHTS,
     BitsType,
     ProgressBar,
     RateType,
     SizeType,
+    pipe_safe,
     run,
     setup_logging,
 )
@@ -83,6 +85,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     show_default=True,
     help="Out-of-loop enhancement, decided per frame in auto.",
 )
+@MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
 @click.option(
@@ -90,6 +93,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 )
 @FORCE
 @QUIET
+@pipe_safe
 def command(
     input: str,
     output: str,
@@ -108,6 +112,7 @@ def command(
     precision: str,
     filter_mode: str,
     enhance_mode: str,
+    max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
     recon: str | None,
@@ -138,6 +143,7 @@ def command(
         recon=recon,
         stats=stats,
         force=force,
+        max_size=max_size,
     )
     bar = ProgressBar("nvenc", quiet)
     try:

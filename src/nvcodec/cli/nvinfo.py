@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from nvcodec.bitstream import StreamInfo, read_info
-from nvcodec.cli.common import run
+from nvcodec.cli.common import pipe_safe, run
 from nvcodec.errors import InputError
 from nvcodec.stats import flag_names
 
@@ -86,6 +86,7 @@ def _as_json(info: StreamInfo) -> str:
 @click.argument("input", metavar="IN.nvc")
 @click.option("--frames", "show_frames", is_flag=True, help="Also list every frame: type, qp, flags, bytes.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+@pipe_safe
 def command(input: str, show_frames: bool, as_json: bool) -> None:
     """Show the header of IN.nvc and a summary of its frames."""
     if not Path(input).is_file():

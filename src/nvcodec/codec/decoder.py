@@ -8,7 +8,7 @@ import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
-from nvcodec.errors import BitstreamError, WeightsError
+from nvcodec.errors import BitstreamError, DamagedRecord, WeightsError
 from nvcodec.models.layout import padded_size, quantize_pixels
 from nvcodec.weights import Weights
 
@@ -56,11 +56,22 @@ class Decoder(FrameLoop):
         self._shape = (1, 6, hp // 2, wp // 2)
 
     def decode(self, record: FrameRecord) -> DecodedFrame:
-        """Decode the next record; a substream that does not parse names its frame."""
+        """Decode the next record; a substream that does not parse is a DamagedRecord naming its
+        frame, and leaves the decoder as it was (skip() then passes over the frame)."""
+        if record.frame_type != FrameType.INTRA and self.reference is None:
+            raise DamagedRecord(
+                f"frame {self.index}: a P frame whose reference was lost (waiting for an intra frame)"
+            )
         try:
             return self._decode(record)
         except BitstreamError as err:
-            raise BitstreamError(f"frame {self.index}: {err}") from None
+            raise DamagedRecord(f"frame {self.index}: {err}") from None
+
+    def skip(self) -> None:
+        """Pass over a damaged frame. P frames read their contexts from the previous frame's
+        symbols, so none can be parsed again before the next intra frame: the reference is gone."""
+        self.index += 1
+        self.reference = None
 
     @torch.no_grad()
     def _decode(self, record: FrameRecord) -> DecodedFrame:

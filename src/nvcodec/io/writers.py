@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import BinaryIO
 
@@ -43,6 +44,14 @@ class _StdoutSink:
         return len(data)
 
 
+def _output_error(path: str, exc: BaseException) -> OSError:
+    """What a failed write raises: BrokenPipeError when the reader went away (the tools end
+    quietly), else an OutputError that says why."""
+    if isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
+        return BrokenPipeError(errno.EPIPE, "Broken pipe")
+    return OutputError(f"{path}: cannot write: {reason(exc)}")
+
+
 class Writer:
     """A video output: write() frames, then close() to commit; abort() removes the output.
 
@@ -66,7 +75,7 @@ class Writer:
             self._write(frame)
         except (av.FFmpegError, OSError) as exc:
             self.abort()
-            raise OutputError(f"{self.path}: cannot write: {reason(exc)}") from exc
+            raise _output_error(self.path, exc) from exc
 
     def close(self) -> None:
         """Finish the output and move it into place."""
@@ -76,7 +85,7 @@ class Writer:
             self._finish()
         except (av.FFmpegError, OSError) as exc:
             self.abort()
-            raise OutputError(f"{self.path}: cannot write: {reason(exc)}") from exc
+            raise _output_error(self.path, exc) from exc
         except BaseException:
             self.abort()
             raise
