@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from unittest import mock
 import pytest
 import torch
 
+from nvcodec import __version__
 from nvcodec.bitstream import MAGIC, read_info
 from nvcodec.cli import nvdec, nvenc, nvinfo
 from nvcodec.codec.encoder import Encoder
@@ -165,7 +167,7 @@ def console_script(name: str) -> list[str]:
     found = shutil.which(name, path=str(Path(sys.executable).parent))
     if found:
         return [found]
-    return [sys.executable, "-c", f"from nvcodec.cli.{name} import entry; entry()"]
+    return [sys.executable, "-c", f"from nvcodec.cli.launch import {name}; {name}()"]
 
 
 # --- shared coded stream ----------------------------------------------------------------------
@@ -830,6 +832,58 @@ def test_interrupted_encode_leaves_nothing(
     assert "Traceback" not in res.err and "interrupted" in res.err
     assert len(calls) == 3
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_encode_leaves_nothing(
+    cli: Cli, coded: Coded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    """SIGTERM or SIGHUP in the middle of an encode: the outputs' hidden .part files are removed,
+    one line says why, and the status is 128 + the signal."""
+    real_encode = Encoder.encode
+
+    def encode(self, frame):
+        if self.index == 2:
+            assert hidden_files(tmp_path)  # the .part files exist by now
+            os.kill(os.getpid(), signum)
+        return real_encode(self, frame)
+
+    monkeypatch.setattr(Encoder, "encode", encode)
+    res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--recon", tmp_path / "rec.y4m")
+    assert_error(res, 128 + signum, f"stopped by {signal.Signals(signum).name}")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_signals_during_start_up_end_without_a_traceback(
+    coded: Coded, tmp_path: Path, tiny_weights: str
+) -> None:
+    """Ctrl-C while torch is still being imported (the first second): one line, status 130."""
+    proc = subprocess.Popen(
+        [*console_script("nvenc"), str(coded.source), "-o", "a.nvc", "--weights", tiny_weights],
+        stderr=subprocess.PIPE,
+        cwd=tmp_path,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 130, err
+    assert "Traceback" not in err and err.strip().endswith(("interrupted", "no output was left behind")), err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_version_and_help_answer_without_importing_torch() -> None:
+    code = (
+        "import sys\n"
+        "from nvcodec.cli import nvdec, nvenc, nvinfo\n"
+        "for tool in (nvenc, nvdec, nvinfo):\n"
+        "    assert tool.main(['--version']) == 0 and tool.main(['--help']) == 0\n"
+        "assert nvdec.main(['x.nvc']) == 2  # a usage error: -o missing\n"
+        "assert not {'torch', 'av', 'numpy'} & set(sys.modules), sorted(sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.0" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 from nvcodec.bitstream import FrameFlags, FrameRecord
-from nvcodec.metrics import FramePsnr
+
+if TYPE_CHECKING:  # numpy stays out of the command-line tools' start-up
+    from nvcodec.metrics import FramePsnr
 
 
 def flag_names(flags: int) -> list[str]:

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import click
-from tqdm import tqdm
 
+from nvcodec import __version__
+from nvcodec.bitstream import VERSION as BITSTREAM_VERSION
 from nvcodec.codec.schedule import parse_bits
 from nvcodec.errors import InputError, NvcError
-from nvcodec.stats import FrameReport
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from nvcodec.stats import FrameReport
 
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
@@ -79,6 +88,19 @@ WEIGHTS = click.option(
     "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
 )
 FORCE = click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
+
+
+def version_option(prog: str) -> Callable:
+    """--version: the tool, the package and the bitstream version it writes and reads."""
+    major, minor = BITSTREAM_VERSION
+    return click.version_option(
+        __version__,
+        "--version",
+        prog_name=prog,
+        message=f"%(prog)s (nvcodec) %(version)s, bitstream {major}.{minor}",
+    )
+
+
 MAX_SIZE = click.option(
     "--max-size",
     type=SizeType(),
@@ -106,6 +128,8 @@ class ProgressBar:
         self.bytes = 0
 
     def begin(self, total: int | None) -> None:
+        from tqdm import tqdm  # imported when there is work to show, not for --help
+
         self.bar = tqdm(
             total=total, desc=self.prog, unit="frame", file=sys.stderr, disable=self.quiet, leave=False
         )
@@ -153,13 +177,47 @@ def _silence_stdout() -> None:
         pass
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived: the command unwinds as for Ctrl-C, removing its outputs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _signals_unwind() -> Iterator[None]:
+    """While a command runs: Ctrl-C raises KeyboardInterrupt, SIGTERM and SIGHUP Terminated; the
+    handlers before are put back after (in-process callers such as the tests keep theirs)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    handlers = {signal.SIGINT: signal.default_int_handler}
+    handlers.update({getattr(signal, n): _terminate for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)})
+    saved = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
 def run(command: click.Command, prog: str, argv: Sequence[str] | None) -> int:
     """Run a click command; every failure becomes one line on stderr and an exit code."""
     try:
-        code = command.main(
-            args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
-        )
+        with _signals_unwind():
+            code = command.main(
+                args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False
+            )
         return code or 0  # non-standalone click returns the code of an explicit Exit (nvinfo's 4)
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        click.echo(f"{prog}: stopped by {name}; no output was left behind", err=True)
+        return 128 + stop.signum
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as bad:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import click
@@ -17,12 +16,13 @@ from nvcodec.cli.common import (
     pipe_safe,
     run,
     setup_logging,
+    version_option,
 )
 from nvcodec.errors import BitstreamError
-from nvcodec.pipeline import DecodeJob, decode_video
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("nvdec")
 @click.argument("input", metavar="IN.nvc")
 @click.option(
     "-o",
@@ -59,6 +59,8 @@ def command(
 ) -> None:
     """Decode IN.nvc (- for standard input)."""
     setup_logging("nvdec", quiet)
+    from nvcodec.pipeline import DecodeJob, decode_video  # torch and PyAV: only once the arguments are good
+
     job = DecodeJob(
         input=input,
         output=output,
@@ -98,7 +100,3 @@ def command(
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run(command, "nvdec", argv)
-
-
-def entry() -> None:
-    sys.exit(main())

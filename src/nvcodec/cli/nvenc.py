@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import click
@@ -20,14 +19,15 @@ from nvcodec.cli.common import (
     pipe_safe,
     run,
     setup_logging,
+    version_option,
 )
 from nvcodec.codec.schedule import DEFAULT_QP, CodingParams, RateTarget, ToolMode
-from nvcodec.pipeline import EncodeJob, encode_video
 
 TOOL_MODES = click.Choice([m.value for m in ToolMode])
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("nvenc")
 @click.argument("input", metavar="INPUT")
 @click.option("-o", "--output", required=True, help="The .nvc file to write (- for standard output).")
 @click.option("--qp", type=click.IntRange(0, 63), help="Quality: 0 finest, 63 smallest.  [default: 32]")
@@ -121,6 +121,8 @@ def command(
 ) -> None:
     """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
     setup_logging("nvenc", quiet)
+    from nvcodec.pipeline import EncodeJob, encode_video  # torch and PyAV: only once the arguments are good
+
     params = CodingParams(
         qp=DEFAULT_QP if qp is None else qp,
         rate=rate_target(qp, bitrate, rc, maxrate, bufsize),
@@ -172,7 +174,3 @@ def rate_target(
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run(command, "nvenc", argv)
-
-
-def entry() -> None:
-    sys.exit(main())

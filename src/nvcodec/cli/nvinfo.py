@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from nvcodec.bitstream import StreamInfo, read_info
-from nvcodec.cli.common import pipe_safe, run
+from nvcodec.cli.common import pipe_safe, run, version_option
 from nvcodec.errors import InputError
 from nvcodec.stats import flag_names
 
@@ -83,6 +82,7 @@ def _as_json(info: StreamInfo) -> str:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@version_option("nvinfo")
 @click.argument("input", metavar="IN.nvc")
 @click.option("--frames", "show_frames", is_flag=True, help="Also list every frame: type, qp, flags, bytes.")
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
@@ -106,7 +106,3 @@ def command(input: str, show_frames: bool, as_json: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run(command, "nvinfo", argv)
-
-
-def entry() -> None:
-    sys.exit(main())
