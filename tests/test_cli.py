@@ -15,9 +15,11 @@ import os
 import random
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from dataclasses import dataclass
@@ -647,6 +649,43 @@ def test_refuse_overwrite_then_force(cli: Cli, coded: Coded, tmp_path: Path) -> 
     assert out.read_bytes() == b"precious"
     assert cli.dec(nvc, "-o", out, "--force").code == 0
     assert out.read_bytes() == coded.recon.read_bytes()
+    assert hidden_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.nvc"])
+def test_force_writes_into_a_fifo_in_place(cli: Cli, coded: Coded, tmp_path: Path, name: str) -> None:
+    """`mkfifo v.y4m; ffplay v.y4m & nvdec x.nvc -o v.y4m -y`: the FIFO stays a FIFO and its reader
+    gets the video."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    if name.endswith(".nvc"):
+        res = cli.enc(coded.source, "-o", fifo, "-y")
+        expected = None
+    else:
+        res = cli.dec(coded.nvc, "-o", fifo, "-y")
+        expected = (coded.recon.read_bytes() if name.endswith(".y4m") else
+                    b"".join(f.tobytes() for f in read_frames(coded.recon)))  # fmt: skip
+    reader.join(timeout=60)
+    assert res.code == 0, res.err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and hidden_files(tmp_path) == []
+    if expected is None:
+        assert got[0].startswith(MAGIC) and len(got[0]) > 100
+    else:
+        assert got[0] == expected
+
+
+def test_force_through_a_symlink_replaces_its_target(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    real = tmp_path / "videos" / "real.y4m"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    link = tmp_path / "link.y4m"
+    link.symlink_to(real)
+    assert_error(cli.dec(coded.nvc, "-o", link), 3, "exists")
+    assert cli.dec(coded.nvc, "-o", link, "-y").code == 0
+    assert link.is_symlink() and real.read_bytes() == coded.recon.read_bytes()
     assert hidden_files(tmp_path) == []
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -33,10 +34,28 @@ def check_writable(path: str | os.PathLike[str], force: bool) -> None:
         raise OutputError(f"{target.parent}: no such directory")
 
 
+def final_path(path: str | os.PathLike[str]) -> str:
+    """Where an output's bytes end up: a symbolic link's target (replacing the link itself with a
+    file would cut it), else the path."""
+    return os.path.realpath(path) if os.path.islink(path) else str(path)
+
+
+def is_special(path: str | os.PathLike[str]) -> bool:
+    """True for an existing FIFO, device or socket (following links): written in place, since
+    replacing it with a regular file would break whatever reads it."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 class AtomicOutput:
     """A binary output that replaces its target only on commit(); abort() leaves nothing behind.
 
-    `-` means standard output, which is written directly (a stream cannot be taken back).
+    `-` means standard output, and an existing FIFO or device is opened in place: both are
+    streams, written directly (they cannot be taken back). A symbolic link's target is replaced,
+    not the link.
     """
 
     def __init__(self, path: str | os.PathLike[str], force: bool = False) -> None:
@@ -45,29 +64,38 @@ class AtomicOutput:
         self._tmp: str | None = None
         if self.path == STDOUT:
             self.file: BinaryIO = sys.stdout.buffer
+            self.streaming = True
             return
-        target = Path(self.path)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        self.streaming = is_special(self.path)
+        if self.streaming:
+            self.file = open(self.path, "wb")
+            return
+        self._final = Path(final_path(self.path))
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self._final.name}.", suffix=".part", dir=self._final.parent)
         self.file = os.fdopen(fd, "wb")
 
     @property
     def temp_path(self) -> str:
-        """Where the bytes go until commit (the target itself for standard output)."""
+        """Where the bytes go until commit (the target itself for a stream)."""
         return self._tmp or self.path
 
     def commit(self) -> None:
         """Flush and move the finished file into place."""
         self.file.flush()
         if self._tmp is None:
+            if self.file is not sys.stdout.buffer:
+                self.file.close()
             return
         self.file.close()
         os.chmod(self._tmp, _default_mode())  # mkstemp made it private
-        os.replace(self._tmp, self.path)
+        os.replace(self._tmp, self._final)
         self._tmp = None
 
     def abort(self) -> None:
-        """Remove what was written (a no-op for standard output or after commit)."""
+        """Remove what was written (a stream keeps what it was sent)."""
         if self._tmp is None:
+            if self.streaming and self.file is not sys.stdout.buffer and not self.file.closed:
+                self.file.close()
             return
         self.file.close()
         try:

@@ -12,8 +12,8 @@ from av.video.reformatter import ColorRange, Colorspace
 
 from nvcodec.errors import OutputError
 from nvcodec.frame import Frame, VideoInfo
-from nvcodec.io.formats import CONVERT_FLAGS, PNG_START_NUMBER, STDIO, output_kind, pattern_name, reason
-from nvcodec.outputs import AtomicOutput, check_writable
+from nvcodec.io.formats import CONVERT_FLAGS, PNG_START_NUMBER, output_kind, pattern_name, reason
+from nvcodec.outputs import AtomicOutput, check_writable, final_path
 
 # (PyAV muxer, codec, codec options) per container output.
 CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
@@ -143,7 +143,7 @@ class _ContainerWriter(Writer):
         super().__init__(path, info)
         muxer, codec, options = CONTAINERS[kind]
         self._out = AtomicOutput(path, force)
-        target = _StdoutSink(self._out.file) if path == STDIO else self._out.temp_path
+        target = _StdoutSink(self._out.file) if self._out.streaming else self._out.temp_path
         self._count = 0
         self._time_base = 1 / info.fps
         try:
@@ -219,7 +219,7 @@ class _PngWriter(Writer):
 
     def _finish(self) -> None:
         for index in range(self._count):
-            os.replace(self._part(index), self._target(index))
+            os.replace(self._part(index), final_path(self._target(index)))
 
     def _discard(self) -> None:
         for index in range(self._count):
