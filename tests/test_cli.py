@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+import av
 import pytest
 import torch
 
@@ -35,6 +36,7 @@ from nvcodec.cli import nvdec, nvenc, nvinfo
 from nvcodec.codec.encoder import Encoder
 from nvcodec.frame import Frame
 from nvcodec.io import open_reader
+from nvcodec.io.writers import to_av_frame
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.models.config import TINY
@@ -585,7 +587,7 @@ def test_unknown_input_format(cli: Cli, tmp_path: Path) -> None:
 def test_raw_yuv_needs_size(cli: Cli, tmp_path: Path, make_video) -> None:
     source = tmp_path / "src.yuv"
     make_video(source)
-    assert_error(cli.enc(source, "-o", tmp_path / "a.nvc"), 2, "needs the frame size")
+    assert_error(cli.enc(source, "-o", tmp_path / "a.nvc"), 2, "needs its frame size: --size WxH")
 
 
 @pytest.mark.parametrize("size", ["0x0", "10x", "abc", "9000x10", "10x-4", "x"])
@@ -687,6 +689,47 @@ def test_force_through_a_symlink_replaces_its_target(cli: Cli, coded: Coded, tmp
     assert cli.dec(coded.nvc, "-o", link, "-y").code == 0
     assert link.is_symlink() and real.read_bytes() == coded.recon.read_bytes()
     assert hidden_files(tmp_path) == []
+
+
+def test_messages_name_the_flag_or_the_file(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"junk")
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", weights=str(junk)), 5, str(junk))
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--qp", "abc"), 2, "--qp")
+    assert_error(cli.enc(coded.source, "-o", tmp_path / "a.mp4"), 2, "nvenc writes .nvc bitstreams")
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_unwritable_folder_is_named_not_the_temporary_file(
+    cli: Cli, coded: Coded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(prefix: str, suffix: str, dir: str) -> None:
+        raise PermissionError(13, "Permission denied", os.path.join(dir, prefix + "x1y2" + suffix))
+
+    monkeypatch.setattr("tempfile.mkstemp", refuse)
+    line = assert_error(cli.dec(coded.nvc, "-o", tmp_path / "out.y4m"), 3, "permission denied")
+    assert line.startswith(f"nvdec: error: {tmp_path / 'out.y4m'}: cannot write") and ".part" not in line
+
+
+def test_nvinfo_reads_standard_input(coded: Coded, tmp_path: Path) -> None:
+    proc = run_script("nvinfo", ["-", "--json"], coded.nvc.read_bytes(), tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    info = json.loads(proc.stdout)
+    assert info["file_bytes"] == coded.nvc.stat().st_size and len(info["frames"]) == FRAMES
+
+
+def test_progress_total_of_a_stream_without_a_count(tmp_path: Path, make_video) -> None:
+    """A raw H.264 stream says no frame count: its packets are counted for the progress bar."""
+    frames = make_video(tmp_path / "a.y4m", frames=5)
+    raw = tmp_path / "a.h264"
+    with av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(to_av_frame(frame)))
+        out.mux(stream.encode(None))
+    with open_reader(str(raw)) as reader:
+        assert reader.info.frame_count is None and reader.estimated_count() == 5
 
 
 def test_existing_recon_refused_before_anything_is_written(cli: Cli, coded: Coded, tmp_path: Path) -> None:

@@ -217,7 +217,7 @@ def test_no_video_stream(tmp_path: Path) -> None:
 def test_raw_yuv_errors(tmp_path: Path) -> None:
     path = tmp_path / "v.yuv"
     path.write_bytes(bytes(frame_bytes(33, 17) * 2 + 5))
-    with pytest.raises(InputError, match="needs the frame size"):
+    with pytest.raises(InputError, match="needs its frame size: --size"):
         open_reader(str(path))
     with pytest.raises(
         InputError, match=f"{frame_bytes(33, 17) * 2 + 5} bytes .* {frame_bytes(33, 17)} bytes"

@@ -71,7 +71,12 @@ class AtomicOutput:
             self.file = open(self.path, "wb")
             return
         self._final = Path(final_path(self.path))
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self._final.name}.", suffix=".part", dir=self._final.parent)
+        try:
+            fd, self._tmp = tempfile.mkstemp(
+                prefix=f".{self._final.name}.", suffix=".part", dir=self._final.parent
+            )
+        except OSError as err:  # the message names the user's path, not the temporary one
+            raise OutputError(f"{self.path}: cannot write: {err.strerror or err}") from None
         self.file = os.fdopen(fd, "wb")
 
     @property

@@ -19,6 +19,7 @@ from nvcodec.codec.schedule import CodingParams
 from nvcodec.errors import BitstreamError, DamagedRecord, InputError
 from nvcodec.frame import Frame, VideoInfo, gray_frame
 from nvcodec.io import is_pattern, open_reader, open_writer
+from nvcodec.io.formats import OUTPUT_FORMATS, extension
 from nvcodec.io.writers import Writer
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
@@ -103,6 +104,17 @@ def _check_outputs(paths: list[str | None], inputs: list[str], force: bool) -> N
         raise InputError("only one output can go to standard output")
 
 
+def _check_bitstream_name(path: str) -> None:
+    """Refuse a video file name for the .nvc output: `-o out.mp4` would write a file that no
+    player reads as MP4."""
+    ext = extension(path)
+    if path != STDOUT and (ext in OUTPUT_FORMATS or ext == ".png"):
+        raise InputError(
+            f"{path}: nvenc writes .nvc bitstreams, not {ext} files; name the output .nvc "
+            f"(nvdec makes the {ext} from it)"
+        )
+
+
 def _expected_count(total: int | None, start: int, frames: int | None) -> int | None:
     """Frames the job will code when the input's length is known (else None: patched at the end)."""
     if total is None:
@@ -120,6 +132,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     """Encode job.input into job.output; returns the summary (PSNR of the shown pictures)."""
     if job.start < 0 or (job.frames is not None and job.frames < 1):
         raise InputError("--start must be >= 0 and --frames >= 1")
+    _check_bitstream_name(job.output)
     _check_outputs([job.output, job.recon, job.stats], [job.input], job.force)
     weights = _weights(job.weights)
     device = resolve_device(job.device)
@@ -131,9 +144,10 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
         )
         if info.frame_count == 0:
             raise InputError(f"{job.input}: no frames to encode (start {job.start})")
-        encoder = Encoder(weights, job.params, info, device, dtype, length_hint=job.frames)
+        expected = info.frame_count or _expected_count(reader.estimated_count(), job.start, job.frames)
+        encoder = Encoder(weights, job.params, info, device, dtype, length_hint=expected or job.frames)
         if progress:
-            progress.begin(info.frame_count)
+            progress.begin(expected or job.frames)
         with AtomicOutput(job.output, job.force) as out:
             recon = open_writer(job.recon, info, job.force) if job.recon else None
             try:

@@ -157,7 +157,10 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
     if p.stat().st_size > MAX_WEIGHTS_BYTES:
         raise WeightsError(f"{p}: larger than {MAX_WEIGHTS_BYTES} bytes; not a weights file")
     data = p.read_bytes()
-    model = NvcModel(_config_of(read_metadata(data)))
+    try:
+        model = NvcModel(_config_of(read_metadata(data)))
+    except WeightsError as err:
+        raise WeightsError(f"{p}: {err}") from None
     try:
         tensors = load_tensors(data)
     except Exception as exc:  # safetensors raises its own error types

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from nvcodec.bitstream.header import Header, read_fully
@@ -140,28 +140,51 @@ class StreamInfo:
     error: str | None
 
 
-def read_info(path: str | os.PathLike[str]) -> StreamInfo:
-    """Summarise a .nvc file; a bad header raises BitstreamError, a later problem lands in .error."""
+class _Counted:
+    """A binary stream that counts the bytes read from it (the size of a piped file)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw, self.count = raw, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def read_info(path: str | os.PathLike[str] | BinaryIO) -> StreamInfo:
+    """Summarise a .nvc file (or a stream, read to its end); a bad header raises BitstreamError, a
+    later problem lands in .error."""
+    if not isinstance(path, (str, os.PathLike)):
+        counted = _Counted(path)
+        info = _read_info(counted)
+        while counted.read(1 << 20):  # what follows an error still counts in the size
+            pass
+        return replace(info, file_bytes=counted.count)
+    with open(path, "rb") as file:
+        return replace(_read_info(file), file_bytes=os.path.getsize(path))
+
+
+def _read_info(file: BinaryIO) -> StreamInfo:
+    """The header and every readable record's summary (file_bytes left at 0 for the caller)."""
+    reader = BitstreamReader(file)
     frames: list[FrameInfo] = []
     error = None
-    with open(path, "rb") as file:
-        reader = BitstreamReader(file)
-        try:
-            for record in reader:
-                sizes = tuple(len(s) for s in record.substreams)
-                frames.append(
-                    FrameInfo(
-                        len(frames),
-                        record.frame_type,
-                        record.qp,
-                        record.flags,
-                        sizes,
-                        record.record_len + 4,
-                        record.crc_recon,
-                        record.crc_output,
-                    )
+    try:
+        for record in reader:
+            sizes = tuple(len(s) for s in record.substreams)
+            frames.append(
+                FrameInfo(
+                    len(frames),
+                    record.frame_type,
+                    record.qp,
+                    record.flags,
+                    sizes,
+                    record.record_len + 4,
+                    record.crc_recon,
+                    record.crc_output,
                 )
-        except BitstreamError as exc:
-            error = str(exc)
-    header_bytes = len(reader.header.pack())
-    return StreamInfo(reader.header, tuple(frames), header_bytes, os.path.getsize(path), error)
+            )
+    except BitstreamError as exc:
+        error = str(exc)
+    return StreamInfo(reader.header, tuple(frames), len(reader.header.pack()), 0, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -88,10 +89,13 @@ def _as_json(info: StreamInfo) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 @pipe_safe
 def command(input: str, show_frames: bool, as_json: bool) -> None:
-    """Show the header of IN.nvc and a summary of its frames."""
-    if not Path(input).is_file():
+    """Show the header of IN.nvc (- for standard input) and a summary of its frames."""
+    if input == "-":
+        info = read_info(sys.stdin.buffer)
+    elif Path(input).is_file():
+        info = read_info(input)
+    else:
         raise InputError(f"{input}: no such file")
-    info = read_info(input)
     if as_json:
         click.echo(_as_json(info))
     else:

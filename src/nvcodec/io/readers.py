@@ -139,6 +139,18 @@ class Reader:
             if self._container is container:
                 self._container = None
 
+    def estimated_count(self) -> int | None:
+        """The frame count when the input says it, else the packets of a file counted without
+        decoding (a raw .h264 stream has no count): for progress and planning, not the header."""
+        target = self._plan.target
+        if self.info.frame_count is not None or self._plan.format is not None or not isinstance(target, str):
+            return self.info.frame_count
+        try:
+            with av.open(target) as container:
+                return sum(1 for packet in container.demux(video=0) if packet.size) or None
+        except (av.FFmpegError, OSError):
+            return None
+
     def close(self) -> None:
         """Release the input."""
         if self._container is not None:
@@ -251,7 +263,7 @@ def _plan_for(path: str, size: tuple[int, int] | None, fps: Fraction | None) -> 
     ext = extension(path)
     if ext == ".yuv":
         if size is None:
-            raise InputError(f"{path}: raw .yuv input needs the frame size (WxH)")
+            raise InputError(f"{path}: raw .yuv input needs its frame size: --size WxH")
         total, one = os.path.getsize(path), frame_bytes(*size)
         if total % one:
             raise InputError(
