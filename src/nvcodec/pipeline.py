@@ -132,8 +132,8 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     """Encode job.input into job.output; returns the summary (PSNR of the shown pictures)."""
     if job.start < 0 or (job.frames is not None and job.frames < 1):
         raise InputError("--start must be >= 0 and --frames >= 1")
-    _check_bitstream_name(job.output)
     _check_outputs([job.output, job.recon, job.stats], [job.input], job.force)
+    _check_bitstream_name(job.output)
     weights = _weights(job.weights)
     device = resolve_device(job.device)
     dtype = resolve_precision(job.precision, device)
