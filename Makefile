@@ -2,8 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# The CPU build of torch; a newer or unpinned torch would pull the CUDA packages.
+# The torch we test. On Linux its default wheel pulls several GB of CUDA packages: CPU=1 (make
+# demo CPU=1, make test CPU=1) installs PyTorch's CPU build from PyTorch's own package index.
 TORCH ?= torch==2.13.0
+CPU ?=
+TORCH_INDEX := $(if $(CPU),--index-url https://download.pytorch.org/whl/cpu)
 OUT := out
 
 .PHONY: install test demo bench bench-deps bench-quick lint clean
@@ -13,7 +16,7 @@ install: $(BIN)/nvenc
 $(BIN)/nvenc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet $(TORCH) $(TORCH_INDEX)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
