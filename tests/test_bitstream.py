@@ -86,6 +86,7 @@ def raw_record(
     n: int | None = None,
     crc_recon: int = 7,
     crc_output: int | None = None,
+    signature: int = 0,
     record_len: int | None = None,
     crc: int | None = None,
 ) -> bytes:
@@ -95,7 +96,7 @@ def raw_record(
     inner = (
         struct.pack("<BBBB", frame_type, qp, flags, len(subs) if n is None else n)
         + b"".join(struct.pack("<I", len(s)) for s in subs)
-        + struct.pack("<II", crc_recon, crc_recon if crc_output is None else crc_output)
+        + struct.pack("<IHh", crc_recon, crc_recon & 0xFFFF if crc_output is None else crc_output, signature)
         + b"".join(subs)
     )
     length = len(inner) + 4 if record_len is None else record_len
@@ -128,11 +129,11 @@ HEADER = Header(64, 48, 25, 1, None, "dcvc-fm", bytes(range(8)), -1, 0, 3, (0,))
 
 
 def intra(qp: int = 30, flags: int = 0, crc: int = 7) -> FrameRecord:
-    return FrameRecord(FrameType.INTRA, qp, FrameFlags(flags), (b"abcdefgh",), crc, crc)
+    return FrameRecord(FrameType.INTRA, qp, FrameFlags(flags), (b"abcdefgh",), crc, crc & 0xFFFF, -5)
 
 
 def inter(qp: int = 32, flags: int = 0, crc: int = 9) -> FrameRecord:
-    return FrameRecord(FrameType.INTER, qp, FrameFlags(flags), (b"zzzz", b"yyyyyyyy"), crc, crc)
+    return FrameRecord(FrameType.INTER, qp, FrameFlags(flags), (b"zzzz", b"yyyyyyyy"), crc, crc & 0xFFFF, 77)
 
 
 def stream(header: Header, records: list[FrameRecord]) -> bytes:
@@ -174,10 +175,11 @@ def records(draw: st.DrawFn) -> FrameRecord:
     if kind == FrameType.INTRA:
         flags &= 2
     crc = draw(st.integers(0, 2**32 - 1))
-    out = draw(st.integers(0, 2**32 - 1)) if flags & 2 else crc
+    out = draw(st.integers(0, 0xFFFF)) if flags & 2 else crc & 0xFFFF
+    signature = draw(st.integers(-(2**15), 2**15 - 1))
     # intra: (latent,); inter: (motion, latent)
     subs = tuple(draw(words) for _ in range(1 if kind == FrameType.INTRA else 2))
-    return FrameRecord(kind, draw(st.integers(0, 63)), FrameFlags(flags), subs, crc, out)
+    return FrameRecord(kind, draw(st.integers(0, 63)), FrameFlags(flags), subs, crc, out, signature)
 
 
 # --- round trips ----------------------------------------------------------------------------------
@@ -321,8 +323,10 @@ def test_header_construction_refusals(kwargs: dict, message: str) -> None:
         (dict(substreams=(b"abc",)), "substream 0 has 3 bytes"),
         (dict(substreams=()), "0 substreams on an intra frame (must be 1)"),
         (dict(frame_type=FrameType.INTER), "1 substreams on an inter frame (must be 2)"),
-        (dict(crc_output=8), "crc_output differs from crc_recon"),
+        (dict(crc_output=8), "crc_output differs from crc_recon's low 16 bits"),
         (dict(crc_recon=-1, crc_output=-1), "crc_recon -1 outside"),
+        (dict(flags=2, crc_output=1 << 16), "crc_output 65536 outside 0..65535"),
+        (dict(signature=1 << 15), "signature 32768 outside -32768..32767"),
     ],
 )
 def test_record_construction_refusals(kwargs: dict, message: str) -> None:
@@ -446,7 +450,7 @@ def test_record_refusals() -> None:
         (h + raw_record(subs=(b"abc",)), "frame 0: substream 0 has 3 bytes, not a multiple of 4"),
         (
             h + raw_record(crc_output=8),
-            "frame 0: crc_output differs from crc_recon on a frame without enhancement",
+            "frame 0: crc_output differs from crc_recon's low 16 bits on a frame without enhancement",
         ),
         (
             h + raw_record(record_len=0xFFFFFFFF),
@@ -622,7 +626,8 @@ def test_hostile_header_fields(**fields: object) -> None:
     subs=st.lists(st.binary(max_size=12), max_size=6),
     n=st.none() | st.integers(0, 255),
     crc_recon=st.integers(0, 2**32 - 1),
-    crc_output=st.none() | st.integers(0, 2**32 - 1),
+    crc_output=st.none() | st.integers(0, 2**16 - 1),
+    signature=st.integers(-(2**15), 2**15 - 1),
     record_len=st.none() | st.integers(0, 2**32 - 1),
     tail=st.binary(max_size=40),
 )

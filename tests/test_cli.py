@@ -296,9 +296,9 @@ def test_tools_forced_on_and_no_enhance(cli: Cli, tmp_path: Path, make_video, to
     plain = read_frames(plain_path)
     records = read_info(tmp_path / "a.nvc").frames
     assert len(plain) == len(records) == FRAMES
-    # --no-enhance shows the in-loop reconstruction (crc_recon), not the enhanced picture (crc_output)
+    # --no-enhance shows the in-loop reconstruction (crc_recon), not the enhanced picture (crc_output: 16 bits)
     assert [frame_crc(f) for f in plain] == [r.crc_recon for r in records]
-    assert [frame_crc(f) for f in enhanced] == [r.crc_output for r in records]
+    assert [frame_crc(f) & 0xFFFF for f in enhanced] == [r.crc_output for r in records]
     assert any(p != e for p, e in zip(plain, enhanced))
 
 
@@ -868,6 +868,32 @@ def test_damaged_record_stops_decoding_and_names_keep_going(cli: Cli, coded: Cod
     line = assert_error(cli.dec(bad, "-o", tmp_path / "out.y4m"), 4, "frame 2: record crc mismatch")
     assert "--keep-going" in line and "the 2 frames before it" in line
     assert len(read_frames(tmp_path / "out.y4m")) == 2
+
+
+def test_tampering_behind_recomputed_crcs_is_damage_not_drift(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    """A record whose qp was changed and its CRC recomputed decodes to another picture: the
+    signature tells it from drift, so nvdec stops there and keeps the frames before it."""
+    data = bytearray(coded.nvc.read_bytes())
+    start, end = record_spans(bytes(data))[2]
+    data[start + 5] += 12  # the qp of frame 2: steps twice as large
+    struct.pack_into("<I", data, end - 4, zlib.crc32(bytes(data[start + 4 : end - 4])))
+    bad = tmp_path / "tampered.nvc"
+    bad.write_bytes(bytes(data))
+    line = assert_error(
+        cli.dec(bad, "-o", tmp_path / "out.y4m"), 4, "frame 2: its picture is not the encoder's"
+    )
+    assert "the 2 frames before it" in line
+    assert len(read_frames(tmp_path / "out.y4m")) == 2
+
+
+def test_a_changed_width_is_damage_not_drift(cli: Cli, coded: Coded, tmp_path: Path) -> None:
+    """96 -> 90 keeps the padded size, so every symbol parses; the pictures differ from frame 0."""
+    data = bytearray(coded.nvc.read_bytes())
+    struct.pack_into("<H", data, FIELD["width"], 90)
+    bad = tmp_path / "narrower.nvc"
+    bad.write_bytes(bytes(fix_header_crc(data)))
+    assert_error(cli.dec(bad, "-o", tmp_path / "out.y4m"), 4, "frame 0: its picture is not the encoder's")
+    assert not (tmp_path / "out.y4m").exists()
 
 
 def test_keep_going_conceals_until_the_next_intra_frame(cli: Cli, tmp_path: Path, make_video) -> None:

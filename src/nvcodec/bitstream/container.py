@@ -126,7 +126,8 @@ class FrameInfo:
     substream_sizes: tuple[int, ...]
     record_bytes: int  # including the record_len field
     crc_recon: int
-    crc_output: int
+    crc_output: int  # low 16 bits
+    signature: int
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ def _read_info(file: BinaryIO) -> StreamInfo:
                     record.record_len + 4,
                     record.crc_recon,
                     record.crc_output,
+                    record.signature,
                 )
             )
     except BitstreamError as exc:

@@ -13,7 +13,7 @@ from nvcodec.bitstream.header import MAX_DIMENSION, Header, check_int, read_full
 from nvcodec.errors import BitstreamError, DamagedRecord
 
 MAX_QP = 63
-FIXED_RECORD_BYTES = 4 + 8 + 4  # type/qp/flags/n, the two picture CRCs, record_crc
+FIXED_RECORD_BYTES = 4 + 8 + 4  # type/qp/flags/n, the picture checks, record_crc
 MIN_RECORD_LEN = FIXED_RECORD_BYTES + 4  # an intra record with one empty substream
 
 
@@ -53,8 +53,9 @@ class FrameRecord:
     qp: int
     flags: FrameFlags
     substreams: tuple[bytes, ...]
-    crc_recon: int
-    crc_output: int
+    crc_recon: int  # CRC-32 of the reconstruction
+    crc_output: int  # the low 16 bits of the output picture's CRC-32
+    signature: int = 0  # the reconstruction's drift-tolerant signature (nvcodec.codec.frame_loop)
 
     def __post_init__(self) -> None:
         if not isinstance(self.frame_type, int) or self.frame_type not in (0, 1):
@@ -79,9 +80,12 @@ class FrameRecord:
             if len(sub) % 4:
                 raise BitstreamError(f"substream {i} has {len(sub)} bytes, not a multiple of 4")
         check_int("crc_recon", self.crc_recon, 0, 0xFFFFFFFF)
-        check_int("crc_output", self.crc_output, 0, 0xFFFFFFFF)
-        if not self.flags & FrameFlags.ENHANCE and self.crc_output != self.crc_recon:
-            raise BitstreamError("crc_output differs from crc_recon on a frame without enhancement")
+        check_int("crc_output", self.crc_output, 0, 0xFFFF)
+        check_int("signature", self.signature, -(1 << 15), (1 << 15) - 1)
+        if not self.flags & FrameFlags.ENHANCE and self.crc_output != self.crc_recon & 0xFFFF:
+            raise BitstreamError(
+                "crc_output differs from crc_recon's low 16 bits on a frame without enhancement"
+            )
 
     @property
     def kind(self) -> str:
@@ -99,7 +103,7 @@ class FrameRecord:
         sizes = [len(s) for s in self.substreams]
         inner = (
             struct.pack(f"<BBBB{n}I", self.frame_type, self.qp, self.flags, n, *sizes)
-            + struct.pack("<II", self.crc_recon, self.crc_output)
+            + struct.pack("<IHh", self.crc_recon, self.crc_output, self.signature)
             + b"".join(self.substreams)
         )
         return struct.pack("<I", len(inner) + 4) + inner + struct.pack("<I", zlib.crc32(inner))
@@ -186,11 +190,13 @@ def _parse(view: memoryview, record_len: int) -> FrameRecord:
     if record_len < fixed:
         raise BitstreamError(f"record_len {record_len} too small for {n} substreams")
     sizes = struct.unpack_from(f"<{n}I", view, 4)
-    crc_recon, crc_output = struct.unpack_from("<II", view, 4 + 4 * n)
+    crc_recon, crc_output, signature = struct.unpack_from("<IHh", view, 4 + 4 * n)
     if fixed + sum(sizes) != record_len:
         raise BitstreamError(f"record_len {record_len} does not match its parts ({fixed + sum(sizes)} bytes)")
     subs, pos = [], 12 + 4 * n
     for size in sizes:
         subs.append(bytes(view[pos : pos + size]))
         pos += size
-    return FrameRecord(FrameType(frame_type), qp, FrameFlags(flags), tuple(subs), crc_recon, crc_output)
+    return FrameRecord(
+        FrameType(frame_type), qp, FrameFlags(flags), tuple(subs), crc_recon, crc_output, signature
+    )

@@ -83,9 +83,7 @@ def command(
         first = result.mismatched[0]
         click.echo(
             f"nvdec: warning: {len(result.mismatched)} of {n} frames differ from the encoder's "
-            f"reconstruction (first at frame {first}): floating-point drift if this decoder's "
-            "arithmetic differs from the encoder's (fp16, another kind of processor), otherwise "
-            "damage or tampering that the record CRCs did not catch",
+            f"reconstruction (floating-point drift; first at frame {first})",
             err=True,
         )
     if not quiet:

@@ -7,8 +7,17 @@ from dataclasses import dataclass
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
+from nvcodec.codec.frame_loop import (
+    CPU,
+    DRIFT_BOUND,
+    SIGNATURE_SCALE,
+    FrameLoop,
+    Picture,
+    frame_crc,
+    picture_signature,
+)
 from nvcodec.errors import BitstreamError, DamagedRecord, WeightsError
+from nvcodec.frame import Frame
 from nvcodec.models.layout import padded_size, quantize_pixels
 from nvcodec.weights import Weights
 
@@ -88,8 +97,21 @@ class Decoder(FrameLoop):
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = Picture(self.to_frame(x_hat), self.to_frame(self.enhanced(x_hat) if enhance else x_hat))
+        recon_ok = frame_crc(picture.recon) == record.crc_recon
+        if not recon_ok:
+            self._check_signature(picture.recon, record.signature)
         index = self.index
         self.advance(x_hat, out.latent.symbols)
-        recon_ok = frame_crc(picture.recon) == record.crc_recon
-        output_ok = frame_crc(picture.output) == record.crc_output if enhance or not flagged else None
+        output_crc = frame_crc(picture.output) & 0xFFFF
+        output_ok = output_crc == record.crc_output if enhance or not flagged else None
         return DecodedFrame(index, record, picture, recon_ok, output_ok)
+
+    def _check_signature(self, recon: Frame, signature: int) -> None:
+        """A picture that differs from the encoder's by more than drift can is a damaged frame."""
+        off = abs(picture_signature(recon) - signature)
+        if off > DRIFT_BOUND:
+            raise BitstreamError(
+                f"its picture is not the encoder's (signature off by {off / SIGNATURE_SCALE:.2f} levels; "
+                f"floating-point drift stays under {DRIFT_BOUND / SIGNATURE_SCALE}): the stream was "
+                "changed after it was made, or made with other weights"
+            )

@@ -9,7 +9,7 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc, picture_signature
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
@@ -112,7 +112,13 @@ class Encoder(FrameLoop):
             flags |= FrameFlags.ENHANCE
         picture = Picture(self.to_frame(x_hat), self.to_frame(shown if shown is not None else x_hat))
         record = FrameRecord(
-            plan.frame_type, plan.qp, flags, streams, frame_crc(picture.recon), frame_crc(picture.output)
+            plan.frame_type,
+            plan.qp,
+            flags,
+            streams,
+            frame_crc(picture.recon),
+            frame_crc(picture.output) & 0xFFFF,
+            picture_signature(picture.recon),
         )
         self.advance(x_hat, out.latent.symbols)
         coded = EncodedFrame(plan, record, picture)

@@ -51,6 +51,25 @@ def frame_crc(frame: Frame) -> int:
     return zlib.crc32(frame.tobytes())
 
 
+SIGNATURE_BLOCK = 16
+SIGNATURE_SCALE = 256  # signature units per 8-bit level
+DRIFT_BOUND = 32  # 1/8 of a level: floating-point drift stays far below, another picture far above
+
+
+def picture_signature(frame: Frame) -> int:
+    """256 times the mean luma level, each sample signed by its 16x16 block's sign in a fixed
+    pseudo-random pattern (bitstream_spec.md, 7.11). Drift of a few levels here and there moves
+    it by a few units; another picture (a stream changed behind recomputed CRCs, other weights)
+    moves it by hundreds."""
+    h, w = frame.y.shape
+    rows = np.arange(h, dtype=np.int64)[:, None] // SIGNATURE_BLOCK
+    cols = np.arange(w, dtype=np.int64)[None, :] // SIGNATURE_BLOCK
+    signs = 1 - 2 * ((((rows * 73856093) ^ (cols * 19349663)) >> 7) & 1)
+    total = int((frame.y.astype(np.int64) * signs).sum())
+    mean = (total * SIGNATURE_SCALE + (h * w) // 2) // (h * w)
+    return max(-(1 << 15), min((1 << 15) - 1, mean))
+
+
 @dataclass
 class Reference:
     """What frame t is predicted from: the decoded frame t-1 and the symbols its coding left."""
