@@ -44,6 +44,7 @@ bench: bench-deps
 	$(BIN)/python -m benchmarks.rd --out $(RESULTS)
 	$(BIN)/python -m benchmarks.intra --out $(RESULTS)
 	$(BIN)/python -m benchmarks.ratecontrol --out $(RESULTS)
+	$(BIN)/python -m benchmarks.fuzz --cases 5000 --json $(RESULTS)/fuzz.json
 	$(BIN)/python -m benchmarks.report --results $(RESULTS) --out benchmarks/RESULTS.md
 
 # A few minutes: 9 frames of two clips, three qps, x264 and x265, three Kodak images, 240p speed.

@@ -317,6 +317,7 @@ def _frames_in(out: Path, whole: bool = False):
 def fuzz(cases: int, seed: int, folder: Path, progress: bool = True) -> dict:
     """Run `cases` mutations; returns the tally as a dict (counts, failures, limits)."""
     torch.set_num_threads(1)  # no OpenMP pool in the parent: forked children cannot inherit one
+    folder.mkdir(parents=True, exist_ok=True)
     weights = str(folder / "tiny.safetensors")
     save_weights(random_model(TINY, 0), weights)
     bases = make_bases(folder, weights)

@@ -1,4 +1,5 @@
-"""RESULTS.md and the RD-curve pictures from the JSON results of rd, intra, speed and complexity.
+"""RESULTS.md and the RD-curve pictures from the JSON results of rd, intra, rate control, fuzz,
+speed and complexity.
 
     python -m benchmarks.report [--results benchmarks/results] [--out benchmarks/RESULTS.md]
 
@@ -141,6 +142,29 @@ def rate_control_table(runs: list[dict]) -> list[str]:
     return lines
 
 
+def fuzz_section(fuzz: dict) -> list[str]:
+    """The long fuzz run: how its cases ended."""
+    counts = fuzz["counts"]
+    ok = {
+        "decoded": "decoded (exit 0)",
+        "refused": "refused cleanly, no output",
+        "prefix": "refused, the frames before the damage kept",
+    }
+    lines = [f"`python -m benchmarks.fuzz --cases {fuzz['cases']} --seed {fuzz['seed']}` ({fuzz['seconds']:.0f} s): "
+             "mutated streams (bit flips, truncation, insertions, deletions, hostile header and record fields with "
+             "their CRCs recomputed, substream bytes changed behind a recomputed record CRC), each decoded by nvdec "
+             "in a child forked from one pre-imported process.", "",
+             "| outcome | cases |", "| --- | ---: |"]  # fmt: skip
+    lines += [f"| {label} | {counts.get(kind, 0)} |" for kind, label in ok.items()]
+    lines += [f"| mutation left the stream unchanged (not run) | {counts.get('unchanged', 0)} |",
+              f"| **failures** (traceback, hang over {fuzz['limits']['seconds']:.0f} s, above "
+              f"{fuzz['limits']['rss_mib'] / 1024:.0f} GiB, partial file, wrong prefix, undetected change) | "
+              f"**{fuzz['failures']}** |", "",
+              f"Slowest case {fuzz['slowest_case_s']:.2f} s; largest child {fuzz['peak_rss_mib']:.0f} MiB resident "
+              "(most of it the parent's pre-imported libraries, shared).", ""]  # fmt: skip
+    return lines
+
+
 def render(results: Path, out: Path) -> str:
     """RESULTS.md for the JSON in `results`, with image links relative to `out`."""
     clips = [json.loads(p.read_text()) for p in results.glob("rd_*.json")]
@@ -190,6 +214,9 @@ def render(results: Path, out: Path) -> str:
             + intra_table(json.loads(kodak.read_text()))
             + [""]
         )
+    fuzz = results / "fuzz.json"
+    if fuzz.is_file():
+        lines += ["## Robustness (fuzzing nvdec)", ""] + fuzz_section(json.loads(fuzz.read_text()))
     speed = results / "speed.json"
     if speed.is_file():
         lines += ["## Speed and memory", ""] + speed_table(json.loads(speed.read_text())) + [""]

@@ -5,6 +5,7 @@ benchmarks/fuzz.py holds the harness; `python -m benchmarks.fuzz --cases 5000` i
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -72,3 +73,13 @@ def test_harness_sees_an_undetected_change(harness) -> None:
     fuzz.fix_header_crc(data)
     assert fuzz.run_case(base, bytes(data), 20, folder / "forged", weights, forged=True).kind == "decoded"
     assert fuzz.run_case(base, bytes(data), 20, folder / "plain", weights, forged=False).kind == "undetected"
+
+
+def test_report_shows_the_fuzz_run(tmp_path: Path) -> None:
+    from benchmarks.report import render
+
+    result = fuzz.fuzz(12, seed=3, folder=tmp_path / "run", progress=False)
+    (tmp_path / "fuzz.json").write_text(json.dumps(result))
+    text = render(tmp_path, tmp_path / "RESULTS.md")
+    assert "## Robustness (fuzzing nvdec)" in text and "--cases 12 --seed 3" in text
+    assert "| **failures** (traceback" in text and f"**{result['failures']}** |" in text
