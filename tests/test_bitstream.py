@@ -58,6 +58,7 @@ def raw_header(**over: object) -> bytes:
         tools=3,
         offsets=(0,),
         n=None,
+        sar=b"",
         header_len=None,
         crc=None,
     )
@@ -72,6 +73,7 @@ def raw_header(**over: object) -> bytes:
         + struct.pack("<iHB", f["intra"], f["refresh"], f["tools"])
         + bytes([len(offsets) if f["n"] is None else f["n"]])
         + struct.pack(f"<{len(offsets)}b", *offsets)
+        + f["sar"]
     )
     header_len = len(body) if f["header_len"] is None else f["header_len"]
     head = f["magic"] + bytes([f["major"], f["minor"]]) + struct.pack("<H", header_len) + body
@@ -164,6 +166,7 @@ headers = st.builds(
     refresh_period=st.integers(0, 65535),
     tools=st.integers(0, 3),
     qp_offsets=st.lists(st.integers(-63, 63), min_size=1, max_size=64).map(tuple),
+    sar=st.none() | st.tuples(st.integers(1, 65535), st.integers(1, 65535)),
 )
 words = st.binary(max_size=64).map(lambda b: b[: len(b) // 4 * 4])
 
@@ -204,6 +207,8 @@ def test_header_round_trip_and_layout(header: Header) -> None:
         refresh=header.refresh_period,
         tools=header.tools,
         offsets=header.qp_offsets,
+        minor=header.version[1],
+        sar=struct.pack("<HH", *header.sar) if header.sar else b"",
     )
 
 
@@ -300,7 +305,9 @@ def test_writer_refusals() -> None:
         (dict(tools=4), "tools 4 outside 0..3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
-        (dict(version=(2, 1)), "bitstream version 2.1 is newer than this decoder"),
+        (dict(version=(2, 2)), "bitstream version 2.2 is newer than this decoder"),
+        (dict(version=(2, 0), sar=(10, 11)), "a sample aspect ratio needs version 2.1"),
+        (dict(sar=(0, 11)), "sar_num 0 outside 1..65535"),
         (dict(version=(3, 0)), "bitstream version 3.0 is newer than this decoder"),
         (dict(version=(1, 0)), "bitstream version 1.0 was made by nvcodec 0.1 (model v1)"),
         (dict(version=(0, 9)), "bitstream version 0.9 is not a released nvcodec version"),
@@ -338,6 +345,17 @@ def test_record_construction_refusals(kwargs: dict, message: str) -> None:
 # --- every refusal of the reader, with its message ------------------------------------------------
 
 
+def test_sample_aspect_ratio_needs_and_makes_version_2_1() -> None:
+    """2.1 adds the optional sample aspect ratio; a header without one is still written as 2.0."""
+    sar = struct.pack("<HH", 10, 11)
+    header = Header.unpack(raw_header(minor=1, sar=sar))
+    assert header.sar == (10, 11) and header.version == (2, 1)
+    assert Header.unpack(raw_header(minor=1)).sar is None  # 2.1 without the field
+    assert replace(HEADER, sar=(10, 11), version=None).pack()[4:6] == bytes([2, 1])
+    assert HEADER.pack()[4:6] == bytes([2, 0])
+    assert refused(raw_header(sar=sar)) == "header_len 47 does not match its fields (43 bytes)"  # not in 2.0
+
+
 def test_file_level_refusals() -> None:
     good = raw_header() + raw_record()
     assert len(parse(good)) == 1
@@ -345,9 +363,9 @@ def test_file_level_refusals() -> None:
     assert refused(b"GIF89a" + good) == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89P") == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89NV") == "truncated header: expected at least 8 bytes, got 3"
-    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.0); upgrade nvcodec"
+    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.1); upgrade nvcodec"
     assert refused(raw_header(major=3)) == newer
-    assert refused(raw_header(minor=1)).startswith("bitstream version 2.1 is newer than this decoder")
+    assert refused(raw_header(minor=2)).startswith("bitstream version 2.2 is newer than this decoder")
     assert refused(raw_header(major=255, minor=255)).startswith("bitstream version 255.255 is newer")
     assert refused(raw_header(major=0, minor=9)) == "bitstream version 0.9 is not a released nvcodec version"
     # a version-1 stream (nvcodec 0.1, model v1) is refused with a pointer to the release that reads it
@@ -359,8 +377,8 @@ def test_file_level_refusals() -> None:
         )
     assert refused(raw_header(crc=1) + raw_record()) == "header CRC mismatch (corrupted data)"
     assert refused(raw_header()[:30]) == "truncated header: expected 55 bytes, got 30"
-    assert refused(raw_header(header_len=0)) == "header_len 0 outside 37..131"
-    assert refused(raw_header(header_len=500)) == "header_len 500 outside 37..131"
+    assert refused(raw_header(header_len=0)) == "header_len 0 outside 37..135"
+    assert refused(raw_header(header_len=500)) == "header_len 500 outside 37..135"
     assert refused(raw_header()) == "truncated: no frames after the header"
     assert (
         refused(raw_header(frame_count=96) + raw_record() * 40)
@@ -393,7 +411,8 @@ def test_file_level_refusals() -> None:
         (dict(name=b"\xff\xfe\x00"), "model name has bytes outside [a-z0-9._-]"),
         (dict(name=b"DCVC"), "model name has bytes outside"),
         (dict(name=b"a" * 33), "model name length 33 outside 1..32"),
-        (dict(name=b"a" * 32, offsets=(0,) * 65), "header_len 132 outside 37..131"),
+        (dict(name=b"a" * 32, offsets=(0,) * 65, sar=b"\x01\x00\x01\x00"), "header_len 136 outside 37..135"),
+        (dict(sar=b"\x01\x00\x01\x00"), "header_len 47 does not match its fields (43 bytes)"),
         (dict(intra=0), "intra_period 0 outside 1..1000000"),
         (dict(intra=-2), "intra_period -2 outside"),
         (dict(intra=1_000_001), "intra_period 1000001 outside"),

@@ -23,6 +23,7 @@ class VideoInfo:
     height: int
     fps: Fraction
     frame_count: int | None = None  # None: unknown (a stream)
+    sar: Fraction | None = None  # sample aspect ratio; None: square or unknown
 
     def __post_init__(self) -> None:
         if not (1 <= self.width <= MAX_DIMENSION and 1 <= self.height <= MAX_DIMENSION):

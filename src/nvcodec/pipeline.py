@@ -224,7 +224,8 @@ def header_info(header: Header, frames: int | None) -> VideoInfo:
     count = header.frame_count
     if frames is not None:
         count = frames if count is None else min(count, frames)
-    return VideoInfo(header.width, header.height, header.fps, count)
+    sar = None if header.sar is None else Fraction(*header.sar)
+    return VideoInfo(header.width, header.height, header.fps, count, sar)
 
 
 def _decode_frames(

@@ -14,7 +14,8 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 0)
+VERSION = (2, 1)  # the newest version this code reads and writes
+BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing of 2.1 (section 10)
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
 UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
@@ -28,7 +29,8 @@ MAX_MODEL_NAME = 32
 WEIGHTS_HASH_BYTES = 8
 PREFIX_BYTES = 8  # magic, version_major, version_minor, header_len
 MIN_HEADER_LEN = 35 + 1 + 1  # fixed fields plus a 1-byte model name and one qp offset
-MAX_HEADER_LEN = 35 + MAX_MODEL_NAME + MAX_QP_OFFSETS
+SAR_BYTES = 4  # version 2.1: the optional sample aspect ratio after the qp offsets
+MAX_HEADER_LEN = 35 + MAX_MODEL_NAME + MAX_QP_OFFSETS + SAR_BYTES
 FRAME_COUNT_OFFSET = 20  # byte offset of frame_count from the start of the header
 CHUNK = 1 << 20
 
@@ -63,7 +65,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 and 2.1)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -74,7 +76,7 @@ def check_version(major: int, minor: int) -> None:
             f"bitstream version {major}.{minor} is newer than this decoder "
             f"(reads up to {VERSION[0]}.{VERSION[1]}); upgrade nvcodec"
         )
-    if (major, minor) != VERSION:
+    if (major, minor) not in (BASE_VERSION, VERSION):
         raise BitstreamError(f"bitstream version {major}.{minor} is not a released nvcodec version")
 
 
@@ -93,10 +95,19 @@ class Header:
     refresh_period: int
     tools: int
     qp_offsets: tuple[int, ...]
-    version: tuple[int, int] = VERSION
+    sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
+    version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "qp_offsets", tuple(self.qp_offsets))
+        if self.sar is not None:
+            object.__setattr__(self, "sar", tuple(self.sar))
+            if len(self.sar) != 2:
+                raise BitstreamError(f"sample aspect ratio {self.sar!r} is not (num, den)")
+            check_int("sar_num", self.sar[0], 1, 0xFFFF)
+            check_int("sar_den", self.sar[1], 1, 0xFFFF)
+        if self.version is None:
+            object.__setattr__(self, "version", BASE_VERSION if self.sar is None else VERSION)
         object.__setattr__(self, "version", tuple(self.version))
         object.__setattr__(
             self, "tools", int(check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE)))
@@ -104,6 +115,8 @@ class Header:
         if len(self.version) != 2:
             raise BitstreamError(f"version {self.version!r} is not (major, minor)")
         check_version(*self.version)
+        if self.sar is not None and self.version < VERSION:
+            raise BitstreamError(f"a sample aspect ratio needs version {VERSION[0]}.{VERSION[1]}")
         if not all(isinstance(v, int) and 1 <= v <= MAX_DIMENSION for v in (self.width, self.height)):
             raise BitstreamError(f"picture size {self.width}x{self.height} outside 1..{MAX_DIMENSION}")
         check_int("fps_num", self.fps_num, 1, 0xFFFFFFFF)
@@ -162,6 +175,7 @@ class Header:
             + struct.pack(
                 f"<iHBB{n}b", self.intra_period, self.refresh_period, self.tools, n, *self.qp_offsets
             )
+            + (struct.pack("<HH", *self.sar) if self.sar is not None else b"")
         )
         head = MAGIC + bytes(self.version) + struct.pack("<H", len(body)) + body
         return head + struct.pack("<I", zlib.crc32(head))
@@ -187,7 +201,7 @@ class Header:
         body, (crc,) = bytes(rest[:header_len]), struct.unpack_from("<I", rest, header_len)
         if zlib.crc32(rest[:header_len], zlib.crc32(head)) != crc:
             raise BitstreamError("header CRC mismatch (corrupted data)")
-        return _parse_body(body)
+        return _parse_body(body, (head[4], head[5]))
 
     @classmethod
     def unpack(cls, data: bytes) -> Header:
@@ -199,7 +213,7 @@ class Header:
         return header
 
 
-def _parse_body(body: bytes) -> Header:
+def _parse_body(body: bytes, version: tuple[int, int]) -> Header:
     """Decode the fields between header_len and header_crc (CRC already checked)."""
     width, height, fps_num, fps_den, count, chroma, depth, name_len = struct.unpack_from("<HHIIIBBB", body)
     if chroma != CHROMA_420:
@@ -220,9 +234,11 @@ def _parse_body(body: bytes) -> Header:
     intra, refresh, tools, n = struct.unpack_from("<iHBB", body, pos + WEIGHTS_HASH_BYTES)
     if not 1 <= n <= MAX_QP_OFFSETS:
         raise BitstreamError(f"number of qp offsets {n} outside 1..{MAX_QP_OFFSETS}")
-    if len(body) != expected + n:
+    sar_bytes = SAR_BYTES if version >= VERSION and len(body) == expected + n + SAR_BYTES else 0
+    if len(body) != expected + n + sar_bytes:
         raise BitstreamError(f"header_len {len(body)} does not match its fields ({expected + n} bytes)")
     offsets = struct.unpack_from(f"<{n}b", body, expected)
+    sar = struct.unpack_from("<HH", body, expected + n) if sar_bytes else None
     return Header(
         width,
         height,
@@ -235,4 +251,6 @@ def _parse_body(body: bytes) -> Header:
         refresh,
         tools,
         offsets,
+        sar,
+        version,
     )

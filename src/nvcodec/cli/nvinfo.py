@@ -20,7 +20,8 @@ def _header_lines(info: StreamInfo) -> list[str]:
     count = "unknown (stream)" if h.frame_count is None else str(h.frame_count)
     return [
         f"format        nvcodec bitstream {h.version[0]}.{h.version[1]}",
-        f"picture       {h.width}x{h.height}, 4:2:0, {h.bit_depth}-bit, {float(h.fps):g} fps ({h.fps_num}/{h.fps_den})",
+        f"picture       {h.width}x{h.height}, 4:2:0, {h.bit_depth}-bit, {float(h.fps):g} fps ({h.fps_num}/{h.fps_den})"
+        + (f", sample aspect {h.sar[0]}:{h.sar[1]}" if h.sar else ""),
         f"frames        {count} announced, {len(info.frames)} readable",
         f"model         {h.model_name}, weights {h.weights_hash.hex()}",
         f"intra period  {h.intra_period}",
@@ -64,6 +65,7 @@ def _as_json(info: StreamInfo) -> str:
             "refresh_period": h.refresh_period,
             "tools": h.tools,
             "qp_offsets": list(h.qp_offsets),
+            "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,
             "error": info.error,
             "frames": [

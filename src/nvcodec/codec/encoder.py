@@ -49,6 +49,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo) -> Heade
         refresh_period=params.refresh_period,
         tools=int(tools),
         qp_offsets=params.qp_offsets,
+        sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
     )
 
 

@@ -287,6 +287,15 @@ def _plan_for(path: str, size: tuple[int, int] | None, fps: Fraction | None) -> 
     return _Plan(path, path), None
 
 
+def _sample_aspect(stream: av.video.stream.VideoStream) -> Fraction | None:
+    """The stream's sample aspect ratio when it says one other than 1:1 (fits 16 bits each)."""
+    sar = stream.sample_aspect_ratio
+    if not sar or sar == 1:
+        return None
+    sar = Fraction(sar).limit_denominator(0xFFFF)
+    return sar if 0 < sar.numerator <= 0xFFFF else None
+
+
 def open_reader(path: str, size: tuple[int, int] | None = None, fps: Fraction | None = None) -> Reader:
     """Open a video file, an image pattern (frames/%04d.png) or '-' (standard input) for reading.
 
@@ -321,7 +330,7 @@ def open_reader(path: str, size: tuple[int, int] | None = None, fps: Fraction | 
             frame_count = stream.frames
         if plan.format == "yuv4mpegpipe" and ctx.pix_fmt != "yuv420p":
             frame_count = None  # the count from the file size assumed 4:2:0
-        info = VideoInfo(width, height, Fraction(rate), frame_count)
+        info = VideoInfo(width, height, Fraction(rate), frame_count, _sample_aspect(stream))
     except BaseException:
         container.close()
         raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -17,7 +18,6 @@ from nvcodec.outputs import AtomicOutput, check_writable, final_path
 
 # (PyAV muxer, codec, codec options) per container output.
 CONTAINERS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "y4m": ("yuv4mpegpipe", "rawvideo", {}),
     "mkv": ("matroska", "ffv1", {}),
     "mp4": ("mp4", "libx264", {"qp": "0", "preset": "veryfast"}),  # qp 0 4:2:0 is bit exact
 }
@@ -136,8 +136,25 @@ class _RawWriter(Writer):
         self._out.abort()
 
 
+class _Y4mWriter(_RawWriter):
+    """YUV4MPEG2, written here rather than by PyAV's muxer, which drops the sample aspect ratio:
+    a header line (size, rate, aspect, 4:2:0), then each frame's planes after a FRAME line."""
+
+    def __init__(self, path: str, info: VideoInfo, force: bool) -> None:
+        super().__init__(path, info, force)
+        rate, sar = info.fps, info.sar or Fraction(0)  # A0:0 says "unknown", as ffmpeg writes it
+        header = (
+            f"YUV4MPEG2 W{info.width} H{info.height} F{rate.numerator}:{rate.denominator} Ip "
+            f"A{sar.numerator}:{sar.denominator} C420jpeg XYSCSS=420JPEG\n"
+        )
+        self._out.file.write(header.encode("ascii"))
+
+    def _write(self, frame: Frame) -> None:
+        self._out.file.write(b"FRAME\n" + frame.tobytes())
+
+
 class _ContainerWriter(Writer):
-    """Y4M, FFV1 .mkv or lossless H.264 .mp4 through a PyAV muxer, into AtomicOutput's temp file."""
+    """FFV1 .mkv or lossless H.264 .mp4 through a PyAV muxer, into AtomicOutput's temp file."""
 
     def __init__(self, path: str, info: VideoInfo, force: bool, kind: str) -> None:
         super().__init__(path, info)
@@ -246,4 +263,6 @@ def open_writer(path: str, info: VideoInfo, force: bool = False) -> Writer:
         return _PngWriter(path, info, force)
     if kind == "yuv":
         return _RawWriter(path, info, force)
+    if kind == "y4m":
+        return _Y4mWriter(path, info, force)
     return _ContainerWriter(path, info, force, kind)
