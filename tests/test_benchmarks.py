@@ -97,3 +97,26 @@ def test_steadiness_counts_base_qp_moves():
     steady = ratecontrol.steadiness(qps)
     assert steady["qp_range"] == [32, 34] and steady["mean_qp_change"] == pytest.approx(2 / 8)
     assert ratecontrol.nice(1234.5) == 1200 and ratecontrol.nice(87.6) == 88
+
+
+def test_drift_compares_two_decodes(tmp_path, tiny_weights):
+    """The cross-device check, run CPU against CPU: fp32 (the encoder's arithmetic) against fp64."""
+    from benchmarks import drift
+
+    from nvcodec.frame import VideoInfo
+    from nvcodec.io import open_writer
+    from nvcodec.pipeline import EncodeJob, encode_video
+    from nvcodec.sample import synthetic_frames
+
+    source, nvc = tmp_path / "a.y4m", tmp_path / "a.nvc"
+    frames = list(synthetic_frames(64, 48, 4, seed=2))
+    with open_writer(str(source), VideoInfo(64, 48, Fraction(25), 4)) as writer:
+        for f in frames:
+            writer.write(f)
+    encode_video(EncodeJob(str(source), str(nvc), CodingParams(qp=30), weights=tiny_weights, device="cpu"))
+    single = drift.decode_all(str(nvc), "cpu:fp32", tiny_weights)
+    double = drift.decode_all(str(nvc), "cpu:fp64", tiny_weights)
+    assert all(r["crc_a"] and r["max"] == 0 for r in drift.compare(single, single))
+    rows = drift.compare(single, double)
+    assert len(rows) == 4 and all(r["crc_a"] for r in rows)  # fp32 is the encoder's arithmetic
+    assert all(r["crc_b"] == (r["max"] == 0) and r["psnr"] > 30 for r in rows)
