@@ -678,6 +678,44 @@ def test_force_writes_into_a_fifo_in_place(cli: Cli, coded: Coded, tmp_path: Pat
         assert got[0] == expected
 
 
+def test_a_failed_commit_leaves_no_part_file(
+    cli: Cli, coded: Coded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(src: str, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("nvcodec.outputs.os.replace", full)
+    line = assert_error(cli.dec(coded.nvc, "-o", tmp_path / "out.y4m"), 3, "no space left on device")
+    assert line.count("cannot write") == 1 and str(tmp_path / "out.y4m") in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def write_h264(path: Path, frames: list[Frame]) -> None:
+    """A raw H.264 stream: no container, so no frame count."""
+    with av.open(str(path), "w", format="h264") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
+        for frame in frames:
+            out.mux(stream.encode(to_av_frame(frame)))
+        out.mux(stream.encode(None))
+
+
+def test_a_fifo_input_is_read_once(cli: Cli, tmp_path: Path, make_video) -> None:
+    """An input of unknown length is not scanned for its frame count when it is a pipe: a second
+    reader would take the frames from the encoder."""
+    video = tmp_path / "src.mkv"  # Matroska stores no frame count
+    frames = make_video(video, width=160, height=96, frames=24)
+    assert video.stat().st_size > 1 << 16  # more than a pipe's buffer holds
+    fifo = tmp_path / "in.mkv"
+    os.mkfifo(fifo)
+    feeder = threading.Thread(target=lambda: fifo.write_bytes(video.read_bytes()), daemon=True)
+    feeder.start()
+    nvc = tmp_path / "a.nvc"
+    assert cli.enc(fifo, "-o", nvc).code == 0
+    feeder.join(timeout=60)
+    assert len(read_info(nvc).frames) == len(frames)
+
+
 def test_force_through_a_symlink_replaces_its_target(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     real = tmp_path / "videos" / "real.y4m"
     real.parent.mkdir()
@@ -705,6 +743,7 @@ def test_y4m_output_keeps_the_sample_aspect_ratio(cli: Cli, coded: Coded, tmp_pa
         assert b" A10:11 " in video.read_bytes().split(b"\n", 1)[0]
     assert out.read_bytes() == recon.read_bytes()
     assert cli.info_json(coded.nvc)["version"] == [2, 0] and cli.info_json(coded.nvc)["sar"] is None
+    assert b" A0:0 " in coded.recon.read_bytes().split(b"\n", 1)[0]  # unknown, as Y4M spells it
 
 
 def test_messages_name_the_flag_or_the_file(cli: Cli, coded: Coded, tmp_path: Path) -> None:
@@ -738,12 +777,7 @@ def test_progress_total_of_a_stream_without_a_count(tmp_path: Path, make_video) 
     """A raw H.264 stream says no frame count: its packets are counted for the progress bar."""
     frames = make_video(tmp_path / "a.y4m", frames=5)
     raw = tmp_path / "a.h264"
-    with av.open(str(raw), "w", format="h264") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = frames[0].width, frames[0].height, "yuv420p"
-        for frame in frames:
-            out.mux(stream.encode(to_av_frame(frame)))
-        out.mux(stream.encode(None))
+    write_h264(raw, frames)
     with open_reader(str(raw)) as reader:
         assert reader.info.frame_count is None and reader.estimated_count() == 5
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -85,29 +86,38 @@ class AtomicOutput:
         return self._tmp or self.path
 
     def commit(self) -> None:
-        """Flush and move the finished file into place."""
-        self.file.flush()
-        if self._tmp is None:
-            if self.file is not sys.stdout.buffer:
-                self.file.close()
-            return
-        self.file.close()
-        os.chmod(self._tmp, _default_mode())  # mkstemp made it private
-        os.replace(self._tmp, self._final)
-        self._tmp = None
+        """Flush and move the finished file into place; on failure nothing is left behind."""
+        try:
+            self.file.flush()
+            if self._tmp is None:
+                if self.file is not sys.stdout.buffer:
+                    self.file.close()
+                return
+            self.file.close()
+            os.chmod(self._tmp, _default_mode())  # mkstemp made it private
+            os.replace(self._tmp, self._final)
+            self._tmp = None
+        except BrokenPipeError:
+            self.abort()
+            raise
+        except OSError as err:
+            self.abort()
+            raise OutputError(f"{self.path}: cannot write: {err.strerror or err}") from None
 
     def abort(self) -> None:
         """Remove what was written (a stream keeps what it was sent)."""
         if self._tmp is None:
             if self.streaming and self.file is not sys.stdout.buffer and not self.file.closed:
-                self.file.close()
+                with contextlib.suppress(OSError):
+                    self.file.close()
             return
-        self.file.close()
         try:
-            os.unlink(self._tmp)
-        except FileNotFoundError:
-            pass
-        self._tmp = None
+            with contextlib.suppress(OSError):  # a flush that failed once fails again here
+                self.file.close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._tmp)
+            self._tmp = None
 
     def __enter__(self) -> AtomicOutput:
         return self

@@ -244,8 +244,9 @@ def _decode_frames(
         writer.close()
         advice = "; --keep-going decodes past damaged frames" if isinstance(err, DamagedRecord) else ""
         where = "standard output" if job.output == STDOUT else job.output
+        concealed = f" ({len(result.damaged)} of them concealed)" if result.damaged else ""
         raise BitstreamError(
-            f"{err}; decoding stopped there, the {kept} frames before it are in {where}{advice}"
+            f"{err}; decoding stopped there, the {kept} frames before it are in {where}{concealed}{advice}"
         ) from None
     result.summary.seconds = time.perf_counter() - began
     return result

@@ -145,6 +145,8 @@ class Reader:
         target = self._plan.target
         if self.info.frame_count is not None or self._plan.format is not None or not isinstance(target, str):
             return self.info.frame_count
+        if not os.path.isfile(target):  # a FIFO or /dev/fd/N: a second reader would eat the stream
+            return None
         try:
             with av.open(target) as container:
                 return sum(1 for packet in container.demux(video=0) if packet.size) or None

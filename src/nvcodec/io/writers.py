@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from fractions import Fraction
 from typing import BinaryIO
 
 import av
@@ -49,6 +48,8 @@ def _output_error(path: str, exc: BaseException) -> OSError:
     quietly), else an OutputError that says why."""
     if isinstance(exc, BrokenPipeError) or getattr(exc, "errno", None) == errno.EPIPE:
         return BrokenPipeError(errno.EPIPE, "Broken pipe")
+    if isinstance(exc, OutputError):  # already names the path
+        return exc
     return OutputError(f"{path}: cannot write: {reason(exc)}")
 
 
@@ -142,10 +143,11 @@ class _Y4mWriter(_RawWriter):
 
     def __init__(self, path: str, info: VideoInfo, force: bool) -> None:
         super().__init__(path, info, force)
-        rate, sar = info.fps, info.sar or Fraction(0)  # A0:0 says "unknown", as ffmpeg writes it
+        rate, sar = info.fps, info.sar
+        aspect = "0:0" if sar is None else f"{sar.numerator}:{sar.denominator}"  # 0:0: unknown
         header = (
             f"YUV4MPEG2 W{info.width} H{info.height} F{rate.numerator}:{rate.denominator} Ip "
-            f"A{sar.numerator}:{sar.denominator} C420jpeg XYSCSS=420JPEG\n"
+            f"A{aspect} C420jpeg XYSCSS=420JPEG\n"
         )
         self._out.file.write(header.encode("ascii"))
 
