@@ -13,12 +13,11 @@ from nvcodec.codec.frame_loop import (
     SIGNATURE_SCALE,
     FrameLoop,
     Picture,
-    frame_crc,
     picture_signature,
 )
 from nvcodec.errors import BitstreamError, DamagedRecord, WeightsError
 from nvcodec.frame import Frame
-from nvcodec.models.layout import padded_size, quantize_pixels
+from nvcodec.models.layout import padded_size
 from nvcodec.weights import Weights
 
 
@@ -93,17 +92,16 @@ class Decoder(FrameLoop):
             out = self.model.inter.decode(
                 record.substreams, ref.picture, record.qp, self.tables, ref.symbols, refine
             )
-        x_hat = quantize_pixels(out.x_hat)
+        x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
-        picture = Picture(self.to_frame(x_hat), self.to_frame(self.enhanced(x_hat) if enhance else x_hat))
-        recon_ok = frame_crc(picture.recon) == record.crc_recon
+        picture = self.picture_of(x_hat, self.enhanced(x_hat) if enhance else None)
+        recon_ok = picture.recon_crc == record.crc_recon
         if not recon_ok:
             self._check_signature(picture.recon, record.signature)
         index = self.index
         self.advance(x_hat, out.latent.symbols)
-        output_crc = frame_crc(picture.output) & 0xFFFF
-        output_ok = output_crc == record.crc_output if enhance or not flagged else None
+        output_ok = picture.output_crc & 0xFFFF == record.crc_output if enhance or not flagged else None
         return DecodedFrame(index, record, picture, recon_ok, output_ok)
 
     def _check_signature(self, recon: Frame, signature: int) -> None:

@@ -9,14 +9,14 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, frame_crc, picture_signature
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, picture_signature
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
-from nvcodec.models.layout import frame_to_tensor, quantize_pixels, weighted_mse
+from nvcodec.models.layout import frame_to_tensor, weighted_mse
 from nvcodec.weights import Weights
 
 
@@ -91,7 +91,7 @@ class Encoder(FrameLoop):
     def _distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> float:
         """Weighted MSE of the 8-bit picture inside the true (unpadded) frame area."""
         h, w = -(-self.height // 2), -(-self.width // 2)
-        return float(weighted_mse(quantize_pixels(x_hat)[..., :h, :w].float(), x[..., :h, :w].float()))
+        return float(weighted_mse(x_hat[..., :h, :w].float(), x[..., :h, :w].float()))
 
     @torch.no_grad()
     def encode(self, frame: Frame) -> EncodedFrame:
@@ -103,22 +103,22 @@ class Encoder(FrameLoop):
         x = frame_to_tensor(frame).to(self.device, self.dtype)
         if plan.frame_type == FrameType.INTRA:
             out, plan = self._encode_intra(x, plan)
-            flags, streams, x_hat = FrameFlags(0), (out.latent.stream,), quantize_pixels(out.x_hat)
+            flags, streams, x_hat = FrameFlags(0), (out.latent.stream,), out.x_hat
             self.filter_decider.reset()
         else:
             out, flags = self._encode_inter(x, plan)
-            streams, x_hat = out.streams, quantize_pixels(out.x_hat)
+            streams, x_hat = out.streams, out.x_hat  # on the 8-bit grid: deblock() rounds
         shown = self._enhancement(x_hat, x)
         if shown is not None:
             flags |= FrameFlags.ENHANCE
-        picture = Picture(self.to_frame(x_hat), self.to_frame(shown if shown is not None else x_hat))
+        picture = self.picture_of(x_hat, shown)
         record = FrameRecord(
             plan.frame_type,
             plan.qp,
             flags,
             streams,
-            frame_crc(picture.recon),
-            frame_crc(picture.output) & 0xFFFF,
+            picture.recon_crc,
+            picture.output_crc & 0xFFFF,
             picture_signature(picture.recon),
         )
         self.advance(x_hat, out.latent.symbols)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -80,10 +81,19 @@ class Reference:
 
 @dataclass
 class Picture:
-    """A coded frame's pictures: the in-loop reconstruction and what is shown."""
+    """A coded frame's pictures: the in-loop reconstruction and what is shown (the same Frame
+    when nothing is enhanced), with their CRCs computed once."""
 
     recon: Frame
     output: Frame
+
+    @cached_property
+    def recon_crc(self) -> int:
+        return frame_crc(self.recon)
+
+    @cached_property
+    def output_crc(self) -> int:
+        return self.recon_crc if self.output is self.recon else frame_crc(self.output)
 
 
 class FrameLoop:
@@ -109,6 +119,11 @@ class FrameLoop:
     def to_frame(self, x: torch.Tensor) -> Frame:
         """An 8-bit picture of the true size from a frame tensor."""
         return tensor_to_frame(x, self.width, self.height)
+
+    def picture_of(self, x_hat: torch.Tensor, shown: torch.Tensor | None) -> Picture:
+        """The pictures of a reconstruction and of its enhanced version (None: not enhanced)."""
+        recon = self.to_frame(x_hat)
+        return Picture(recon, recon if shown is None else self.to_frame(shown))
 
     def enhanced(self, x_hat: torch.Tensor) -> torch.Tensor:
         """The out-of-loop enhancement of an 8-bit reconstruction, back on the 8-bit grid."""
