@@ -89,11 +89,9 @@ class AtomicOutput:
         """Flush and move the finished file into place; on failure nothing is left behind."""
         try:
             self.file.flush()
+            self._close()
             if self._tmp is None:
-                if self.file is not sys.stdout.buffer:
-                    self.file.close()
                 return
-            self.file.close()
             os.chmod(self._tmp, _default_mode())  # mkstemp made it private
             os.replace(self._tmp, self._final)
             self._tmp = None
@@ -106,18 +104,17 @@ class AtomicOutput:
 
     def abort(self) -> None:
         """Remove what was written (a stream keeps what it was sent)."""
-        if self._tmp is None:
-            if self.streaming and self.file is not sys.stdout.buffer and not self.file.closed:
-                with contextlib.suppress(OSError):
-                    self.file.close()
-            return
-        try:
-            with contextlib.suppress(OSError):  # a flush that failed once fails again here
-                self.file.close()
-        finally:
+        with contextlib.suppress(OSError):  # a flush that failed once fails again here
+            self._close()
+        if self._tmp is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._tmp)
             self._tmp = None
+
+    def _close(self) -> None:
+        """Close the file (standard output stays open for whoever writes after us)."""
+        if self.file is not sys.stdout.buffer and not self.file.closed:
+            self.file.close()
 
     def __enter__(self) -> AtomicOutput:
         return self

@@ -19,7 +19,7 @@ from nvcodec.codec.schedule import CodingParams
 from nvcodec.errors import BitstreamError, DamagedRecord, InputError
 from nvcodec.frame import Frame, VideoInfo, gray_frame
 from nvcodec.io import is_pattern, open_reader, open_writer
-from nvcodec.io.formats import OUTPUT_FORMATS, extension
+from nvcodec.io.formats import OUTPUT_FORMATS, extension, input_label
 from nvcodec.io.writers import Writer
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
@@ -79,11 +79,6 @@ class DecodeResult:
     damaged: list[tuple[int, str]]  # (frame, why) of records concealed with --keep-going
 
 
-def _label(path: str) -> str:
-    """How messages name an input."""
-    return "standard input" if path == STDOUT else path
-
-
 def _weights(path: str | None) -> Weights:
     return load_weights(path if path is not None else default_weights_path())
 
@@ -138,7 +133,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     device = resolve_device(job.device)
     dtype = resolve_precision(job.precision, device)
     with open_reader(job.input, job.size, job.fps) as reader:
-        check_picture_size(reader.info.width, reader.info.height, job.max_size, _label(job.input))
+        check_picture_size(reader.info.width, reader.info.height, job.max_size, input_label(job.input))
         info = replace(
             reader.info, frame_count=_expected_count(reader.info.frame_count, job.start, job.frames)
         )
@@ -208,7 +203,7 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
     with _open_bitstream(job.input) as source:
         reader = BitstreamReader(source)
         header = reader.header
-        check_picture_size(header.width, header.height, job.max_size, _label(job.input))
+        check_picture_size(header.width, header.height, job.max_size, input_label(job.input))
         weights = _weights(job.weights)
         device = resolve_device(job.device)
         decoder = Decoder(weights, header, device, resolve_precision(job.precision, device), job.enhance)

@@ -158,9 +158,7 @@ def pipe_safe(callback: Callable[..., None]) -> Callable[..., None]:
     def guarded(*args, **kwargs) -> None:
         try:
             callback(*args, **kwargs)
-        except BrokenPipeError as err:
-            raise ReaderGone() from err
-        except OSError as err:
+        except OSError as err:  # BrokenPipeError, or an EPIPE a library raised as plain OSError
             if err.errno != errno.EPIPE:
                 raise
             raise ReaderGone() from err

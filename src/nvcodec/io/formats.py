@@ -76,6 +76,11 @@ def output_kind(path: str) -> str:
     raise OutputError(f"unknown output format '{ext or path}' ({OUTPUT_HELP})")
 
 
+def input_label(path: str) -> str:
+    """How messages name an input: its path, or 'standard input' for '-'."""
+    return "standard input" if path == STDIO else path
+
+
 def check_size(width: int, height: int, label: str) -> None:
     """InputError unless both sides are within 1..MAX_DIMENSION."""
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -24,6 +25,7 @@ from nvcodec.io.formats import (
     check_fps,
     check_size,
     extension,
+    input_label,
     is_pattern,
     pattern_files,
     reason,
@@ -147,11 +149,17 @@ class Reader:
             return self.info.frame_count
         if not os.path.isfile(target):  # a FIFO or /dev/fd/N: a second reader would eat the stream
             return None
+        deadline = time.monotonic() + COUNT_SECONDS
+        count = 0
         try:
             with av.open(target) as container:
-                return sum(1 for packet in container.demux(video=0) if packet.size) or None
+                for packet in container.demux(video=0):
+                    count += packet.size > 0
+                    if time.monotonic() > deadline:  # a long file: start coding instead
+                        return None
         except (av.FFmpegError, OSError):
             return None
+        return count or None
 
     def close(self) -> None:
         """Release the input."""
@@ -289,6 +297,9 @@ def _plan_for(path: str, size: tuple[int, int] | None, fps: Fraction | None) -> 
     return _Plan(path, path), None
 
 
+COUNT_SECONDS = 1.0  # at most this long spent counting a raw stream's packets before coding
+
+
 def _sample_aspect(stream: av.video.stream.VideoStream) -> Fraction | None:
     """The stream's sample aspect ratio when it says one other than 1:1 (fits 16 bits each)."""
     sar = stream.sample_aspect_ratio
@@ -306,7 +317,7 @@ def open_reader(path: str, size: tuple[int, int] | None = None, fps: Fraction | 
     (default 25) and overrides the rate reported by any other input.
     """
     path = str(path)
-    label = "standard input" if path == STDIO else path
+    label = input_label(path)
     if size is not None:
         size = (int(size[0]), int(size[1]))
         check_size(*size, label)
