@@ -17,7 +17,7 @@ $(BIN)/nvenc: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH) $(TORCH_INDEX)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 test: install
@@ -34,7 +34,7 @@ RESULTS := benchmarks/results
 QUICK := $(RESULTS)/quick
 
 bench-deps: install
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'
 
 # The development set: Foreman, Cockatoo, Cactus (96 frames), people (9), Kodak, rate control on
 # Foreman, car_traffic and vtest; several hours on a CPU.

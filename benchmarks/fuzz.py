@@ -32,7 +32,7 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from nvcodec.cli import nvdec
 from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.codec.segments import SegmentLength
 from nvcodec.frame import VideoInfo
 from nvcodec.io import open_reader, open_writer
 from nvcodec.models.config import TINY
@@ -85,6 +86,11 @@ class Base:
     header_len: int  # bytes of the header, CRC included
     spans: list[tuple[int, int]]  # (start, end) of each record, record_len included
 
+    @property
+    def index_start(self) -> int:
+        """Where the segment index after the records starts (the file's end when there is none)."""
+        return self.spans[-1][1]
+
 
 @dataclass
 class Outcome:
@@ -115,6 +121,8 @@ def record_spans(data: bytes, start: int) -> list[tuple[int, int]]:
     spans, pos = [], start
     while pos < len(data):
         (n,) = struct.unpack_from("<I", data, pos)
+        if n == 0:  # the segment index
+            break
         spans.append((pos, pos + 4 + n))
         pos += 4 + n
     return spans
@@ -143,8 +151,14 @@ def mutate(base: Base, rng: random.Random) -> tuple[str, bytes, int]:
     """(description, mutated bytes, offset of the first byte that differs from the base).
     Descriptions of mutations whose CRCs were recomputed start with 'header' or 'record'."""
     data = bytearray(base.data)
-    kind = rng.choice(["flip", "flip", "truncate", "insert", "delete", "header", "record", "payload"])
-    if kind == "flip":
+    kinds = ["flip", "flip", "truncate", "insert", "delete", "header", "record", "payload", "index"]
+    kind = rng.choice(kinds)
+    if kind == "index" and base.index_start < len(data):
+        spots = sorted(rng.randrange(base.index_start, len(data)) for _ in range(rng.randint(1, 3)))
+        for at in spots:
+            data[at] ^= 1 << rng.randrange(8)
+        return f"index flip {spots}", bytes(data), spots[0]
+    if kind in ("flip", "index"):
         spots = sorted(rng.randrange(len(data)) for _ in range(rng.randint(1, 8)))
         for at in spots:
             data[at] ^= 1 << rng.randrange(8)
@@ -203,12 +217,14 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
             writer.write(f)
     settings = {
         "one-intra": CodingParams(qp=30),
-        "periodic-tools": CodingParams(qp=36, intra_period=2, filter=ToolMode.ON, enhance=ToolMode.ON),
+        "periodic-tools": CodingParams(qp=36, filter=ToolMode.ON, enhance=ToolMode.ON),
     }
+    segments = {"one-intra": SegmentLength(), "periodic-tools": SegmentLength(frames=2)}
     bases = []
     for name, params in settings.items():
         nvc, out = folder / f"{name}.nvc", folder / f"{name}.y4m"
-        encode_video(EncodeJob(str(source), str(nvc), params, weights=weights, device="cpu", force=True))
+        job = EncodeJob(str(source), str(nvc), params, weights=weights, device="cpu", force=True)
+        encode_video(replace(job, segment=segments[name]))
         decode_video(DecodeJob(str(nvc), str(out), weights=weights, device="cpu", force=True))
         with open_reader(str(out)) as reader:
             decoded = [f.tobytes() for f in reader.frames()]

@@ -141,10 +141,15 @@ def header_bytes(data: bytes) -> int:
 
 
 def record_spans(data: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each record in a valid .nvc file, record_len field included."""
+    """(start, end) of each record in a valid .nvc file, record_len field included (a segment
+    index after the records, introduced by a zero record_len, is left out)."""
     spans, pos = [], header_bytes(data)
     while pos < len(data):
         (record_len,) = struct.unpack_from("<I", data, pos)
+        if record_len == 0:
+            (index_len,) = struct.unpack_from("<I", data, len(data) - 8)
+            assert pos + index_len == len(data)
+            return spans
         spans.append((pos, pos + 4 + record_len))
         pos += 4 + record_len
     assert pos == len(data)
@@ -272,7 +277,7 @@ def test_round_trip_recon_equals_decoded(cli: Cli, tmp_path: Path, make_video, s
 
 
 def test_round_trip_intra_and_refresh_periods(cli: Cli, tmp_path: Path, make_video) -> None:
-    info = round_trip(cli, tmp_path, make_video, args=["--intra-period", "3", "--refresh-period", "2"])
+    info = round_trip(cli, tmp_path, make_video, args=["--segment-frames", "3", "--refresh-period", "2"])
     assert (info["intra_period"], info["refresh_period"]) == (3, 2)
     assert [f["type"] for f in info["frames"]] == ["I", "P", "P", "I", "P", "P"]
     # refresh on P frames whose distance to the last intra frame is a multiple of 2
@@ -516,7 +521,8 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
     assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
     assert fields["model"] == f"tiny, weights {weights_id}"
-    assert fields["intra period"] == "-1" and fields["refresh"] == "32"
+    assert fields["segments"] == "1 (one intra frame; no index (one segment)): start at frames 0"
+    assert fields["refresh"] == "32"
     assert fields["qp offsets"] == "0 6 4 6 2 6 4 6"
     assert fields["size"].startswith(f"{info['file_bytes']} bytes")
     table = lines[lines.index("") + 2 :]
@@ -609,7 +615,7 @@ def test_yuv_not_a_multiple_of_the_frame_size(cli: Cli, tmp_path: Path, make_vid
     [
         (["--qp", "64"], "--qp"),
         (["--qp", "-1"], "--qp"),
-        (["--intra-period", "0"], "--intra-period"),
+        (["--segment-frames", "0"], "--segment-frames"),
         (["--refresh-period", "70000"], "--refresh-period"),
         (["--frames", "0"], "--frames"),
         (["--fps", "0"], "--fps"),
@@ -834,7 +840,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 2), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 3), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -952,7 +958,7 @@ def test_keep_going_conceals_until_the_next_intra_frame(cli: Cli, tmp_path: Path
     decode as the encoder made them; every frame is in the output, and the exit status says 4."""
     source, nvc, recon = tmp_path / "src.y4m", tmp_path / "a.nvc", tmp_path / "rec.y4m"
     make_video(source, frames=6)
-    assert cli.enc(source, "-o", nvc, "--intra-period", "3", "--recon", recon).code == 0
+    assert cli.enc(source, "-o", nvc, "--segment-frames", "3", "--recon", recon).code == 0
     bad = tmp_path / "bad.nvc"
     bad.write_bytes(damage_record(nvc.read_bytes(), 2))
     res = cli.dec(bad, "-o", tmp_path / "out.y4m", "--keep-going")
@@ -1046,7 +1052,7 @@ def test_version_and_help_answer_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"nvenc (nvcodec) {__version__}, bitstream 2.1" in done.stdout
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.2" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from nvcodec.bitstream import BitstreamReader, BitstreamWriter, Header
+import torch
+
+from nvcodec.bitstream import BitstreamReader, BitstreamWriter, FrameRecord, FrameType, Header, open_bitstream
 from nvcodec.codec.decoder import DecodedFrame, Decoder
-from nvcodec.codec.encoder import EncodedFrame, Encoder
 from nvcodec.codec.frame_loop import resolve_device, resolve_precision
 from nvcodec.codec.schedule import CodingParams
+from nvcodec.codec.segments import (
+    SegmentedEncoder,
+    SegmentLength,
+    segment_encoder,
+    segmented_header,
+    split_segments,
+)
 from nvcodec.errors import BitstreamError, DamagedRecord, InputError
 from nvcodec.frame import Frame, VideoInfo, gray_frame
 from nvcodec.io import is_pattern, open_reader, open_writer
@@ -24,6 +32,8 @@ from nvcodec.io.writers import Writer
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.outputs import STDOUT, AtomicOutput, check_writable
+from nvcodec.parallel import Runner, make_runner, worker_weights
+from nvcodec.positions import Position
 from nvcodec.stats import FrameReport, Summary
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
@@ -54,6 +64,9 @@ class EncodeJob:
     stats: str | None = None
     force: bool = False
     max_size: tuple[int, int] | None = None  # None: limits.DEFAULT_MAX_SIZE
+    segment: SegmentLength = SegmentLength()  # sets params.intra_period once the input is open
+    jobs: int = 1  # worker processes (segments coded in parallel)
+    cluster: str | None = None  # a Dask scheduler's address: segments coded on its workers
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,9 @@ class DecodeJob:
     force: bool = False
     max_size: tuple[int, int] | None = None  # None: limits.DEFAULT_MAX_SIZE
     keep_going: bool = False  # conceal damaged records instead of stopping at the first
+    start: Position = Position(frame=0)  # the first frame to output
+    jobs: int = 1  # worker processes (segments decoded in parallel)
+    cluster: str | None = None  # a Dask scheduler's address: segments decoded on its workers
 
 
 @dataclass
@@ -127,6 +143,8 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     """Encode job.input into job.output; returns the summary (PSNR of the shown pictures)."""
     if job.start < 0 or (job.frames is not None and job.frames < 1):
         raise InputError("--start must be >= 0 and --frames >= 1")
+    if job.params.intra_period != -1:
+        raise ValueError("EncodeJob: set the segment length with .segment, not params.intra_period")
     _check_outputs([job.output, job.recon, job.stats], [job.input], job.force)
     _check_bitstream_name(job.output)
     weights = _weights(job.weights)
@@ -140,15 +158,17 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
         if info.frame_count == 0:
             raise InputError(f"{job.input}: no frames to encode (start {job.start})")
         expected = info.frame_count or _expected_count(reader.estimated_count(), job.start, job.frames)
-        encoder = Encoder(weights, job.params, info, device, dtype, length_hint=expected or job.frames)
+        bound = info.frame_count if info.frame_count is not None else job.frames
+        params = replace(job.params, intra_period=job.segment.frames_at(info.fps, bound))
+        plan = _SegmentPlan(weights, params, info, job, expected or job.frames)
         if progress:
             progress.begin(expected or job.frames)
         with AtomicOutput(job.output, job.force) as out:
             recon = open_writer(job.recon, info, job.force) if job.recon else None
             try:
-                summary = _encode_frames(
-                    reader.frames(job.start, job.frames), encoder, out.file, recon, progress
-                )
+                with _runner(job, weights) as runner:
+                    coded = plan.coded(reader.frames(job.start, job.frames), runner, device, dtype)
+                    summary = _write_coded(coded, plan.header, params, out.file, recon, progress)
             except BaseException:
                 if recon:
                     recon.abort()
@@ -162,76 +182,331 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     return summary
 
 
-def _encode_frames(
-    frames: Iterable[Frame], encoder: Encoder, file: BinaryIO, recon: Writer | None, progress: Progress | None
+@contextlib.contextmanager
+def _runner(job: EncodeJob | DecodeJob, weights: Weights) -> Iterator[Runner | None]:
+    """The worker processes or cluster the job asks for, stopped on the way out (at once on an
+    error or Ctrl-C)."""
+    runner = make_runner(job.jobs, job.cluster, weights)
+    if runner is None:
+        yield None
+        return
+    try:
+        yield runner
+    except BaseException:
+        runner.close(abort=True)
+        raise
+    runner.close(abort=False)
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment for a worker to encode, with all it needs but the weights' bytes."""
+
+    weights: tuple[str, bytes]  # path, SHA-256
+    params: CodingParams
+    info: VideoInfo
+    first: int
+    frames: list[Frame]
+    device: str
+    precision: str
+    length_hint: int | None
+    keep_recon: bool
+
+
+Coded = tuple[FrameRecord, FrameReport, Frame]  # a frame's record, report and shown picture
+
+
+def encode_segment(task: SegmentTask) -> list[Coded]:
+    """Encode one segment (in a worker process); the shown pictures only if asked for."""
+    weights = worker_weights(*task.weights)
+    device = resolve_device(task.device)
+    dtype = resolve_precision(task.precision, device)
+    encoder = segment_encoder(weights, task.params, task.info, task.first, device, dtype, task.length_hint)
+    out = []
+    for i, frame in enumerate(task.frames):
+        coded = encoder.encode(frame)
+        report = FrameReport.of(task.first + i, coded.record, frame_psnr(frame, coded.picture.output))
+        out.append((coded.record, report, coded.picture.output if task.keep_recon else None))
+    return out
+
+
+class _SegmentPlan:
+    """How a job's frames become coded frames: in this process, or segment by segment elsewhere."""
+
+    def __init__(
+        self, weights: Weights, params: CodingParams, info: VideoInfo, job: EncodeJob, hint: int | None
+    ):
+        self.weights, self.params, self.info, self.job, self.hint = weights, params, info, job, hint
+        self.header = segmented_header(weights, params, info)
+
+    def coded(
+        self, frames: Iterable[Frame], runner: Runner | None, device: torch.device, dtype: torch.dtype
+    ) -> Iterator[Coded]:
+        if runner is None:
+            encoder = SegmentedEncoder(self.weights, self.params, self.info, device, dtype, self.hint)
+            for frame in frames:
+                coded = encoder.encode(frame)
+                psnr = frame_psnr(frame, coded.picture.output)
+                yield coded.record, FrameReport.of(coded.plan.index, coded.record, psnr), coded.picture.output
+            return
+        for segment in runner.map_ordered(encode_segment, self._tasks(frames)):
+            yield from segment
+
+    def _tasks(self, frames: Iterable[Frame]) -> Iterator[SegmentTask]:
+        job, source = self.job, (self.weights.path, self.weights.sha256)
+        for first, batch in split_segments(frames, self.params.intra_period):
+            yield SegmentTask(
+                source,
+                self.params,
+                self.info,
+                first,
+                batch,
+                job.device,
+                job.precision,
+                self.hint,
+                job.recon is not None,
+            )
+
+
+def _write_coded(
+    coded: Iterable[Coded],
+    header: Header,
+    params: CodingParams,
+    file: BinaryIO,
+    recon: Writer | None,
+    progress: Progress | None,
 ) -> Summary:
-    header = encoder.header
     writer = BitstreamWriter(file, header)
     summary = Summary(header.width, header.height, header.fps, header_bytes=len(header.pack()))
-    if encoder.params.rate is not None:
-        summary.target_kbps = encoder.params.rate.bitrate / 1000
+    if params.rate is not None:
+        summary.target_kbps = params.rate.bitrate / 1000
     began = time.perf_counter()
-    for frame in frames:
-        coded: EncodedFrame = encoder.encode(frame)
-        writer.write(coded.record)
+    for record, report, shown in coded:
+        writer.write(record)
         if recon:
-            recon.write(coded.picture.output)
-        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, coded.picture.output))
+            recon.write(shown)
         summary.frames.append(report)
         if progress:
             progress(report)
     summary.seconds = time.perf_counter() - began
     if summary.frames:
-        writer.finish(len(summary.frames))
+        summary.index_bytes = writer.finish(len(summary.frames))
     return summary
 
 
-def _open_bitstream(path: str) -> BinaryIO:
-    if path == STDOUT:
-        return sys.stdin.buffer
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{path}: no such file")
-    return p.open("rb")
-
-
 def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResult:
-    """Decode job.input into job.output; frames that drift from the encoder are listed."""
+    """Decode job.input into job.output from frame job.start on; frames that drift from the
+    encoder are listed."""
     if job.frames is not None and job.frames < 1:
         raise InputError("--frames must be >= 1")
     _check_outputs([job.output], [job.input], job.force)
-    with _open_bitstream(job.input) as source:
+    with open_bitstream(job.input) as source:
         reader = BitstreamReader(source)
         header = reader.header
         check_picture_size(header.width, header.height, job.max_size, input_label(job.input))
+        start = job.start.frame_at(header.fps)
+        if header.frame_count is not None and start >= header.frame_count:
+            raise InputError(
+                f"--start {job.start} is frame {start}, past the last frame ({header.frame_count - 1})"
+            )
         weights = _weights(job.weights)
         device = resolve_device(job.device)
-        decoder = Decoder(weights, header, device, resolve_precision(job.precision, device), job.enhance)
-        info = header_info(header, job.frames)
+        dtype = resolve_precision(job.precision, device)
+        first = reader.seek_segment(start)
+        info = header_info(header, job.frames, start)
         if progress:
             progress.begin(info.frame_count)
-        with open_writer(job.output, info, job.force) as writer:
-            return _decode_frames(reader, decoder, writer, job, progress)
+        with open_writer(job.output, info, job.force) as writer, _runner(job, weights) as runner:
+            if runner is None:
+                decoder = Decoder(weights, header, device, dtype, job.enhance)
+                shown = _decode_items(_records(reader), decoder, first, start, job.keep_going)
+            else:
+                shown = _decode_remotely(reader, first, start, job, weights, runner)
+            return _write_decoded(shown, header, writer, job, progress)
 
 
-def header_info(header: Header, frames: int | None) -> VideoInfo:
-    """The video a bitstream holds, as a writer needs it (at most `frames` frames)."""
-    count = header.frame_count
+def header_info(header: Header, frames: int | None, start: int = 0) -> VideoInfo:
+    """The video a bitstream holds from frame `start` on, as a writer needs it (at most `frames`
+    frames)."""
+    count = None if header.frame_count is None else header.frame_count - start
     if frames is not None:
         count = frames if count is None else min(count, frames)
     sar = None if header.sar is None else Fraction(*header.sar)
     return VideoInfo(header.width, header.height, header.fps, count, sar)
 
 
-def _decode_frames(
-    reader: BitstreamReader, decoder: Decoder, writer: Writer, job: DecodeJob, progress: Progress | None
+@dataclass
+class ShownFrame:
+    """A decoded (or concealed) frame on its way to the output."""
+
+    index: int
+    picture: Frame
+    report: FrameReport
+    mismatched: bool = False  # differs from the encoder's reconstruction (float drift)
+    damaged: str | None = None  # why it was concealed (--keep-going)
+
+
+Item = FrameRecord | DamagedRecord  # a record, or the error a damaged one raised when read
+
+
+def _records(reader: BitstreamReader) -> Iterator[Item]:
+    """The stream's records in order, damaged ones as their errors; a stream that stops being
+    readable raises where it stops."""
+    while True:
+        try:
+            record = reader.read()
+        except DamagedRecord as err:
+            yield err
+            continue
+        if record is None:
+            return
+        yield record
+
+
+def _decode_items(
+    items: Iterable[Item], decoder: Decoder, first: int, start: int, keep_going: bool
+) -> Iterator[ShownFrame]:
+    """Decode the records numbered from `first`, showing frames from `start` on. Of the records
+    before `start` only the current segment's are decoded, once `start` is reached."""
+    pending: list[FrameRecord] | None = None
+    pending_first, shown = first, None
+    for index, item in enumerate(items, first):
+        if index < start:
+            if isinstance(item, FrameRecord) and item.frame_type == FrameType.INTRA:
+                pending, pending_first = [item], index
+            elif pending is not None:
+                pending = None if isinstance(item, DamagedRecord) else [*pending, item]
+            continue
+        decoder.index = index
+        if pending:
+            _catch_up(decoder, pending, pending_first)
+            pending = None
+        try:
+            if isinstance(item, DamagedRecord):
+                raise item
+            decoded: DecodedFrame = decoder.decode(item)
+        except DamagedRecord as err:
+            if not keep_going:
+                raise
+            decoder.skip()
+            shown = shown or gray_frame(decoder.width, decoder.height)  # concealed: the last picture
+            yield ShownFrame(index, shown, FrameReport(index, "damaged", -1, [], 0), damaged=str(err))
+            continue
+        shown = decoded.output
+        mismatched = not decoded.recon_matches or decoded.output_matches is False
+        yield ShownFrame(index, shown, FrameReport.of(index, item), mismatched)
+
+
+def _catch_up(decoder: Decoder, records: list[FrameRecord], first: int) -> None:
+    """Decode the records of the segment before the first frame shown, for their references."""
+    decoder.index = first
+    try:
+        for record in records:
+            decoder.decode(record)
+    except DamagedRecord:
+        decoder.reference = None  # the frames shown next report the lost reference
+    decoder.index = first + len(records)
+
+
+@dataclass(frozen=True)
+class DecodeTask:
+    """One segment's records for a worker to decode."""
+
+    weights: tuple[str, bytes]  # path, SHA-256
+    header: Header
+    first: int
+    start: int
+    items: list[Item | BitstreamError]  # a last BitstreamError: where the stream stopped
+    device: str
+    precision: str
+    enhance: bool
+    keep_going: bool
+
+
+def decode_segment(
+    task: DecodeTask,
+) -> tuple[list[ShownFrame], BitstreamError | None]:
+    """Decode one segment (in a worker process): the frames shown, and the error that stopped it."""
+    weights = worker_weights(*task.weights)
+    device = resolve_device(task.device)
+    decoder = Decoder(weights, task.header, device, resolve_precision(task.precision, device), task.enhance)
+    shown: list[ShownFrame] = []
+    try:
+        shown.extend(_decode_items(_replay(task.items), decoder, task.first, task.start, task.keep_going))
+    except BitstreamError as err:
+        return shown, err
+    return shown, None
+
+
+def _replay(items: list[Item | BitstreamError]) -> Iterator[Item]:
+    for item in items:
+        if isinstance(item, BitstreamError) and not isinstance(item, DamagedRecord):
+            raise item
+        yield item
+
+
+def _decode_remotely(
+    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights, runner: Runner
+) -> Iterator[ShownFrame]:
+    """Segments decoded by the runner's workers, shown in order."""
+    for shown, error in runner.map_ordered(decode_segment, _decode_tasks(reader, first, start, job, weights)):
+        yield from shown
+        if error is not None:
+            raise error
+
+
+def _decode_tasks(
+    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights
+) -> Iterator[DecodeTask]:
+    """The records from `first` on, cut into segments at intra frames; segments wholly before
+    `start` are dropped, and reading stops once the frames asked for are covered."""
+    end = None if job.frames is None else start + job.frames
+    source = (weights.path, weights.sha256)
+
+    def task(begin: int, items: list[Item | BitstreamError]) -> DecodeTask:
+        return DecodeTask(
+            source, reader.header, begin, start, items, job.device, job.precision, job.enhance, job.keep_going
+        )
+
+    begin, items = first, []
+    index = first
+    records = _records(reader)
+    while end is None or index < end:
+        try:
+            item = next(records, None)
+        except BitstreamError as err:
+            items.append(err)
+            break
+        if item is None:
+            break
+        if isinstance(item, FrameRecord) and item.frame_type == FrameType.INTRA and items:
+            if index > start:
+                yield task(begin, items)
+            begin, items = index, []
+        items.append(item)
+        index += 1
+    if items:
+        yield task(begin, items)
+
+
+def _write_decoded(
+    shown: Iterable[ShownFrame], header: Header, writer: Writer, job: DecodeJob, progress: Progress | None
 ) -> DecodeResult:
-    """Decode into the writer; where the stream stops being decodable, keep the frames before it."""
-    header = reader.header
+    """Write the frames shown; where the stream stops being decodable, keep the frames before it."""
     result = DecodeResult(Summary(header.width, header.height, header.fps, len(header.pack())), [], [])
     began = time.perf_counter()
     try:
-        _decode_records(reader, decoder, writer, job, progress, result)
+        for frame in shown:
+            writer.write(frame.picture)
+            result.summary.frames.append(frame.report)
+            if frame.mismatched:
+                result.mismatched.append(frame.index)
+            if frame.damaged is not None:
+                result.damaged.append((frame.index, frame.damaged))
+            if progress:
+                progress(frame.report)
+            if len(result.summary.frames) == job.frames:
+                break
     except BitstreamError as err:
         kept = len(result.summary.frames)
         if not kept:
@@ -245,38 +520,3 @@ def _decode_frames(
         ) from None
     result.summary.seconds = time.perf_counter() - began
     return result
-
-
-def _decode_records(
-    reader: BitstreamReader,
-    decoder: Decoder,
-    writer: Writer,
-    job: DecodeJob,
-    progress: Progress | None,
-    result: DecodeResult,
-) -> None:
-    shown: Frame | None = None
-    while job.frames is None or len(result.summary.frames) < job.frames:
-        try:
-            record = reader.read()
-            if record is None:
-                return
-            decoded: DecodedFrame = decoder.decode(record)
-        except DamagedRecord as err:
-            if not job.keep_going:
-                raise
-            index = decoder.index
-            decoder.skip()
-            result.damaged.append((index, str(err)))
-            shown = shown or gray_frame(decoder.width, decoder.height)
-            writer.write(shown)  # concealed: the last picture again
-            report = FrameReport(index, "damaged", -1, [], 0)
-        else:
-            shown = decoded.output
-            writer.write(shown)
-            if not decoded.recon_matches or decoded.output_matches is False:
-                result.mismatched.append(decoded.index)
-            report = FrameReport.of(decoded.index, record)
-        result.summary.frames.append(report)
-        if progress:
-            progress(report)

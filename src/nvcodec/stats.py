@@ -42,19 +42,21 @@ class FrameReport:
 
 @dataclass
 class Summary:
-    """A sequence's totals; `header_bytes` counts the file header into the rate."""
+    """A sequence's totals; `header_bytes` counts the file header, `index_bytes` the segment index
+    after the last record, into the rate."""
 
     width: int
     height: int
     fps: Fraction
     header_bytes: int = 0
+    index_bytes: int = 0
     frames: list[FrameReport] = field(default_factory=list)
     seconds: float = 0.0
     target_kbps: float | None = None  # rate control's target, when there was one
 
     @property
     def total_bytes(self) -> int:
-        return self.header_bytes + sum(f.bytes for f in self.frames)
+        return self.header_bytes + self.index_bytes + sum(f.bytes for f in self.frames)
 
     @property
     def bpp(self) -> float:

@@ -156,7 +156,12 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
         raise WeightsError(f"{p}: no such weights file")
     if p.stat().st_size > MAX_WEIGHTS_BYTES:
         raise WeightsError(f"{p}: larger than {MAX_WEIGHTS_BYTES} bytes; not a weights file")
-    data = p.read_bytes()
+    return weights_from_bytes(p.read_bytes(), str(p))
+
+
+def weights_from_bytes(data: bytes, label: str) -> Weights:
+    """Check and load the bytes of a weights file (named `label` in errors) into a new model."""
+    p = label
     try:
         model = NvcModel(_config_of(read_metadata(data)))
     except WeightsError as err:
@@ -181,7 +186,7 @@ def load_weights(path: str | os.PathLike[str]) -> Weights:
             )
     model.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
     check_integer_parts(model)
-    return Weights(model.eval(), hashlib.sha256(data).digest(), str(p))
+    return Weights(model.eval(), hashlib.sha256(data).digest(), label)
 
 
 def random_model(cfg: ModelConfig, seed: int = 0) -> NvcModel:

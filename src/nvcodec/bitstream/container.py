@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from nvcodec.bitstream.header import Header, read_fully
-from nvcodec.bitstream.record import FrameFlags, FrameRecord, FrameType, read_record
-from nvcodec.errors import BitstreamError, DamagedRecord
+from nvcodec.bitstream.index import MARKER, Segment, SegmentIndex, read_index_body, read_index_from_end
+from nvcodec.bitstream.record import FrameFlags, FrameRecord, FrameType, read_record_after
+from nvcodec.errors import BitstreamError, DamagedRecord, InputError
 
 
 def _tell_if_seekable(file: BinaryIO) -> int | None:
@@ -31,15 +33,19 @@ def _write_all(file: BinaryIO, data: bytes) -> None:
 
 
 class BitstreamWriter:
-    """Writes a header, then records, over a binary file object."""
+    """Writes a header, then records, then (version 2.2) the segment index, over a binary file
+    object, which may be a pipe."""
 
     def __init__(self, file: BinaryIO, header: Header) -> None:
         self._file = file
         self.header = header
         self.frames_written = 0
+        self.segments: list[Segment] = []  # where each intra frame's record starts
         self._finished = False
         self._start = _tell_if_seekable(file)
-        _write_all(file, header.pack())
+        packed = header.pack()
+        _write_all(file, packed)
+        self._offset = len(packed)
 
     def write(self, record: FrameRecord) -> None:
         """Append one record after checking it against the header and the records before it."""
@@ -52,13 +58,18 @@ class BitstreamWriter:
             record.check(self.header, index)
         except BitstreamError as exc:
             raise BitstreamError(f"frame {index}: {exc}") from None
-        _write_all(self._file, record.pack())
+        packed = record.pack()
+        _write_all(self._file, packed)
+        if record.frame_type == FrameType.INTRA:
+            self.segments.append(Segment(index, self._offset))
+        self._offset += len(packed)
         self.frames_written += 1
 
-    def finish(self, frame_count: int) -> None:
-        """Check the count and, when the header said unknown and the file can seek, patch it in place."""
+    def finish(self, frame_count: int) -> int:
+        """Check the count, patch it in place when the header said unknown and the file can seek,
+        and append the segment index when the header announces one; returns the index's size."""
         if self._finished:
-            return
+            return 0
         if frame_count != self.frames_written:
             raise BitstreamError(f"finish({frame_count}) but {self.frames_written} records were written")
         announced = self.header.frame_count
@@ -72,47 +83,102 @@ class BitstreamWriter:
             self._file.seek(self._start)
             _write_all(self._file, self.header.pack())
             self._file.seek(end)
+        index = SegmentIndex(frame_count, tuple(self.segments)).pack() if self.header.indexed else b""
+        _write_all(self._file, index)
         flush = getattr(self._file, "flush", None)
         if flush is not None:
             flush()
         self._finished = True
+        return len(index)
+
+
+def open_bitstream(path: str) -> BinaryIO:
+    """A .nvc file opened for reading; `-` is standard input."""
+    if path == "-":
+        return sys.stdin.buffer
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    return open(path, "rb")
 
 
 class BitstreamReader:
-    """Reads a header at construction, then records lazily; the file may be a non-seekable pipe."""
+    """Reads a header at construction, then records lazily; the file may be a non-seekable pipe.
+    After the last record, `index` holds the file's segment index when it has one."""
 
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self.header = Header.read(file)
+        self.header_bytes = len(self.header.pack())
         self.frames_read = 0
+        self.offset = self.header_bytes  # where the next record starts
+        self.index: SegmentIndex | None = None
+        self._ended = False
 
     def __iter__(self) -> Iterator[FrameRecord]:
         """Yield records one at a time; raise BitstreamError where the stream stops being valid."""
         while (record := self.read()) is not None:
             yield record
 
+    def seek_segment(self, frame: int) -> int:
+        """Jump to the segment holding `frame` through the file's index, before any record is read;
+        returns the number of the next frame to be read (0 where there is no usable index: a pipe,
+        a file cut short, a stream of one segment; the caller then reads from the start)."""
+        if self.frames_read or self.header.frame_count is not None and frame >= self.header.frame_count:
+            return self.frames_read
+        index = read_index_from_end(self._file, self.header_bytes) if self.header.indexed else None
+        if index is None or _tell_if_seekable(self._file) is None:
+            return 0
+        segment = index.segment_of(frame)
+        self._file.seek(segment.offset)
+        self.frames_read, self.offset = segment.first_frame, segment.offset
+        return segment.first_frame
+
     def read(self) -> FrameRecord | None:
         """The next record, or None after the last one. A DamagedRecord error counts its record
         as read and leaves the reader at the next one; any other BitstreamError ends the stream."""
+        if self._ended:
+            return None
         announced = self.header.frame_count
         index = self.frames_read
+        raw = read_fully(self._file, 4)
+        if not raw:
+            return self._end_of_file()
+        if self.header.indexed and raw == MARKER and index:
+            return self._read_index()
         if announced is not None and index == announced:
-            if read_fully(self._file, 1):
-                raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
-            return None
+            raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
         try:
-            record = read_record(self._file, self.header, index)
-        except DamagedRecord:
+            record = read_record_after(raw, self._file, self.header, index)
+        except DamagedRecord as err:
             self.frames_read += 1
-            raise
-        if record is None:
-            if announced is not None:
-                raise BitstreamError(f"truncated: header announces {announced} frames, found {index}")
-            if index == 0:
-                raise BitstreamError("truncated: no frames after the header")
-            return None
+            self.offset = -1  # unknown: the damaged record's length is not trusted
+            raise err from None
         self.frames_read += 1
+        if self.offset >= 0:
+            self.offset += 4 + record.record_len
         return record
+
+    def _end_of_file(self) -> None:
+        announced, index = self.header.frame_count, self.frames_read
+        if announced is not None and index < announced:
+            raise BitstreamError(f"truncated: header announces {announced} frames, found {index}")
+        if index == 0:
+            raise BitstreamError("truncated: no frames after the header")
+        self._ended = True
+        return None
+
+    def _read_index(self) -> None:
+        """Read the segment index that ends the stream."""
+        announced, index = self.header.frame_count, self.frames_read
+        if announced is not None and index < announced:
+            raise BitstreamError(f"truncated: header announces {announced} frames, found {index}")
+        found = read_index_body(self._file)
+        if found.frame_count != index:
+            raise BitstreamError(f"segment index: counts {found.frame_count} frames, the stream has {index}")
+        if self.offset >= 0:
+            found.check(self.header_bytes, self.offset)
+        self.index, self._ended = found, True
+        return None
 
 
 @dataclass(frozen=True)
@@ -139,6 +205,12 @@ class StreamInfo:
     header_bytes: int
     file_bytes: int
     error: str | None
+    index: SegmentIndex | None = None  # the segment index read after the last record, if any
+
+    @property
+    def segment_starts(self) -> tuple[int, ...]:
+        """The first frame of each segment among the readable records (each intra frame)."""
+        return tuple(f.index for f in self.frames if f.frame_type == FrameType.INTRA)
 
 
 class _Counted:
@@ -189,4 +261,4 @@ def _read_info(file: BinaryIO) -> StreamInfo:
             )
     except BitstreamError as exc:
         error = str(exc)
-    return StreamInfo(reader.header, tuple(frames), len(reader.header.pack()), 0, error)
+    return StreamInfo(reader.header, tuple(frames), reader.header_bytes, 0, error, reader.index)

@@ -14,8 +14,11 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 1)  # the newest version this code reads and writes
-BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing of 2.1 (section 10)
+VERSION = (2, 2)  # the newest version this code reads and writes
+BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
+SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
+INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
+VERSIONS = (BASE_VERSION, SAR_VERSION, INDEX_VERSION)
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
 UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
@@ -65,7 +68,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 and 2.1)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0, 2.1 and 2.2)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -76,7 +79,7 @@ def check_version(major: int, minor: int) -> None:
             f"bitstream version {major}.{minor} is newer than this decoder "
             f"(reads up to {VERSION[0]}.{VERSION[1]}); upgrade nvcodec"
         )
-    if (major, minor) not in (BASE_VERSION, VERSION):
+    if (major, minor) not in VERSIONS:
         raise BitstreamError(f"bitstream version {major}.{minor} is not a released nvcodec version")
 
 
@@ -96,6 +99,7 @@ class Header:
     tools: int
     qp_offsets: tuple[int, ...]
     sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
+    indexed: bool = False  # a segment index follows the last record (version 2.2)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     def __post_init__(self) -> None:
@@ -107,16 +111,20 @@ class Header:
             check_int("sar_num", self.sar[0], 1, 0xFFFF)
             check_int("sar_den", self.sar[1], 1, 0xFFFF)
         if self.version is None:
-            object.__setattr__(self, "version", BASE_VERSION if self.sar is None else VERSION)
+            lowest = INDEX_VERSION if self.indexed else SAR_VERSION if self.sar is not None else BASE_VERSION
+            object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
+        if self.indexed and self.version < INDEX_VERSION:
+            raise BitstreamError("a segment index needs version 2.2")
+        object.__setattr__(self, "indexed", self.version >= INDEX_VERSION)
         object.__setattr__(
             self, "tools", int(check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE)))
         )
         if len(self.version) != 2:
             raise BitstreamError(f"version {self.version!r} is not (major, minor)")
         check_version(*self.version)
-        if self.sar is not None and self.version < VERSION:
-            raise BitstreamError(f"a sample aspect ratio needs version {VERSION[0]}.{VERSION[1]}")
+        if self.sar is not None and self.version < SAR_VERSION:
+            raise BitstreamError("a sample aspect ratio needs version 2.1")
         if not all(isinstance(v, int) and 1 <= v <= MAX_DIMENSION for v in (self.width, self.height)):
             raise BitstreamError(f"picture size {self.width}x{self.height} outside 1..{MAX_DIMENSION}")
         check_int("fps_num", self.fps_num, 1, 0xFFFFFFFF)
@@ -234,7 +242,7 @@ def _parse_body(body: bytes, version: tuple[int, int]) -> Header:
     intra, refresh, tools, n = struct.unpack_from("<iHBB", body, pos + WEIGHTS_HASH_BYTES)
     if not 1 <= n <= MAX_QP_OFFSETS:
         raise BitstreamError(f"number of qp offsets {n} outside 1..{MAX_QP_OFFSETS}")
-    sar_bytes = SAR_BYTES if version >= VERSION and len(body) == expected + n + SAR_BYTES else 0
+    sar_bytes = SAR_BYTES if version >= SAR_VERSION and len(body) == expected + n + SAR_BYTES else 0
     if len(body) != expected + n + sar_bytes:
         raise BitstreamError(f"header_len {len(body)} does not match its fields ({expected + n} bytes)")
     offsets = struct.unpack_from(f"<{n}b", body, expected)
@@ -252,5 +260,5 @@ def _parse_body(body: bytes, version: tuple[int, int]) -> Header:
         tools,
         offsets,
         sar,
-        version,
+        version=version,
     )

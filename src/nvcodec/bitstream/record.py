@@ -147,8 +147,11 @@ def read_record(stream: BinaryIO, header: Header | None, index: int) -> FrameRec
     A record that cannot be framed (truncated, impossible record_len) raises BitstreamError; one
     read in full but corrupted raises DamagedRecord, with the stream at the next record."""
     raw = read_fully(stream, 4)
-    if not raw:
-        return None
+    return read_record_after(raw, stream, header, index) if raw else None
+
+
+def read_record_after(raw: bytes, stream: BinaryIO, header: Header | None, index: int) -> FrameRecord:
+    """The rest of read_record once the first bytes (up to 4, the record_len field) are read."""
     if len(raw) < 4:
         raise BitstreamError(
             f"truncated record at frame {index}: expected 4 bytes (record_len), got {len(raw)}"

@@ -88,6 +88,52 @@ WEIGHTS = click.option(
     "--weights", type=click.Path(dir_okay=False), help="Model weights (default: the released ones)."
 )
 FORCE = click.option("-y", "--force", is_flag=True, help="Overwrite existing outputs.")
+JOBS = click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    default=1,
+    show_default=True,
+    help="Code segments in this many worker processes (same output as one).",
+)
+CLUSTER = click.option(
+    "--cluster",
+    metavar="ADDRESS",
+    help="Code segments on the workers of a running Dask cluster (tcp://host:8786); needs nvcodec[cluster].",
+)
+
+
+class PositionType(click.ParamType):
+    """A frame number (130) or a time (5.2s, 01:10, 00:01:10.5)."""
+
+    name = "POSITION"
+
+    def convert(self, value, param, ctx):
+        from nvcodec.positions import Position
+
+        if isinstance(value, Position):
+            return value
+        try:
+            return Position.parse(value, f"--{param.name}" if param else "position")
+        except InputError as err:
+            self.fail(str(err), param, ctx)
+
+
+class SecondsType(click.ParamType):
+    """A positive duration in seconds: 10, 2.5, 2.5s."""
+
+    name = "SECONDS"
+
+    def convert(self, value, param, ctx) -> Fraction:
+        if isinstance(value, Fraction):
+            return value
+        text = str(value).strip().removesuffix("s")
+        try:
+            seconds = Fraction(text)
+        except (ValueError, ZeroDivisionError):
+            self.fail(f"{value!r} is not a number of seconds (e.g. 10 or 2.5)", param, ctx)
+        if seconds <= 0:
+            self.fail(f"{value!r} must be more than 0 seconds", param, ctx)
+        return seconds
 
 
 def version_option(prog: str) -> Callable:

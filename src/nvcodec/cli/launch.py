@@ -36,3 +36,7 @@ def nvdec() -> None:
 
 def nvinfo() -> None:
     _launch("nvinfo")
+
+
+def nvcut() -> None:
+    _launch("nvcut")

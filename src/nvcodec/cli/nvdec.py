@@ -7,11 +7,14 @@ from collections.abc import Sequence
 import click
 
 from nvcodec.cli.common import (
+    CLUSTER,
     DEVICE,
     FORCE,
+    JOBS,
     MAX_SIZE,
     QUIET,
     WEIGHTS,
+    PositionType,
     ProgressBar,
     pipe_safe,
     run,
@@ -33,6 +36,12 @@ from nvcodec.errors import BitstreamError
 @click.option("--no-enhance", is_flag=True, help="Skip the out-of-loop enhancement of flagged frames.")
 @DEVICE
 @click.option("--precision", type=click.Choice(["fp32", "fp16", "fp64"]), default="fp32", show_default=True)
+@click.option(
+    "--start",
+    type=PositionType(),
+    help="The first frame to output: a frame number (130) or a time (5.2s, 00:01:10); decoding "
+    "starts at the segment holding it.",
+)
 @click.option("--frames", type=click.IntRange(min=1), help="Decode at most this many frames.")
 @click.option(
     "--keep-going",
@@ -41,6 +50,8 @@ from nvcodec.errors import BitstreamError
 )
 @MAX_SIZE
 @WEIGHTS
+@JOBS
+@CLUSTER
 @FORCE
 @QUIET
 @pipe_safe
@@ -50,15 +61,20 @@ def command(
     no_enhance: bool,
     device: str,
     precision: str,
+    start,
     frames: int | None,
     keep_going: bool,
     max_size: tuple[int, int] | None,
     weights: str | None,
+    jobs: int,
+    cluster: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
     """Decode IN.nvc (- for standard input)."""
     setup_logging("nvdec", quiet)
+    if jobs > 1 and cluster:
+        raise click.UsageError("--jobs and --cluster exclude each other")
     from nvcodec.pipeline import DecodeJob, decode_video  # torch and PyAV: only once the arguments are good
 
     job = DecodeJob(
@@ -72,6 +88,9 @@ def command(
         force=force,
         max_size=max_size,
         keep_going=keep_going,
+        jobs=jobs,
+        cluster=cluster,
+        **({"start": start} if start is not None else {}),
     )
     bar = ProgressBar("nvdec", quiet)
     try:

@@ -7,14 +7,17 @@ from collections.abc import Sequence
 import click
 
 from nvcodec.cli.common import (
+    CLUSTER,
     DEVICE,
     FORCE,
+    JOBS,
     MAX_SIZE,
     QUIET,
     WEIGHTS,
     BitsType,
     ProgressBar,
     RateType,
+    SecondsType,
     SizeType,
     pipe_safe,
     run,
@@ -44,11 +47,13 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option("--maxrate", type=BitsType(), help="With --bufsize: a VBV cap on the rate (needs --bitrate).")
 @click.option("--bufsize", type=BitsType("BITS"), help="With --maxrate: the VBV buffer in bits (e.g. 1M).")
 @click.option(
-    "--intra-period",
-    type=int,
-    default=-1,
-    show_default=True,
-    help="-1: one intra frame; N: one every N frames.",
+    "--segment",
+    type=SecondsType(),
+    help="Start a closed segment (intra frame, fresh references) every SECONDS: the points where "
+    "decoding can start and parallel coding splits.  [default: one segment up to 20 s, else 10 s]",
+)
+@click.option(
+    "--segment-frames", type=click.IntRange(1, 1_000_000), help="Or: a closed segment every N frames."
 )
 @click.option(
     "--refresh-period",
@@ -91,6 +96,8 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option(
     "--recon", type=click.Path(dir_okay=False), help="Also write the decoded video (what nvdec will output)."
 )
+@JOBS
+@CLUSTER
 @FORCE
 @QUIET
 @pipe_safe
@@ -102,7 +109,8 @@ def command(
     rc: str | None,
     maxrate: float | None,
     bufsize: float | None,
-    intra_period: int,
+    segment,
+    segment_frames: int | None,
     refresh_period: int,
     frames: int | None,
     start: int,
@@ -116,17 +124,23 @@ def command(
     weights: str | None,
     stats: str | None,
     recon: str | None,
+    jobs: int,
+    cluster: str | None,
     force: bool,
     quiet: bool,
 ) -> None:
     """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
     setup_logging("nvenc", quiet)
-    from nvcodec.pipeline import EncodeJob, encode_video  # torch and PyAV: only once the arguments are good
+    if segment is not None and segment_frames is not None:
+        raise click.UsageError("--segment and --segment-frames exclude each other")
+    if jobs > 1 and cluster:
+        raise click.UsageError("--jobs and --cluster exclude each other")
+    from nvcodec.codec.segments import SegmentLength  # torch and PyAV: only once the arguments are good
+    from nvcodec.pipeline import EncodeJob, encode_video
 
     params = CodingParams(
         qp=DEFAULT_QP if qp is None else qp,
         rate=rate_target(qp, bitrate, rc, maxrate, bufsize),
-        intra_period=intra_period,
         refresh_period=refresh_period,
         filter=ToolMode(filter_mode),
         enhance=ToolMode(enhance_mode),
@@ -146,6 +160,9 @@ def command(
         stats=stats,
         force=force,
         max_size=max_size,
+        segment=SegmentLength(segment, segment_frames),
+        jobs=jobs,
+        cluster=cluster,
     )
     bar = ProgressBar("nvenc", quiet)
     try:

@@ -24,12 +24,35 @@ def _header_lines(info: StreamInfo) -> list[str]:
         + (f", sample aspect {h.sar[0]}:{h.sar[1]}" if h.sar else ""),
         f"frames        {count} announced, {len(info.frames)} readable",
         f"model         {h.model_name}, weights {h.weights_hash.hex()}",
-        f"intra period  {h.intra_period}",
+        _segments_line(info),
         f"refresh       {h.refresh_period or 'off'}",
         f"tools         {', '.join(n for n, bit in (('filter', 1), ('enhance', 2)) if h.tools & bit) or 'none'}",
         f"qp offsets    {' '.join(map(str, h.qp_offsets))}",
         f"size          {info.file_bytes} bytes (header {info.header_bytes})",
     ]
+
+
+def _segments(info: StreamInfo) -> list[dict[str, int]]:
+    """Each segment's first frame and byte offset: from the index, else from the records read."""
+    if info.index is not None:
+        return [{"first_frame": s.first_frame, "offset": s.offset} for s in info.index.segments]
+    offsets, offset = [], info.header_bytes
+    for f in info.frames:
+        if f.frame_type == 0:
+            offsets.append({"first_frame": f.index, "offset": offset})
+        offset += f.record_bytes
+    return offsets
+
+
+def _segments_line(info: StreamInfo) -> str:
+    h, found = info.header, _segments(info)
+    period = "one intra frame" if h.intra_period < 0 else f"an intra frame every {h.intra_period} frames"
+    if not h.indexed:
+        where = "no index (one segment)" if len(found) <= 1 else "no index"
+    else:
+        where = "indexed" if info.index is not None else "index missing (found by scanning)"
+    starts = " ".join(str(s["first_frame"]) for s in found[:12]) + (" ..." if len(found) > 12 else "")
+    return f"segments      {len(found)} ({period}; {where}): start at frames {starts}"
 
 
 def _rate_line(info: StreamInfo) -> str:
@@ -67,6 +90,8 @@ def _as_json(info: StreamInfo) -> str:
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,
+            "indexed": info.index is not None,
+            "segments": _segments(info),
             "error": info.error,
             "frames": [
                 {

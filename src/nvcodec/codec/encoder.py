@@ -33,7 +33,7 @@ class EncodedFrame:
         return self.record.record_len + 4
 
 
-def header_for(weights: Weights, params: CodingParams, info: VideoInfo) -> Header:
+def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
     tools = (Tools.FILTER if params.filter != ToolMode.OFF else 0) | (
         Tools.ENHANCE if params.enhance != ToolMode.OFF else 0
     )
@@ -50,6 +50,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo) -> Heade
         tools=int(tools),
         qp_offsets=params.qp_offsets,
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
+        indexed=indexed,
     )
 
 
@@ -70,9 +71,11 @@ class Encoder(FrameLoop):
         device: torch.device = CPU,
         dtype: torch.dtype = torch.float32,
         length_hint: int | None = None,
+        header_counted: bool = True,
     ) -> None:
         """`length_hint`: at most this many frames will come (--frames on an input of unknown
-        length), for rate control to plan with when info.frame_count is None."""
+        length), for rate control to plan with when info.frame_count is None. `header_counted`:
+        the header's bits count against the target (false for a segment after the first)."""
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
         self.filter_mode = _tried(params.filter, self.model.context_filter)
@@ -81,7 +84,8 @@ class Encoder(FrameLoop):
         self.filter_decider = FilterDecider(info.frame_count)
         self.rate: RateController | None = None
         if params.rate is not None:
-            pixels, header_bits = info.width * info.height, 8 * len(self.header.pack())
+            pixels = info.width * info.height
+            header_bits = 8 * len(self.header.pack()) if header_counted else 0
             count = info.frame_count if info.frame_count is not None else length_hint
             context = RateContext(
                 info.fps, count, params.qp_offsets, params.intra_period, pixels, header_bits

@@ -1,0 +1,166 @@
+"""Running segment jobs elsewhere: worker processes on this machine (`--jobs N`) or the workers of
+a Dask cluster (`--cluster ADDRESS`), results handed back in submission order.
+
+A job is `fn(task)`, with `fn` a module-level function (workers import it); it gets its weights
+from `worker_weights`, which loads them once per worker process (a cluster's workers, which may
+not see our files, get the bytes when they start).
+At most `slots + 1` tasks are out at a time, so a long video is never held in memory whole. A job
+whose worker dies is run again (at most RETRIES times); Ctrl-C or an error stops every worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+from nvcodec.errors import InputError, NvcError
+from nvcodec.weights import Weights, load_weights, weights_from_bytes
+
+RETRIES = 2
+CONNECT_SECONDS = 10
+
+_loaded: dict[bytes, Weights] = {}  # in a worker: each weights file is loaded once
+
+
+def worker_weights(path: str, sha256: bytes, data: bytes | None = None) -> Weights:
+    """The weights a job names, loaded once per worker process (from `data` when given)."""
+    if sha256 not in _loaded:
+        weights = weights_from_bytes(data, path) if data is not None else load_weights(path)
+        if weights.sha256 != sha256:
+            raise NvcError(f"{path}: the weights changed while coding")
+        _loaded[sha256] = weights
+    return _loaded[sha256]
+
+
+class WorkerLost(NvcError):
+    """A worker died on the same job more than RETRIES times."""
+
+
+class Runner(Protocol):
+    slots: int
+
+    def map_ordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]: ...
+
+    def close(self, abort: bool) -> None: ...
+
+
+def _quiet_worker(threads: int) -> None:
+    """In each worker process: leave Ctrl-C to the parent (which stops the workers) and share the
+    cores."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class ProcessRunner:
+    """`jobs` worker processes on this machine."""
+
+    def __init__(self, jobs: int) -> None:
+        self.slots = jobs
+        self._threads = max(1, (os.cpu_count() or 1) // jobs)
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("spawn")  # torch's threads do not survive a fork
+        return ProcessPoolExecutor(self.slots, context, initializer=_quiet_worker, initargs=(self._threads,))
+
+    def map_ordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        pending: deque[list[Any]] = deque()  # [task, future, tries]
+        source = iter(tasks)
+        while True:
+            while len(pending) <= self.slots and (task := next(source, None)) is not None:
+                pending.append([task, self._pool.submit(fn, task), 0])
+            if not pending:
+                return
+            entry = pending[0]
+            try:
+                result = entry[1].result()
+            except BrokenProcessPool:
+                entry[2] += 1
+                if entry[2] > RETRIES:
+                    raise WorkerLost(f"a worker process died {entry[2]} times on the same segment") from None
+                self._restart(fn, pending)
+                continue
+            pending.popleft()
+            yield result
+
+    def _restart(self, fn: Callable[..., Any], pending: deque[list[Any]]) -> None:
+        """A worker died: every job still out is lost with the pool; start a new pool and resubmit."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._start()
+        for entry in pending:
+            entry[1] = self._pool.submit(fn, entry[0])
+
+    def close(self, abort: bool) -> None:
+        if abort:
+            processes = list(getattr(self._pool, "_processes", {}).values())  # no public way in 3.11
+            for process in processes:
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.join(5)
+        else:
+            self._pool.shutdown(wait=True)
+
+
+class DaskRunner:
+    """The workers of a running Dask cluster. Each worker, and each that joins or replaces one
+    later, loads the weights once, from bytes sent with a worker plugin (no shared files needed)."""
+
+    def __init__(self, address: str, weights: Weights) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise InputError("--cluster needs Dask: pip install 'nvcodec[cluster]'") from None
+        try:
+            self.client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
+        except (OSError, TimeoutError) as err:
+            raise InputError(f"--cluster {address}: no Dask scheduler answered ({err})") from None
+        self.slots = max(1, sum(self.client.nthreads().values()))
+        with open(weights.path, "rb") as file:
+            self.client.register_plugin(_weights_plugin(weights.path, weights.sha256, file.read()))
+        self._pending: deque[Future] = deque()
+
+    def map_ordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        source = iter(tasks)
+        while True:
+            while len(self._pending) <= self.slots and (task := next(source, None)) is not None:
+                self._pending.append(self.client.submit(fn, task, pure=False, retries=RETRIES))
+            if not self._pending:
+                return
+            yield self._pending[0].result()
+            self._pending.popleft()
+
+    def close(self, abort: bool) -> None:
+        if abort and self._pending:
+            self.client.cancel(list(self._pending), force=True)
+        self.client.close()
+
+
+def _weights_plugin(path: str, sha256: bytes, data: bytes) -> Any:
+    """A Dask worker plugin that loads the weights into the worker's cache when it starts."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class WeightsPlugin(WorkerPlugin):
+        name = f"nvcodec-weights-{sha256.hex()[:16]}"
+
+        def setup(self, worker: Any) -> None:
+            worker_weights(path, sha256, data)
+
+    return WeightsPlugin()
+
+
+def make_runner(jobs: int, cluster: str | None, weights: Weights) -> Runner | None:
+    """The runner the options ask for; None to code in this process."""
+    if cluster is not None:
+        return DaskRunner(cluster, weights)
+    if jobs > 1:
+        return ProcessRunner(jobs)
+    return None
