@@ -15,6 +15,7 @@ import pytest
 
 from nvcodec.bitstream import BitstreamReader, read_info
 from nvcodec.bitstream.index import read_index_from_end
+from nvcodec.cli import nvenc
 from nvcodec.codec.segments import SegmentLength
 from nvcodec.errors import InputError
 from nvcodec.io import open_reader
@@ -179,14 +180,23 @@ def test_seeking_outputs_exactly_the_frames_asked_for(
 
 def test_seeking_in_a_pipe_scans(segmented: dict, tiny_weights: str, tmp_path: Path) -> None:
     out = tmp_path / "piped.y4m"
-    with open(segmented["nvc"], "rb") as stdin:
+    with subprocess.Popen(["cat", str(segmented["nvc"])], stdout=subprocess.PIPE) as cat:
         done = subprocess.run(
             [*TOOL, "nvdec", "-", "-o", str(out), "--start", "5", "--frames", "4",
              "--weights", tiny_weights, "-q"],
-            stdin=stdin, capture_output=True, text=True, timeout=120,
+            stdin=cat.stdout, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert frames_of(out) == segmented["frames"][5:9]
+
+
+def test_one_segment_is_coded_here_whatever_jobs_says(cli: Cli, segmented: dict, tmp_path: Path) -> None:
+    nvc = tmp_path / "one.nvc"
+    res = cli._call(
+        nvenc, [segmented["source"], "-o", nvc, "--jobs", "2", "--weights", cli.weights]
+    )  # not quiet
+    assert res.code == 0 and "the video is one segment, so it is coded here" in res.err
+    assert read_info(nvc).header.version == (2, 0)
 
 
 def test_seeking_past_the_end_is_refused(cli: Cli, segmented: dict, tmp_path: Path) -> None:
@@ -373,6 +383,25 @@ def test_a_killed_dask_worker_is_retried(local_cluster, tmp_path: Path, tiny_wei
 
 
 def test_an_unreachable_cluster_is_one_line(cli: Cli, segmented: dict, tmp_path: Path) -> None:
-    res = cli.enc(segmented["source"], "-o", tmp_path / "x.nvc", "--cluster", "tcp://127.0.0.1:9")
+    args = ["--segment-frames", str(PERIOD), "--cluster", "tcp://127.0.0.1:9"]
+    res = cli.enc(segmented["source"], "-o", tmp_path / "x.nvc", *args)
     assert_error(res, 2, "no Dask scheduler answered")
     assert not (tmp_path / "x.nvc").exists()
+
+
+def test_an_encode_to_a_pipe_ends_with_its_index(segmented: dict, tiny_weights: str, tmp_path: Path) -> None:
+    """From a pipe to a pipe, the header cannot learn the frame count, but the index still comes
+    last and counts the frames; read from a pipe, every frame decodes."""
+    common = ["--weights", tiny_weights, "-q", "--device", "cpu"]
+    args = [*TOOL, "nvenc", "-", "-o", "-", "--segment-frames", str(PERIOD), *common]
+    piped = subprocess.run(args, input=segmented["source"].read_bytes(), capture_output=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    nvc = tmp_path / "piped.nvc"
+    nvc.write_bytes(piped.stdout)
+    info = read_info(nvc)
+    assert info.error is None and info.header.frame_count is None
+    assert info.index is not None and info.index.frame_count == FRAMES and len(info.frames) == FRAMES
+    out = tmp_path / "out.y4m"
+    decode = [*TOOL, "nvdec", "-", "-o", str(out), *common]
+    assert subprocess.run(decode, input=piped.stdout, capture_output=True, timeout=120).returncode == 0
+    assert frames_of(out) == segmented["frames"]

@@ -23,9 +23,9 @@ class Cut:
 
 def cut_stream(source: str, output: str, start: Position, end: Position | None, force: bool) -> Cut:
     """Copy the segments of `source` that hold frames start .. end - 1 (to its end without `end`)."""
-    if output != "-" and source != "-" and os.path.exists(output) and os.path.samefile(source, output):
-        raise InputError(f"{output}: output would overwrite the input")
     with open_bitstream(source) as file:
+        if output != "-" and source != "-" and os.path.exists(output) and os.path.samefile(source, output):
+            raise InputError(f"{output}: output would overwrite the input")
         reader = BitstreamReader(file)
         header = reader.header
         first_wanted = start.frame_at(header.fps)

@@ -10,6 +10,7 @@ whose worker dies is run again (at most RETRIES times); Ctrl-C or an error stops
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -50,10 +51,23 @@ class Runner(Protocol):
     def close(self, abort: bool) -> None: ...
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Hold back Ctrl-C while worker processes may be started: they inherit the blocked signal, so
+    one that arrives before they ignore it cannot interrupt their start-up; the parent gets it
+    right after."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _quiet_worker(threads: int) -> None:
     """In each worker process: leave Ctrl-C to the parent (which stops the workers) and share the
     cores."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     import torch
 
     torch.set_num_threads(threads)
@@ -75,28 +89,38 @@ class ProcessRunner:
         pending: deque[list[Any]] = deque()  # [task, future, tries]
         source = iter(tasks)
         while True:
-            while len(pending) <= self.slots and (task := next(source, None)) is not None:
-                pending.append([task, self._pool.submit(fn, task), 0])
-            if not pending:
-                return
-            entry = pending[0]
             try:
-                result = entry[1].result()
+                while len(pending) <= self.slots and (task := next(source, None)) is not None:
+                    pending.append([task, None, 0])
+                    pending[-1][1] = self._submit(fn, task)
+                if not pending:
+                    return
+                result = pending[0][1].result()
             except BrokenProcessPool:
-                entry[2] += 1
-                if entry[2] > RETRIES:
-                    raise WorkerLost(f"a worker process died {entry[2]} times on the same segment") from None
                 self._restart(fn, pending)
                 continue
             pending.popleft()
             yield result
 
     def _restart(self, fn: Callable[..., Any], pending: deque[list[Any]]) -> None:
-        """A worker died: every job still out is lost with the pool; start a new pool and resubmit."""
+        """A worker died and took the pool with it, and every unfinished job. Which job killed it
+        is unknown: each of those that may have been running (the first `slots` unfinished) counts
+        a try, and one gives up after RETRIES + slots tries (so a job that kills its worker every
+        time is tried at least RETRIES times, however often its neighbours die). A new pool then
+        takes the unfinished jobs again."""
+        unfinished = [e for e in pending if not (e[1] and e[1].done() and e[1].exception() is None)]
+        for entry in unfinished[: self.slots]:
+            entry[2] += 1
+            if entry[2] > RETRIES + self.slots:
+                raise WorkerLost(f"worker processes died {entry[2]} times while coding the same segment")
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = self._start()
-        for entry in pending:
-            entry[1] = self._pool.submit(fn, entry[0])
+        for entry in unfinished:
+            entry[1] = self._submit(fn, entry[0])
+
+    def _submit(self, fn: Callable[..., Any], task: Any) -> Future:
+        with _sigint_blocked():  # the pool starts its processes here
+            return self._pool.submit(fn, task)
 
     def close(self, abort: bool) -> None:
         if abort:
@@ -116,17 +140,22 @@ class DaskRunner:
 
     def __init__(self, address: str, weights: Weights) -> None:
         try:
-            from distributed import Client
+            from distributed import Client, KilledWorker
         except ImportError:
             raise InputError("--cluster needs Dask: pip install 'nvcodec[cluster]'") from None
         try:
             self.client = Client(address, timeout=f"{CONNECT_SECONDS}s", set_as_default=False)
         except (OSError, TimeoutError) as err:
             raise InputError(f"--cluster {address}: no Dask scheduler answered ({err})") from None
-        self.slots = max(1, sum(self.client.nthreads().values()))
-        with open(weights.path, "rb") as file:
-            self.client.register_plugin(_weights_plugin(weights.path, weights.sha256, file.read()))
+        self._killed = KilledWorker
         self._pending: deque[Future] = deque()
+        try:
+            self.slots = max(1, sum(self.client.nthreads().values()))
+            with open(weights.path, "rb") as file:
+                self.client.register_plugin(_weights_plugin(weights.path, weights.sha256, file.read()))
+        except BaseException:
+            self.client.close()
+            raise
 
     def map_ordered(self, fn: Callable[..., Any], tasks: Iterable[Any]) -> Iterator[Any]:
         source = iter(tasks)
@@ -135,7 +164,13 @@ class DaskRunner:
                 self._pending.append(self.client.submit(fn, task, pure=False, retries=RETRIES))
             if not self._pending:
                 return
-            yield self._pending[0].result()
+            try:
+                result = self._pending[0].result()
+            except self._killed as err:
+                raise WorkerLost(
+                    f"the cluster lost its workers on the same segment too often ({err})"
+                ) from None
+            yield result
             self._pending.popleft()
 
     def close(self, abort: bool) -> None:

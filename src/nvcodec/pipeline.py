@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -36,6 +37,8 @@ from nvcodec.parallel import Runner, make_runner, worker_weights
 from nvcodec.positions import Position
 from nvcodec.stats import FrameReport, Summary
 from nvcodec.weights import Weights, default_weights_path, load_weights
+
+log = logging.getLogger(__name__)
 
 
 class Progress(Protocol):
@@ -166,7 +169,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
         with AtomicOutput(job.output, job.force) as out:
             recon = open_writer(job.recon, info, job.force) if job.recon else None
             try:
-                with _runner(job, weights) as runner:
+                with _runner(job, weights, params.intra_period > 0) as runner:
                     coded = plan.coded(reader.frames(job.start, job.frames), runner, device, dtype)
                     summary = _write_coded(coded, plan.header, params, out.file, recon, progress)
             except BaseException:
@@ -183,10 +186,12 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
 
 
 @contextlib.contextmanager
-def _runner(job: EncodeJob | DecodeJob, weights: Weights) -> Iterator[Runner | None]:
+def _runner(job: EncodeJob | DecodeJob, weights: Weights, segmented: bool) -> Iterator[Runner | None]:
     """The worker processes or cluster the job asks for, stopped on the way out (at once on an
-    error or Ctrl-C)."""
-    runner = make_runner(job.jobs, job.cluster, weights)
+    error or Ctrl-C); none for a video of one segment, which has nothing to share."""
+    if (job.jobs > 1 or job.cluster) and not segmented:
+        log.warning("the video is one segment, so it is coded here: --segment splits it for --jobs/--cluster")
+    runner = make_runner(job.jobs, job.cluster, weights) if segmented else None
     if runner is None:
         yield None
         return
@@ -249,10 +254,12 @@ class _SegmentPlan:
                 psnr = frame_psnr(frame, coded.picture.output)
                 yield coded.record, FrameReport.of(coded.plan.index, coded.record, psnr), coded.picture.output
             return
-        for segment in runner.map_ordered(encode_segment, self._tasks(frames)):
+        for segment in runner.map_ordered(encode_segment, self._tasks(frames, device.type)):
             yield from segment
 
-    def _tasks(self, frames: Iterable[Frame]) -> Iterator[SegmentTask]:
+    def _tasks(self, frames: Iterable[Frame], device: str) -> Iterator[SegmentTask]:
+        """One task a segment, for workers coding on the device this process resolved (the same
+        bytes as here, whatever each worker has)."""
         job, source = self.job, (self.weights.path, self.weights.sha256)
         for first, batch in split_segments(frames, self.params.intra_period):
             yield SegmentTask(
@@ -261,7 +268,7 @@ class _SegmentPlan:
                 self.info,
                 first,
                 batch,
-                job.device,
+                device,
                 job.precision,
                 self.hint,
                 job.recon is not None,
@@ -316,12 +323,13 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
         info = header_info(header, job.frames, start)
         if progress:
             progress.begin(info.frame_count)
-        with open_writer(job.output, info, job.force) as writer, _runner(job, weights) as runner:
+        segmented = header.intra_period > 0
+        with open_writer(job.output, info, job.force) as writer, _runner(job, weights, segmented) as runner:
             if runner is None:
                 decoder = Decoder(weights, header, device, dtype, job.enhance)
                 shown = _decode_items(_records(reader), decoder, first, start, job.keep_going)
             else:
-                shown = _decode_remotely(reader, first, start, job, weights, runner)
+                shown = _decode_remotely(reader, first, start, job, weights, runner, device.type)
             return _write_decoded(shown, header, writer, job, progress)
 
 
@@ -375,7 +383,10 @@ def _decode_items(
             if isinstance(item, FrameRecord) and item.frame_type == FrameType.INTRA:
                 pending, pending_first = [item], index
             elif pending is not None:
-                pending = None if isinstance(item, DamagedRecord) else [*pending, item]
+                if isinstance(item, DamagedRecord):
+                    pending = None
+                else:
+                    pending.append(item)
             continue
         decoder.index = index
         if pending:
@@ -446,17 +457,24 @@ def _replay(items: list[Item | BitstreamError]) -> Iterator[Item]:
 
 
 def _decode_remotely(
-    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights, runner: Runner
+    reader: BitstreamReader,
+    first: int,
+    start: int,
+    job: DecodeJob,
+    weights: Weights,
+    runner: Runner,
+    device: str,
 ) -> Iterator[ShownFrame]:
-    """Segments decoded by the runner's workers, shown in order."""
-    for shown, error in runner.map_ordered(decode_segment, _decode_tasks(reader, first, start, job, weights)):
+    """Segments decoded by the runner's workers (on `device`), shown in order."""
+    tasks = _decode_tasks(reader, first, start, job, weights, device)
+    for shown, error in runner.map_ordered(decode_segment, tasks):
         yield from shown
         if error is not None:
             raise error
 
 
 def _decode_tasks(
-    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights
+    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights, device: str
 ) -> Iterator[DecodeTask]:
     """The records from `first` on, cut into segments at intra frames; segments wholly before
     `start` are dropped, and reading stops once the frames asked for are covered."""
@@ -465,7 +483,7 @@ def _decode_tasks(
 
     def task(begin: int, items: list[Item | BitstreamError]) -> DecodeTask:
         return DecodeTask(
-            source, reader.header, begin, start, items, job.device, job.precision, job.enhance, job.keep_going
+            source, reader.header, begin, start, items, device, job.precision, job.enhance, job.keep_going
         )
 
     begin, items = first, []
@@ -518,5 +536,7 @@ def _write_decoded(
         raise BitstreamError(
             f"{err}; decoding stopped there, the {kept} frames before it are in {where}{concealed}{advice}"
         ) from None
+    if not result.summary.frames:
+        raise InputError(f"--start {job.start}: the stream ends before that frame")
     result.summary.seconds = time.perf_counter() - began
     return result

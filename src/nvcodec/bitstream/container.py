@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -125,8 +126,10 @@ class BitstreamReader:
         a file cut short, a stream of one segment; the caller then reads from the start)."""
         if self.frames_read or self.header.frame_count is not None and frame >= self.header.frame_count:
             return self.frames_read
-        index = read_index_from_end(self._file, self.header_bytes) if self.header.indexed else None
-        if index is None or _tell_if_seekable(self._file) is None:
+        if not self.header.indexed or _tell_if_seekable(self._file) is None:
+            return 0
+        index = read_index_from_end(self._file, self.header_bytes)
+        if index is None or self.header.frame_count not in (None, index.frame_count):
             return 0
         segment = index.segment_of(frame)
         self._file.seek(segment.offset)
@@ -150,13 +153,15 @@ class BitstreamReader:
         try:
             record = read_record_after(raw, self._file, self.header, index)
         except DamagedRecord as err:
-            self.frames_read += 1
-            self.offset = -1  # unknown: the damaged record's length is not trusted
+            self._passed(raw)  # read in full: its record_len framed it
             raise err from None
-        self.frames_read += 1
-        if self.offset >= 0:
-            self.offset += 4 + record.record_len
+        self._passed(raw)
         return record
+
+    def _passed(self, raw: bytes) -> None:
+        """Count a record read in full, from its record_len field."""
+        self.frames_read += 1
+        self.offset += 4 + struct.unpack("<I", raw)[0]
 
     def _end_of_file(self) -> None:
         announced, index = self.header.frame_count, self.frames_read
@@ -175,8 +180,7 @@ class BitstreamReader:
         found = read_index_body(self._file)
         if found.frame_count != index:
             raise BitstreamError(f"segment index: counts {found.frame_count} frames, the stream has {index}")
-        if self.offset >= 0:
-            found.check(self.header_bytes, self.offset)
+        found.check(self.header_bytes, self.offset)
         self.index, self._ended = found, True
         return None
 

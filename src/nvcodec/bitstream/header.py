@@ -99,7 +99,7 @@ class Header:
     tools: int
     qp_offsets: tuple[int, ...]
     sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
-    indexed: bool = False  # a segment index follows the last record (version 2.2)
+    indexed: bool = False  # a segment index may follow the last record (version 2.2)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     def __post_init__(self) -> None:

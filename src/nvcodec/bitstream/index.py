@@ -93,7 +93,7 @@ def read_index_body(stream: BinaryIO) -> SegmentIndex:
     if crc != zlib.crc32(entries, zlib.crc32(head)) or magic != INDEX_MAGIC:
         raise BitstreamError("segment index: CRC mismatch (corrupted data)")
     if length != FIXED_BYTES + ENTRY.size * count:
-        raise BitstreamError(f"segment index: index_len {length} does not match its {count} segments")
+        raise BitstreamError(f"segment index: index_len {length} does not match its segment count {count}")
     if read_fully(stream, 1):
         raise BitstreamError("bytes after the segment index")
     segments = tuple(Segment(*ENTRY.unpack_from(entries, ENTRY.size * i)) for i in range(count))
@@ -103,7 +103,10 @@ def read_index_body(stream: BinaryIO) -> SegmentIndex:
 def read_index_from_end(file: BinaryIO, header_bytes: int) -> SegmentIndex | None:
     """The index of a seekable file, found from its last bytes; None when it has none or a damaged
     one (the caller then scans). The file position is restored."""
-    here = file.tell()
+    try:
+        here = file.tell()
+    except OSError:
+        return None
     try:
         size = file.seek(0, os.SEEK_END)
         if size < header_bytes + FIXED_BYTES:

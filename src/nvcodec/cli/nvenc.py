@@ -131,8 +131,6 @@ def command(
 ) -> None:
     """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
     setup_logging("nvenc", quiet)
-    if segment is not None and segment_frames is not None:
-        raise click.UsageError("--segment and --segment-frames exclude each other")
     if jobs > 1 and cluster:
         raise click.UsageError("--jobs and --cluster exclude each other")
     from nvcodec.codec.segments import SegmentLength  # torch and PyAV: only once the arguments are good

@@ -9,7 +9,6 @@ bytes whichever process codes it, which is what lets `--jobs` and `--cluster` sp
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -59,11 +58,6 @@ class SegmentLength:
             frames = max(1, round(AUTO_SEGMENT_SECONDS * fps))
         frames = min(frames, MAX_SEGMENT_FRAMES)
         return -1 if total is not None and frames >= total else frames
-
-
-def segment_count(total: int, length: int) -> int:
-    """How many segments `total` frames make with `length` frames each (-1: one)."""
-    return 1 if length < 0 else math.ceil(total / length)
 
 
 def segment_encoder(
