@@ -165,6 +165,24 @@ def fuzz_section(fuzz: dict) -> list[str]:
     return lines
 
 
+def segments_section(seg: dict) -> list[str]:
+    """Segment-parallel speed and the BD-rate cost of segment lengths."""
+    speed = seg["speed"]
+    lines = [f"`python -m benchmarks.segments`. Speed: {speed['frames']} frames of {speed['clip']} in "
+             f"{speed['segment_seconds']:g} s segments at qp {speed['qp']}, one `nvenc` job each way, wall time "
+             "including the workers' start-up.", "",
+             "| run | fps | speed-up | bitstream identical to serial |", "| --- | ---: | ---: | --- |"]  # fmt: skip
+    lines += [f"| {label} | {r['fps']:.2f} | x{r['speed_up']:.2f} | {'yes' if r['identical'] else '**no**'} |"
+              for label, r in speed["runs"].items()]  # fmt: skip
+    for c in seg["cost"]:
+        lengths = [k for k in c["curves"] if k != "one"]
+        lines += ["", f"Cost on {c['clip']} ({c['frames']} frames, qp {', '.join(map(str, c['qps']))}): BD-rate of "
+                  "segments of each length against one segment (sizes count the index).", "",
+                  "| segment | " + " | ".join(lengths) + " |", "| --- |" + " ---: |" * len(lengths),
+                  "| BD-rate | " + " | ".join(_fmt(c["bd_rate_vs_one"][k], 1) for k in lengths) + " |"]  # fmt: skip
+    return lines + [""]
+
+
 def render(results: Path, out: Path) -> str:
     """RESULTS.md for the JSON in `results`, with image links relative to `out`."""
     clips = [json.loads(p.read_text()) for p in results.glob("rd_*.json")]
@@ -214,6 +232,10 @@ def render(results: Path, out: Path) -> str:
             + intra_table(json.loads(kodak.read_text()))
             + [""]
         )
+    segments = results / "segments.json"
+    if segments.is_file():
+        lines += ["## Segments (seeking, parallel and cluster coding)", ""]
+        lines += segments_section(json.loads(segments.read_text()))
     fuzz = results / "fuzz.json"
     if fuzz.is_file():
         lines += ["## Robustness (fuzzing nvdec)", ""] + fuzz_section(json.loads(fuzz.read_text()))
