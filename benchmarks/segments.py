@@ -1,9 +1,9 @@
 """Segments: what cutting a video into closed segments costs in compression, and what coding the
 segments in parallel gains in speed, measured in one run on this machine.
 
-    python -m benchmarks.segments [--clips foreman:240] [--seconds 1,2,4,8] [--qps 27,32,37,42]
-                                  [--speed-clip foreman:100] [--speed-segment 1] [--weights PATH]
-                                  [--out benchmarks/results]
+    python -m benchmarks.segments [--parts speed,cost] [--clips foreman:240] [--seconds 1,2,4,8]
+                                  [--qps 27,32,37,42] [--speed-clip foreman:100] [--speed-segment 1]
+                                  [--weights PATH] [--out benchmarks/results]
 
 Cost: each clip (its first N frames) coded at each qp as one segment and with segments of each
 length; BD-rate of each length against one segment, sizes counting the index. Speed: the same
@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--qps", default="27,32,37,42")
     parser.add_argument("--speed-clip", default="foreman:100")
     parser.add_argument("--speed-segment", type=Fraction, default=Fraction(1))
+    parser.add_argument("--parts", default="speed,cost", help="speed (on an idle machine), cost, or both")
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -125,16 +126,19 @@ def main(argv: list[str] | None = None) -> int:
     weights = load_weights(args.weights or default_weights_path())
     seconds = [Fraction(s) for s in args.seconds.split(",")]
     qps = [int(q) for q in args.qps.split(",")]
-    result = {
-        "speed": speed(weights, args.speed_clip, args.speed_segment, 32, args.data),
-        "cost": [cost(weights, spec, seconds, qps, args.data) for spec in args.clips.split(",")],
-        "environment": environment(weights),
-    }
+    path = args.out / "segments.json"
+    result = json.loads(path.read_text()) if path.is_file() else {}  # a part not run keeps its figures
+    parts = args.parts.split(",")
+    if "speed" in parts:
+        result["speed"] = speed(weights, args.speed_clip, args.speed_segment, 32, args.data)
+    if "cost" in parts:
+        result["cost"] = [cost(weights, spec, seconds, qps, args.data) for spec in args.clips.split(",")]
+    result["environment"] = environment(weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_file(args.out / "segments.json", json.dumps(result, indent=1))
-    for label, r in result["speed"]["runs"].items():
+    write_file(path, json.dumps(result, indent=1))
+    for label, r in result.get("speed", {}).get("runs", {}).items():
         print(f"{label}: {r['fps']:.2f} fps, x{r['speed_up']:.2f}, identical {r['identical']}", flush=True)
-    for c in result["cost"]:
+    for c in result.get("cost", []):
         print(
             c["clip"],
             {k: None if v is None else round(v, 2) for k, v in c["bd_rate_vs_one"].items()},
