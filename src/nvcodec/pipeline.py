@@ -204,16 +204,32 @@ def _runner(job: EncodeJob | DecodeJob, weights: Weights, segmented: bool) -> It
 
 
 @dataclass(frozen=True)
-class SegmentTask:
-    """One segment for a worker to encode, with all it needs but the weights' bytes."""
+class Placement:
+    """The weights a worker codes with (path, SHA-256) and where: the device this process resolved."""
 
-    weights: tuple[str, bytes]  # path, SHA-256
+    weights: tuple[str, bytes]
+    device: str
+    precision: str
+
+    @classmethod
+    def of(cls, weights: Weights, device: torch.device, precision: str) -> Placement:
+        return cls((weights.path, weights.sha256), device.type, precision)
+
+    def load(self) -> tuple[Weights, torch.device, torch.dtype]:
+        """In the worker: the weights (loaded once per process), the device and the dtype."""
+        device = resolve_device(self.device)
+        return worker_weights(*self.weights), device, resolve_precision(self.precision, device)
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One segment for a worker to encode."""
+
+    placement: Placement
     params: CodingParams
     info: VideoInfo
     first: int
     frames: list[Frame]
-    device: str
-    precision: str
     length_hint: int | None
     keep_recon: bool
 
@@ -223,9 +239,7 @@ Coded = tuple[FrameRecord, FrameReport, Frame]  # a frame's record, report and s
 
 def encode_segment(task: SegmentTask) -> list[Coded]:
     """Encode one segment (in a worker process); the shown pictures only if asked for."""
-    weights = worker_weights(*task.weights)
-    device = resolve_device(task.device)
-    dtype = resolve_precision(task.precision, device)
+    weights, device, dtype = task.placement.load()
     encoder = segment_encoder(weights, task.params, task.info, task.first, device, dtype, task.length_hint)
     out = []
     for i, frame in enumerate(task.frames):
@@ -254,25 +268,16 @@ class _SegmentPlan:
                 psnr = frame_psnr(frame, coded.picture.output)
                 yield coded.record, FrameReport.of(coded.plan.index, coded.record, psnr), coded.picture.output
             return
-        for segment in runner.map_ordered(encode_segment, self._tasks(frames, device.type)):
+        placement = Placement.of(self.weights, device, self.job.precision)
+        for segment in runner.map_ordered(encode_segment, self._tasks(frames, placement)):
             yield from segment
 
-    def _tasks(self, frames: Iterable[Frame], device: str) -> Iterator[SegmentTask]:
-        """One task a segment, for workers coding on the device this process resolved (the same
-        bytes as here, whatever each worker has)."""
-        job, source = self.job, (self.weights.path, self.weights.sha256)
+    def _tasks(self, frames: Iterable[Frame], placement: Placement) -> Iterator[SegmentTask]:
+        """One task a segment, coded where this process would code it (the same bytes as here,
+        whatever each worker has)."""
+        keep_recon = self.job.recon is not None
         for first, batch in split_segments(frames, self.params.intra_period):
-            yield SegmentTask(
-                source,
-                self.params,
-                self.info,
-                first,
-                batch,
-                device,
-                job.precision,
-                self.hint,
-                job.recon is not None,
-            )
+            yield SegmentTask(placement, self.params, self.info, first, batch, self.hint, keep_recon)
 
 
 def _write_coded(
@@ -329,7 +334,8 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
                 decoder = Decoder(weights, header, device, dtype, job.enhance)
                 shown = _decode_items(_records(reader), decoder, first, start, job.keep_going)
             else:
-                shown = _decode_remotely(reader, first, start, job, weights, runner, device.type)
+                placement = Placement.of(weights, device, job.precision)
+                shown = _decode_remotely(reader, first, start, job, placement, runner)
             return _write_decoded(shown, header, writer, job, progress)
 
 
@@ -423,13 +429,11 @@ def _catch_up(decoder: Decoder, records: list[FrameRecord], first: int) -> None:
 class DecodeTask:
     """One segment's records for a worker to decode."""
 
-    weights: tuple[str, bytes]  # path, SHA-256
+    placement: Placement
     header: Header
     first: int
     start: int
     items: list[Item | BitstreamError]  # a last BitstreamError: where the stream stopped
-    device: str
-    precision: str
     enhance: bool
     keep_going: bool
 
@@ -438,9 +442,8 @@ def decode_segment(
     task: DecodeTask,
 ) -> tuple[list[ShownFrame], BitstreamError | None]:
     """Decode one segment (in a worker process): the frames shown, and the error that stopped it."""
-    weights = worker_weights(*task.weights)
-    device = resolve_device(task.device)
-    decoder = Decoder(weights, task.header, device, resolve_precision(task.precision, device), task.enhance)
+    weights, device, dtype = task.placement.load()
+    decoder = Decoder(weights, task.header, device, dtype, task.enhance)
     shown: list[ShownFrame] = []
     try:
         shown.extend(_decode_items(_replay(task.items), decoder, task.first, task.start, task.keep_going))
@@ -457,34 +460,26 @@ def _replay(items: list[Item | BitstreamError]) -> Iterator[Item]:
 
 
 def _decode_remotely(
-    reader: BitstreamReader,
-    first: int,
-    start: int,
-    job: DecodeJob,
-    weights: Weights,
-    runner: Runner,
-    device: str,
+    reader: BitstreamReader, first: int, start: int, job: DecodeJob, placement: Placement, runner: Runner
 ) -> Iterator[ShownFrame]:
-    """Segments decoded by the runner's workers (on `device`), shown in order."""
-    tasks = _decode_tasks(reader, first, start, job, weights, device)
-    for shown, error in runner.map_ordered(decode_segment, tasks):
+    """Segments decoded by the runner's workers, shown in order."""
+    for shown, error in runner.map_ordered(
+        decode_segment, _decode_tasks(reader, first, start, job, placement)
+    ):
         yield from shown
         if error is not None:
             raise error
 
 
 def _decode_tasks(
-    reader: BitstreamReader, first: int, start: int, job: DecodeJob, weights: Weights, device: str
+    reader: BitstreamReader, first: int, start: int, job: DecodeJob, placement: Placement
 ) -> Iterator[DecodeTask]:
     """The records from `first` on, cut into segments at intra frames; segments wholly before
     `start` are dropped, and reading stops once the frames asked for are covered."""
     end = None if job.frames is None else start + job.frames
-    source = (weights.path, weights.sha256)
 
     def task(begin: int, items: list[Item | BitstreamError]) -> DecodeTask:
-        return DecodeTask(
-            source, reader.header, begin, start, items, device, job.precision, job.enhance, job.keep_going
-        )
+        return DecodeTask(placement, reader.header, begin, start, items, job.enhance, job.keep_going)
 
     begin, items = first, []
     index = first
