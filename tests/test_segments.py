@@ -405,3 +405,21 @@ def test_an_encode_to_a_pipe_ends_with_its_index(segmented: dict, tiny_weights: 
     decode = [*TOOL, "nvdec", "-", "-o", str(out), *common]
     assert subprocess.run(decode, input=piped.stdout, capture_output=True, timeout=120).returncode == 0
     assert frames_of(out) == segmented["frames"]
+
+
+def test_keep_going_with_jobs_conceals_as_serial_does(cli: Cli, segmented: dict, tmp_path: Path) -> None:
+    info = read_info(segmented["nvc"])
+    offset = info.header_bytes + sum(f.record_bytes for f in info.frames[:5]) + 30  # inside frame 5
+    data = bytearray(segmented["nvc"].read_bytes())
+    data[offset] ^= 0x10
+    bad = tmp_path / "bad.nvc"
+    bad.write_bytes(bytes(data))
+    outputs = {}
+    for label, extra in (("serial", []), ("jobs", ["--jobs", "2"])):
+        out = tmp_path / f"{label}.y4m"
+        res = cli.dec(bad, "-o", out, "--keep-going", "--device", "cpu", *extra)
+        assert res.code == 4 and "3 of 11 frames could not be decoded" in res.err, res.err
+        outputs[label] = frames_of(out)
+    assert outputs["serial"] == outputs["jobs"]
+    expected = segmented["frames"]
+    assert outputs["serial"] == expected[:5] + [expected[4]] * 3 + expected[8:]
