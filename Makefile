@@ -37,13 +37,14 @@ bench-deps: install
 	$(BIN)/pip install --quiet -e '.[test,cluster,bench]'
 
 # The development set: Foreman, Cockatoo, Cactus (96 frames), people (9), Kodak, rate control on
-# Foreman, car_traffic and vtest; several hours on a CPU.
+# Foreman, car_traffic and vtest, segments (speed and cost) on Foreman; several hours on a CPU.
 bench: bench-deps
 	$(BIN)/python -m benchmarks.complexity --json $(RESULTS)/complexity.json
 	$(BIN)/python -m benchmarks.speed --sizes 416x240,854x480,1280x720,1920x1080 --frames 3 --json $(RESULTS)/speed.json
 	$(BIN)/python -m benchmarks.rd --out $(RESULTS)
 	$(BIN)/python -m benchmarks.intra --out $(RESULTS)
 	$(BIN)/python -m benchmarks.ratecontrol --out $(RESULTS)
+	$(BIN)/python -m benchmarks.segments --out $(RESULTS)
 	$(BIN)/python -m benchmarks.fuzz --cases 5000 --json $(RESULTS)/fuzz.json
 	$(BIN)/python -m benchmarks.report --results $(RESULTS) --out benchmarks/RESULTS.md
 

@@ -120,3 +120,25 @@ def test_drift_compares_two_decodes(tmp_path, tiny_weights):
     rows = drift.compare(single, double)
     assert len(rows) == 4 and all(r["crc_a"] for r in rows)  # fp32 is the encoder's arithmetic
     assert all(r["crc_b"] == (r["max"] == 0) and r["psnr"] > 30 for r in rows)
+
+
+def test_segments_benchmark_costs_and_renders(clip, tiny_weights, tmp_path, monkeypatch):
+    from benchmarks import segments
+
+    _, frames = clip
+    stub = SimpleNamespace(read=lambda data, limit: (frames[:limit], Fraction(25)))
+    monkeypatch.setitem(segments.ALL_CLIPS, "foreman", stub)
+    cost = segments.cost(
+        load_weights(tiny_weights), "foreman:6", [Fraction(2, 25)], [20, 30, 40, 50], tmp_path
+    )
+    short = cost["curves"]["0.08s"]
+    assert short["segment_frames"] == 2 and all(p["index_bytes"] == 28 + 12 * 3 for p in short["points"])
+    assert cost["curves"]["one"]["segment_frames"] == -1
+    assert cost["bd_rate_vs_one"]["0.08s"] > 0  # two intra frames more than one segment: more bits
+    runs = {"serial": {"seconds": 2.0, "fps": 3.0, "speed_up": 1.0, "identical": True}}
+    speed = {"clip": "foreman", "frames": 6, "segment_seconds": 0.08, "qp": 32, "runs": runs}
+    (tmp_path / "segments.json").write_text(json.dumps({"speed": speed, "cost": [cost]}))
+    text = render(tmp_path, tmp_path / "RESULTS.md")
+    assert (
+        "## Segments" in text and "| serial | 3.00 | x1.00 | yes |" in text and "| segment | 0.08s |" in text
+    )
