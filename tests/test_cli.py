@@ -490,6 +490,8 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--start", 5, "--frames", 3)
     assert res.code == 0, res.err
     assert cli.info_json(tmp_path / "a.nvc")["frame_count"] == 1
+    assert cli.enc(coded.source, "-o", tmp_path / "t.nvc", "--start", "0.2s").code == 0  # frame 5 at 25 fps
+    assert (tmp_path / "t.nvc").read_bytes() == (tmp_path / "a.nvc").read_bytes()
     res = cli.enc(coded.source, "-o", tmp_path / "b.nvc", "--start", FRAMES)
     assert_error(res, 2, "no frames to encode")
     assert not (tmp_path / "b.nvc").exists() and hidden_files(tmp_path) == []

@@ -56,7 +56,7 @@ class EncodeJob:
     input: str
     output: str
     params: CodingParams = CodingParams()
-    start: int = 0
+    start: Position = Position(frame=0)  # the first frame to code
     frames: int | None = None
     size: tuple[int, int] | None = None
     fps: Fraction | None = None
@@ -144,8 +144,8 @@ def _write_stats(path: str, summary: Summary, force: bool) -> None:
 
 def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     """Encode job.input into job.output; returns the summary (PSNR of the shown pictures)."""
-    if job.start < 0 or (job.frames is not None and job.frames < 1):
-        raise InputError("--start must be >= 0 and --frames >= 1")
+    if job.frames is not None and job.frames < 1:
+        raise InputError("--frames must be >= 1")
     if job.params.intra_period != -1:
         raise ValueError("EncodeJob: set the segment length with .segment, not params.intra_period")
     _check_outputs([job.output, job.recon, job.stats], [job.input], job.force)
@@ -155,12 +155,11 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
     dtype = resolve_precision(job.precision, device)
     with open_reader(job.input, job.size, job.fps) as reader:
         check_picture_size(reader.info.width, reader.info.height, job.max_size, input_label(job.input))
-        info = replace(
-            reader.info, frame_count=_expected_count(reader.info.frame_count, job.start, job.frames)
-        )
+        start = job.start.frame_at(reader.info.fps)
+        info = replace(reader.info, frame_count=_expected_count(reader.info.frame_count, start, job.frames))
         if info.frame_count == 0:
-            raise InputError(f"{job.input}: no frames to encode (start {job.start})")
-        expected = info.frame_count or _expected_count(reader.estimated_count(), job.start, job.frames)
+            raise InputError(f"{job.input}: no frames to encode (--start {job.start} is frame {start})")
+        expected = info.frame_count or _expected_count(reader.estimated_count(), start, job.frames)
         bound = info.frame_count if info.frame_count is not None else job.frames
         params = replace(job.params, intra_period=job.segment.frames_at(info.fps, bound))
         plan = _SegmentPlan(weights, params, info, job, expected or job.frames)
@@ -170,7 +169,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
             recon = open_writer(job.recon, info, job.force) if job.recon else None
             try:
                 with _runner(job, weights, params.intra_period > 0) as runner:
-                    coded = plan.coded(reader.frames(job.start, job.frames), runner, device, dtype)
+                    coded = plan.coded(reader.frames(start, job.frames), runner, device, dtype)
                     summary = _write_coded(coded, plan.header, params, out.file, recon, progress)
             except BaseException:
                 if recon:

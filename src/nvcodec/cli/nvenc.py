@@ -15,6 +15,7 @@ from nvcodec.cli.common import (
     QUIET,
     WEIGHTS,
     BitsType,
+    PositionType,
     ProgressBar,
     RateType,
     SecondsType,
@@ -63,7 +64,11 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     help="Refresh every N frames (0: never): the in-loop filter decisions restart there.",
 )
 @click.option("--frames", type=click.IntRange(min=1), help="Encode at most this many frames.")
-@click.option("--start", type=click.IntRange(min=0), default=0, help="Skip this many frames first.")
+@click.option(
+    "--start",
+    type=PositionType(),
+    help="The first frame to code: a frame number (130) or a time (5.2s, 00:01:10).",
+)
 @click.option("--size", type=SizeType(), help="WxH of a raw .yuv input (I420).")
 @click.option("--fps", type=RateType(), help="Frame rate of a raw input (default 25), or an override.")
 @DEVICE
@@ -113,7 +118,7 @@ def command(
     segment_frames: int | None,
     refresh_period: int,
     frames: int | None,
-    start: int,
+    start,
     size,
     fps,
     device: str,
@@ -147,7 +152,7 @@ def command(
         input=input,
         output=output,
         params=params,
-        start=start,
+        **({"start": start} if start is not None else {}),
         frames=frames,
         size=size,
         fps=fps,
