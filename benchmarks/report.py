@@ -151,9 +151,9 @@ def fuzz_section(fuzz: dict) -> list[str]:
         "prefix": "refused, the frames before the damage kept",
     }
     lines = [f"`python -m benchmarks.fuzz --cases {fuzz['cases']} --seed {fuzz['seed']}` ({fuzz['seconds']:.0f} s): "
-             "mutated streams (bit flips, truncation, insertions, deletions, hostile header and record fields with "
-             "their CRCs recomputed, substream bytes changed behind a recomputed record CRC), each decoded by nvdec "
-             "in a child forked from one pre-imported process.", "",
+             "mutated streams (bit flips anywhere and in the segment index, truncation, insertions, deletions, hostile "
+             "header and record fields with their CRCs recomputed, substream bytes changed behind a recomputed "
+             "record CRC), each decoded by nvdec in a child forked from one pre-imported process.", "",
              "| outcome | cases |", "| --- | ---: |"]  # fmt: skip
     lines += [f"| {label} | {counts.get(kind, 0)} |" for kind, label in ok.items()]
     lines += [f"| mutation left the stream unchanged (not run) | {counts.get('unchanged', 0)} |",
