@@ -7,18 +7,19 @@ segments in parallel gains in speed, measured in one run on this machine.
 
 Cost: each clip (its first N frames) coded at each qp as one segment and with segments of each
 length; BD-rate of each length against one segment, sizes counting the index. Speed: the same
-`nvenc` job (EncodeJob) run serially, with `--jobs 2` and on a local Dask cluster of 2 worker
-processes (1 thread each), wall time including the workers' start-up; the bitstreams must be
-byte-identical. Writes segments.json.
+`nvenc` command run serially, with `--jobs 2` and on a local Dask cluster of 2 worker processes
+(1 thread each, started beforehand), each in a fresh process, wall time including start-up; the
+bitstreams must be byte-identical. Writes segments.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
-from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -33,10 +34,10 @@ from nvcodec.evaluation import code_sequence
 from nvcodec.frame import VideoInfo
 from nvcodec.io import open_writer
 from nvcodec.outputs import write_file
-from nvcodec.pipeline import EncodeJob, encode_video
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
 ALL_CLIPS = CLIPS | RATE_CLIPS
+NVENC = [sys.executable, "-c", "from nvcodec.cli.launch import nvenc; nvenc()"]
 
 
 def clip_frames(spec: str, data: Path):
@@ -74,7 +75,8 @@ def cost(weights: Weights, spec: str, seconds: list[Fraction], qps: list[int], d
 
 
 def speed(weights: Weights, spec: str, segment: Fraction, qp: int, data: Path) -> dict:
-    """Wall time of one encode serially, with 2 worker processes and on a local 2-worker cluster."""
+    """Wall time of one `nvenc` run serially, with 2 worker processes and on a local 2-worker
+    cluster (started before, not timed), each run a fresh process as a user's would be."""
     from distributed import LocalCluster
 
     name, frames, fps = clip_frames(spec, data)
@@ -85,30 +87,30 @@ def speed(weights: Weights, spec: str, segment: Fraction, qp: int, data: Path) -
         ) as writer:
             for f in frames:
                 writer.write(f)
-        job = EncodeJob(str(source), "", CodingParams(qp=qp), weights=weights.path, device="cpu", force=True,
-                        segment=SegmentLength(seconds=segment))  # fmt: skip
-        runs = {}
+        command = [*NVENC, str(source), "--qp", str(qp), "--segment", str(segment), "--weights", weights.path,
+                   "--device", "cpu", "-q", "-y"]  # fmt: skip
+        runs = {"serial": _timed(command, Path(tmp) / "serial.nvc"),
+                "jobs 2": _timed([*command, "--jobs", "2"], Path(tmp) / "jobs.nvc")}  # fmt: skip
         with LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
         ) as cluster:
-            setups = {
-                "serial": {},
-                "jobs 2": {"jobs": 2},
-                "cluster 2 workers": {"cluster": cluster.scheduler_address},
-            }
-            for label, extra in setups.items():
-                out = Path(tmp) / f"{label}.nvc"
-                began = time.perf_counter()
-                encode_video(replace(job, output=str(out), **extra))
-                seconds = time.perf_counter() - began
-                runs[label] = {"seconds": seconds, "fps": len(frames) / seconds, "bytes": out.read_bytes()}
+            runs["cluster 2 workers"] = _timed(
+                [*command, "--cluster", cluster.scheduler_address], Path(tmp) / "c.nvc"
+            )
         serial = runs["serial"]
         for r in runs.values():
+            r["fps"] = len(frames) / r["seconds"]
             r["speed_up"] = serial["seconds"] / r["seconds"]
             r["identical"] = r["bytes"] == serial["bytes"]
         for r in runs.values():
             del r["bytes"]
     return {"clip": name, "frames": len(frames), "segment_seconds": float(segment), "qp": qp, "runs": runs}
+
+
+def _timed(command: list[str], out: Path) -> dict:
+    began = time.perf_counter()
+    subprocess.run([*command, "-o", str(out)], check=True)
+    return {"seconds": time.perf_counter() - began, "bytes": out.read_bytes()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,7 +33,7 @@ from nvcodec.io.writers import Writer
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.outputs import STDOUT, AtomicOutput, check_writable
-from nvcodec.parallel import Runner, make_runner, worker_weights
+from nvcodec.parallel import Runner, make_runner, use_task_threads, worker_weights
 from nvcodec.positions import Position
 from nvcodec.stats import FrameReport, Summary
 from nvcodec.weights import Weights, default_weights_path, load_weights
@@ -215,7 +215,8 @@ class Placement:
         return cls((weights.path, weights.sha256), device.type, precision)
 
     def load(self) -> tuple[Weights, torch.device, torch.dtype]:
-        """In the worker: the weights (loaded once per process), the device and the dtype."""
+        """In the worker's task: the weights (loaded once per process), the device and the dtype."""
+        use_task_threads()
         device = resolve_device(self.device)
         return worker_weights(*self.weights), device, resolve_precision(self.precision, device)
 
