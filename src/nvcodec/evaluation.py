@@ -8,13 +8,12 @@ from fractions import Fraction
 
 import torch
 
-from nvcodec.bitstream import BitstreamWriter
 from nvcodec.codec.frame_loop import CPU
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.codec.segments import SegmentedEncoder
 from nvcodec.frame import Frame, VideoInfo
-from nvcodec.metrics import frame_psnr
-from nvcodec.stats import FrameReport, Summary
+from nvcodec.pipeline import coded_frames, write_coded
+from nvcodec.stats import Summary
 from nvcodec.weights import Weights
 
 
@@ -26,13 +25,4 @@ def code_sequence(
     first = frames[0]
     info = VideoInfo(first.width, first.height, fps, len(frames))
     encoder = SegmentedEncoder(weights, params, info, CPU, torch.float32)
-    writer = BitstreamWriter(io.BytesIO(), encoder.header)
-    summary = Summary(first.width, first.height, fps, header_bytes=len(encoder.header.pack()))
-    for frame in frames:
-        coded = encoder.encode(frame)
-        writer.write(coded.record)
-        summary.frames.append(
-            FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, coded.picture.output))
-        )
-    summary.index_bytes = writer.finish(len(frames))
-    return summary
+    return write_coded(coded_frames(encoder, frames, keep_shown=False), encoder.header, params, io.BytesIO())

@@ -5,7 +5,8 @@ A job is `fn(task)`, with `fn` a module-level function (workers import it); it g
 from `worker_weights`, which loads them once per worker process (a cluster's workers, which may
 not see our files, get the bytes when they start).
 At most `slots + 1` tasks are out at a time, so a long video is never held in memory whole. A job
-whose worker dies is run again (at most RETRIES times); Ctrl-C or an error stops every worker.
+whose worker dies is run again (ProcessRunner._restart and Dask's own rescheduling say how often);
+Ctrl-C or an error stops every worker.
 """
 
 from __future__ import annotations
@@ -230,6 +231,8 @@ def _weights_plugin(path: str, sha256: bytes, data: bytes) -> Any:
 
 def make_runner(jobs: int, cluster: str | None, weights: Weights) -> Runner | None:
     """The runner the options ask for; None to code in this process."""
+    if jobs > 1 and cluster is not None:
+        raise InputError("--jobs and --cluster exclude each other")
     if cluster is not None:
         return DaskRunner(cluster, weights)
     if jobs > 1:

@@ -21,7 +21,6 @@ from nvcodec.codec.schedule import CodingParams
 from nvcodec.codec.segments import (
     SegmentedEncoder,
     SegmentLength,
-    segment_encoder,
     segmented_header,
     split_segments,
 )
@@ -170,7 +169,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
             try:
                 with _runner(job, weights, params.intra_period > 0) as runner:
                     coded = plan.coded(reader.frames(start, job.frames), runner, device, dtype)
-                    summary = _write_coded(coded, plan.header, params, out.file, recon, progress)
+                    summary = write_coded(coded, plan.header, params, out.file, recon, progress)
             except BaseException:
                 if recon:
                     recon.abort()
@@ -234,19 +233,23 @@ class SegmentTask:
     keep_recon: bool
 
 
-Coded = tuple[FrameRecord, FrameReport, Frame]  # a frame's record, report and shown picture
+Coded = tuple[FrameRecord, FrameReport, Frame | None]  # a frame's record, report, shown picture
 
 
 def encode_segment(task: SegmentTask) -> list[Coded]:
     """Encode one segment (in a worker process); the shown pictures only if asked for."""
     weights, device, dtype = task.placement.load()
-    encoder = segment_encoder(weights, task.params, task.info, task.first, device, dtype, task.length_hint)
-    out = []
-    for i, frame in enumerate(task.frames):
+    encoder = SegmentedEncoder(weights, task.params, task.info, device, dtype, task.length_hint, task.first)
+    return list(coded_frames(encoder, task.frames, task.keep_recon))
+
+
+def coded_frames(encoder: SegmentedEncoder, frames: Iterable[Frame], keep_shown: bool) -> Iterator[Coded]:
+    """Each frame's record, report (with its PSNR) and, when kept, shown picture."""
+    for frame in frames:
         coded = encoder.encode(frame)
-        report = FrameReport.of(task.first + i, coded.record, frame_psnr(frame, coded.picture.output))
-        out.append((coded.record, report, coded.picture.output if task.keep_recon else None))
-    return out
+        shown = coded.picture.output
+        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, shown))
+        yield coded.record, report, shown if keep_shown else None
 
 
 class _SegmentPlan:
@@ -261,12 +264,10 @@ class _SegmentPlan:
     def coded(
         self, frames: Iterable[Frame], runner: Runner | None, device: torch.device, dtype: torch.dtype
     ) -> Iterator[Coded]:
+        keep_shown = self.job.recon is not None
         if runner is None:
             encoder = SegmentedEncoder(self.weights, self.params, self.info, device, dtype, self.hint)
-            for frame in frames:
-                coded = encoder.encode(frame)
-                psnr = frame_psnr(frame, coded.picture.output)
-                yield coded.record, FrameReport.of(coded.plan.index, coded.record, psnr), coded.picture.output
+            yield from coded_frames(encoder, frames, keep_shown)
             return
         placement = Placement.of(self.weights, device, self.job.precision)
         for segment in runner.map_ordered(encode_segment, self._tasks(frames, placement)):
@@ -280,14 +281,15 @@ class _SegmentPlan:
             yield SegmentTask(placement, self.params, self.info, first, batch, self.hint, keep_recon)
 
 
-def _write_coded(
+def write_coded(
     coded: Iterable[Coded],
     header: Header,
     params: CodingParams,
     file: BinaryIO,
-    recon: Writer | None,
-    progress: Progress | None,
+    recon: Writer | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
+    """Write the header, the coded frames and the segment index; the summary of what was written."""
     writer = BitstreamWriter(file, header)
     summary = Summary(header.width, header.height, header.fps, header_bytes=len(header.pack()))
     if params.rate is not None:

@@ -73,8 +73,6 @@ def command(
 ) -> None:
     """Decode IN.nvc (- for standard input)."""
     setup_logging("nvdec", quiet)
-    if jobs > 1 and cluster:
-        raise click.UsageError("--jobs and --cluster exclude each other")
     from nvcodec.pipeline import DecodeJob, decode_video  # torch and PyAV: only once the arguments are good
 
     job = DecodeJob(

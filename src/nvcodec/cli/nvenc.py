@@ -136,8 +136,6 @@ def command(
 ) -> None:
     """Compress INPUT (.y4m, .yuv, .mp4, .mkv, a %d.png pattern, or - for Y4M on stdin)."""
     setup_logging("nvenc", quiet)
-    if jobs > 1 and cluster:
-        raise click.UsageError("--jobs and --cluster exclude each other")
     from nvcodec.codec.segments import SegmentLength  # torch and PyAV: only once the arguments are good
     from nvcodec.pipeline import EncodeJob, encode_video
 

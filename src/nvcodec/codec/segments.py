@@ -60,7 +60,7 @@ class SegmentLength:
         return -1 if total is not None and frames >= total else frames
 
 
-def segment_encoder(
+def _segment_encoder(
     weights: Weights,
     params: CodingParams,
     info: VideoInfo,
@@ -95,7 +95,8 @@ def segmented_header(weights: Weights, params: CodingParams, info: VideoInfo) ->
 
 
 class SegmentedEncoder:
-    """Feed frames in display order; a new segment encoder takes over at each segment start."""
+    """Feed frames in display order from frame `first` (a segment start: a worker coding one
+    segment starts there); a new segment encoder takes over at each segment start."""
 
     def __init__(
         self,
@@ -105,17 +106,18 @@ class SegmentedEncoder:
         device: torch.device,
         dtype: torch.dtype,
         length_hint: int | None = None,
+        first: int = 0,
     ) -> None:
         self.weights, self.params, self.info = weights, params, info
         self.device, self.dtype, self.length_hint = device, dtype, length_hint
         self.header = segmented_header(weights, params, info)
-        self.index = 0
+        self.index = first
         self._segment: Encoder | None = None
 
     def encode(self, frame: Frame) -> EncodedFrame:
         period = self.params.intra_period
         if self._segment is None or (period > 0 and self.index % period == 0):
-            self._segment = segment_encoder(
+            self._segment = _segment_encoder(
                 self.weights, self.params, self.info, self.index, self.device, self.dtype, self.length_hint
             )
         coded = self._segment.encode(frame)
