@@ -423,3 +423,12 @@ def test_keep_going_with_jobs_conceals_as_serial_does(cli: Cli, segmented: dict,
     assert outputs["serial"] == outputs["jobs"]
     expected = segmented["frames"]
     assert outputs["serial"] == expected[:5] + [expected[4]] * 3 + expected[8:]
+
+
+def test_jobs_and_cluster_together_are_refused_before_any_work(
+    cli: Cli, segmented: dict, tmp_path: Path
+) -> None:
+    both = ["--jobs", "2", "--cluster", "tcp://127.0.0.1:9"]
+    assert_error(cli.enc(segmented["source"], "-o", tmp_path / "x.nvc", *both), 2, "exclude each other")
+    assert_error(cli.dec(segmented["nvc"], "-o", tmp_path / "x.y4m", *both), 2, "exclude each other")
+    assert not list(tmp_path.iterdir())

@@ -229,10 +229,14 @@ def _weights_plugin(path: str, sha256: bytes, data: bytes) -> Any:
     return WeightsPlugin()
 
 
-def make_runner(jobs: int, cluster: str | None, weights: Weights) -> Runner | None:
-    """The runner the options ask for; None to code in this process."""
+def check_options(jobs: int, cluster: str | None) -> None:
+    """Refuse options that ask for two runners (before anything is opened)."""
     if jobs > 1 and cluster is not None:
         raise InputError("--jobs and --cluster exclude each other")
+
+
+def make_runner(jobs: int, cluster: str | None, weights: Weights) -> Runner | None:
+    """The runner the options ask for; None to code in this process."""
     if cluster is not None:
         return DaskRunner(cluster, weights)
     if jobs > 1:

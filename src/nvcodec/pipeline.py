@@ -32,7 +32,7 @@ from nvcodec.io.writers import Writer
 from nvcodec.limits import check_picture_size
 from nvcodec.metrics import frame_psnr
 from nvcodec.outputs import STDOUT, AtomicOutput, check_writable
-from nvcodec.parallel import Runner, make_runner, use_task_threads, worker_weights
+from nvcodec.parallel import Runner, check_options, make_runner, use_task_threads, worker_weights
 from nvcodec.positions import Position
 from nvcodec.stats import FrameReport, Summary
 from nvcodec.weights import Weights, default_weights_path, load_weights
@@ -147,6 +147,7 @@ def encode_video(job: EncodeJob, progress: Progress | None = None) -> Summary:
         raise InputError("--frames must be >= 1")
     if job.params.intra_period != -1:
         raise ValueError("EncodeJob: set the segment length with .segment, not params.intra_period")
+    check_options(job.jobs, job.cluster)
     _check_outputs([job.output, job.recon, job.stats], [job.input], job.force)
     _check_bitstream_name(job.output)
     weights = _weights(job.weights)
@@ -313,6 +314,7 @@ def decode_video(job: DecodeJob, progress: Progress | None = None) -> DecodeResu
     encoder are listed."""
     if job.frames is not None and job.frames < 1:
         raise InputError("--frames must be >= 1")
+    check_options(job.jobs, job.cluster)
     _check_outputs([job.output], [job.input], job.force)
     with open_bitstream(job.input) as source:
         reader = BitstreamReader(source)
