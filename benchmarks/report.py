@@ -183,8 +183,31 @@ def segments_section(seg: dict) -> list[str]:
     return lines + [""]
 
 
-def render(results: Path, out: Path) -> str:
-    """RESULTS.md for the JSON in `results`, with image links relative to `out`."""
+def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[str]:
+    """A training run's evaluations: where it started and ended, its cost and its throughput."""
+    first, last = log[0], log[-1]
+    trained = [r for r in log if r["step"] > 0]
+    rate = sum(r["mpixels_per_second"] for r in trained) / max(len(trained), 1)
+    lines = [f"Stage `{name}` (`python -m nvcodec.train.{name}`): {last['step']} steps, "
+             f"{last['train_seconds'] / 3600:.2f} h of training on {last['device']}, "
+             f"{rate:.2f} Mpixel/s of training patches (mean over the chunks; run folder `training/{name}`). "
+             "Evaluated on held-aside "
+             "frames (the first 32 of Foreman) at each checkpoint:", "",
+             "| qp | PSNR-YUV decoded | shown at the start | shown now | gain | frames flagged | kbit |",
+             "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for qp, now in last["eval"].items():
+        start = first["eval"][qp]
+        lines.append(f"| {qp} | {now['psnr_yuv']:.3f} | {start['psnr_yuv_shown']:.3f} | {now['psnr_yuv_shown']:.3f} | "
+                     f"{now['psnr_yuv_shown'] - now['psnr_yuv']:+.3f} dB | {now['flagged']} | "
+                     f"{sum(now['bits'].values()) / 1000:.1f} |")  # fmt: skip
+    if plot.is_file():
+        lines += ["", f"![{name} learning curves]({os.path.relpath(plot, out.resolve().parent)})"]
+    return lines + [""]
+
+
+def render(results: Path, out: Path, training: Path | None = None) -> str:
+    """RESULTS.md for the JSON in `results` and the training runs in `training`, with image links
+    relative to `out`."""
     clips = [json.loads(p.read_text()) for p in results.glob("rd_*.json")]
     clips.sort(key=lambda c: CLIP_ORDER.index(c["clip"]))
     lines = ["# nvcodec benchmark results", "",
@@ -232,6 +255,12 @@ def render(results: Path, out: Path) -> str:
             + intra_table(json.loads(kodak.read_text()))
             + [""]
         )
+    for log_path in sorted(training.glob("*/log.jsonl")) if training is not None else []:
+        name = log_path.parent.name
+        log = [json.loads(line) for line in log_path.read_text().splitlines()]
+        lines += [f"## Training: {name}", ""] + training_section(
+            log, name, log_path.parent / "curves.svg", out
+        )
     segments = results / "segments.json"
     if segments.is_file():
         lines += ["## Segments (seeking, parallel and cluster coding)", ""]
@@ -256,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument(
+        "--training", type=Path, default=HERE.parent / "training", help="training run folders"
+    )
     args = parser.parse_args(argv)
-    write_file(args.out, render(args.results, args.out))
+    write_file(args.out, render(args.results, args.out, args.training))
     print(f"wrote {args.out}")
     return 0
 

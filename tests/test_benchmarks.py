@@ -142,3 +142,18 @@ def test_segments_benchmark_costs_and_renders(clip, tiny_weights, tmp_path, monk
     assert (
         "## Segments" in text and "| serial | 3.00 | x1.00 | yes |" in text and "| segment | 0.08s |" in text
     )
+
+
+def test_report_renders_a_training_run(tmp_path):
+    run = tmp_path / "training" / "enhance"
+    run.mkdir(parents=True)
+    bits = {"intra": 1000, "motion": 500, "residual": 1500}
+    rows = [{"step": step, "train_seconds": 360.0 * step / 100, "mpixels_per_second": 2.5, "device": "cpu",
+             "eval": {"32": {"psnr_yuv": 32.8, "psnr_yuv_shown": 32.8 + gain, "flagged": 30, "bits": bits}}}
+            for step, gain in ((0, 0.0), (100, 0.12))]  # fmt: skip
+    (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "curves.svg").write_text("<svg/>")
+    text = render(tmp_path / "results", tmp_path / "RESULTS.md", tmp_path / "training")
+    assert "## Training: enhance" in text and "100 steps, 0.10 h of training on cpu" in text
+    assert "| 32 | 32.800 | 32.800 | 32.920 | +0.120 dB | 30 | 3.0 |" in text
+    assert "![enhance learning curves](training/enhance/curves.svg)" in text

@@ -1,15 +1,26 @@
 """The training pipeline at `tiny` size: pack builder, sampler, every stage, checkpoints, DDP."""
 
+import argparse
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from nvcodec.entropy.tables import SCALES
+from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.config import TINY
 from nvcodec.models.nvc import NvcModel
+from nvcodec.train import enhance
+from nvcodec.train.checkpoint import load_checkpoint, save_checkpoint
+from nvcodec.train.curves import render_svg
 from nvcodec.train.data import Pack
+from nvcodec.train.enhance import Pairs
 from nvcodec.train.fit import Counts, encode_clip
 from nvcodec.train.fit import main as fit_main
 from nvcodec.train.pack import ClipSource, PackSources, collect, write_pack
@@ -130,3 +141,100 @@ def test_release_records_rd_and_refuses_a_regression(fitted, tmp_path):
     assert (
         release_main(["--weights", str(fitted), "--out", str(out), "--rd-dir", str(tmp_path / "other")]) == 5
     )
+
+
+def enhance_args(**overrides) -> argparse.Namespace:
+    base = {"batch": 2, "lr": 1e-3, "half_life": 1000}
+    return argparse.Namespace(**(base | overrides))
+
+
+def synthetic_pairs(seed: int = 0) -> Pairs:
+    """Sources, and 'decoded' pictures that are the sources a few levels too bright."""
+    rng = np.random.default_rng(seed)
+    sources = [rng.integers(40, 200, size=(6, 40, 72), dtype=np.uint8) for _ in range(3)]
+    return Pairs([(s + 6).astype(np.uint8) for s in sources], sources)
+
+
+def trained_refiner(steps: int, state: dict | None = None) -> enhance.Trainer:
+    trainer = enhance.Trainer(ResidualRefiner(6, 4, 1), enhance_args(), torch.device("cpu"))
+    if state is not None:
+        trainer.restore(state)
+    pairs = synthetic_pairs()
+    for _ in range(steps):
+        trainer.step(pairs)
+    return trainer
+
+
+def test_enhancer_training_lowers_the_distortion():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    pairs = synthetic_pairs()
+    evalset = enhance.EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.decoded)}, {32: {"intra": 1}})
+    before = enhance.evaluate(ResidualRefiner(6, 4, 1), evalset, torch.device("cpu"))["32"]
+    assert before["psnr_yuv_shown"] == before["psnr_yuv"] and before["flagged"] == 0  # identity
+    after = enhance.evaluate(trained_refiner(150).model, evalset, torch.device("cpu"))["32"]
+    assert after["psnr_yuv"] == before["psnr_yuv"]  # the decoded pictures do not change
+    assert after["psnr_yuv_shown"] > before["psnr_yuv"] + 1.0 and after["flagged"] == 3
+
+
+def test_enhancer_training_resumes_exactly_from_a_checkpoint(tmp_path):
+    """Two steps, a checkpoint on disk, two more in a new trainer: the same as four in one go."""
+    torch.manual_seed(1)
+    np.random.seed(1)
+    straight = trained_refiner(4)
+    torch.manual_seed(1)
+    np.random.seed(1)
+    save_checkpoint(tmp_path / "checkpoint.pt", trained_refiner(2).state())
+    np.random.seed(99)  # the checkpoint's RNG state must win over whatever ran since
+    resumed = trained_refiner(2, load_checkpoint(tmp_path / "checkpoint.pt"))
+    assert resumed.progress.step == 4
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, make_video, tmp_path):
+    clip = tmp_path / "eval.y4m"
+    make_video(clip, 96, 64, 3, seed=31)
+    run = tmp_path / "run"
+    argv = ["--run", str(run), "--pack", str(pack_path), "--weights", tiny_weights, "--eval-clip", str(clip),
+            "--minutes", "0.01", "--checkpoint-minutes", "0.005", "--threads", "1", "--batch", "2"]  # fmt: skip
+    assert enhance.main(argv) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and log[-1]["step"] > 0 and len(log) >= 2
+    assert set(log[-1]["eval"]) == {str(qp) for qp in enhance.EVAL_QPS}
+    assert (run / "curves.svg").read_text().startswith("<svg")
+    candidate = load_weights(run / "candidate.safetensors")
+    assert not candidate.model.enhancer.is_identity
+    history = json.loads((run / "candidate.json").read_text())
+    assert history["stage"].startswith("enhance") and history["steps"] == log[-1]["step"]
+    pairs_written = (run / "pairs.npz").stat().st_mtime_ns
+    assert enhance.main(argv) == 0
+    again = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert again[: len(log)] == log and again[-1]["step"] > log[-1]["step"]
+    assert (run / "pairs.npz").stat().st_mtime_ns == pairs_written  # the data is built once
+
+
+def test_learning_curves_are_an_svg_of_every_series():
+    svg = render_svg({"qp 27": [(0, 0.0), (10, 0.2)], "qp 37": [(0, 0.0), (10, 0.3)]}, "t", "x", "y")
+    assert svg.count("<polyline") == 2 and "qp 37" in svg
+    with pytest.raises(ValueError):
+        render_svg({}, "t", "x", "y")
+
+
+def test_enhance_run_stopped_by_sigterm_keeps_its_steps(pack_path, tiny_weights, make_video, tmp_path):
+    """A background run (nohup ... &) is stopped with kill: it checkpoints the steps it made."""
+    clip = tmp_path / "eval.y4m"
+    make_video(clip, 96, 64, 3, seed=31)
+    run = tmp_path / "run"
+    argv = [sys.executable, "-m", "nvcodec.train.enhance", "--run", str(run), "--pack", str(pack_path),
+            "--weights", tiny_weights, "--eval-clip", str(clip), "--minutes", "10", "--threads", "1"]  # fmt: skip
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:  # step 0 is written
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "resumes from its last checkpoint" in err
+    assert "Traceback" not in err
+    assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] > 0
