@@ -41,7 +41,8 @@ from nvcodec.metrics import frame_psnr
 from nvcodec.models.config import TINY
 from nvcodec.weights import random_model, save_weights
 
-OFFSETS = (0, 6, 4, 6, 2, 6, 4, 6)  # the default hierarchical qp offsets
+OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)  # the default hierarchical qp offsets
+INTRA_OFFSET = -3  # intra frames are coded 3 qp finer than the base
 DEFAULT_QP = 32
 FRAMES = 6
 HEADER_LEN_OFFSET = 6  # u16 header_len after magic and version
@@ -163,10 +164,10 @@ def fix_header_crc(data: bytearray) -> bytearray:
 
 
 def expected_qp(index: int, qp: int, intra_period: int) -> tuple[str, int]:
-    """Type and qp of frame `index`: intra at the base qp, P at base + offset[position % 8], clamped."""
+    """Type and qp of frame `index`: intra at base - 3, P at base + offset[position % 8], clamped."""
     position = index if intra_period <= 0 else index % intra_period
     if position == 0:
-        return "I", qp
+        return "I", min(63, max(0, qp + INTRA_OFFSET))
     return "P", min(63, max(0, qp + OFFSETS[position % len(OFFSETS)]))
 
 
@@ -525,7 +526,7 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert fields["model"] == f"tiny, weights {weights_id}"
     assert fields["segments"] == "1 (one intra frame; no index (one segment)): start at frames 0"
     assert fields["refresh"] == "32"
-    assert fields["qp offsets"] == "0 6 4 6 2 6 4 6"
+    assert fields["qp offsets"] == "0 3 2 3 1 3 2 3"
     assert fields["size"].startswith(f"{info['file_bytes']} bytes")
     table = lines[lines.index("") + 2 :]
     assert len(table) == FRAMES
@@ -547,7 +548,7 @@ def test_nvinfo_qp_schedule_clamps(cli: Cli, tmp_path: Path, make_video) -> None
     info = cli.info_json(tmp_path / "a.nvc")
     got = [(f["type"], f["qp"]) for f in info["frames"]]
     assert got == [expected_qp(i, 60, -1) for i in range(9)]
-    assert got[1:] == [("P", q) for q in (63, 63, 63, 62, 63, 63, 63, 60)]
+    assert got[0] == ("I", 57) and got[1:] == [("P", q) for q in (63, 62, 63, 61, 63, 62, 63, 60)]
 
 
 def test_nvinfo_on_truncated_file(cli: Cli, coded: Coded, tmp_path: Path) -> None:

@@ -58,10 +58,11 @@ def test_schedule_types_qp_and_refresh():
     plans = [plan_frame(i, params) for i in range(9)]
     assert [p.frame_type for p in plans] == [FrameType.INTRA, *[FrameType.INTER] * 3] * 2 + [FrameType.INTRA]
     assert [p.position for p in plans] == [0, 1, 2, 3, 0, 1, 2, 3, 0]
-    assert [p.qp for p in plans] == [40, 46, 44, 46, 40, 46, 44, 46, 40]
+    assert [p.qp for p in plans] == [37, 46, 44, 46, 37, 46, 44, 46, 37]  # intra frames 3 finer
     assert [p.refresh for p in plans] == [False, False, False, True, False, False, False, True, False]
     top = [plan_frame(i, CodingParams(qp=62)).qp for i in range(4)]
-    assert top == [62, 63, 63, 63]  # clamped
+    assert top == [59, 63, 63, 63]  # clamped
+    assert plan_frame(0, CodingParams(qp=1)).qp == 0
 
 
 @pytest.mark.parametrize(

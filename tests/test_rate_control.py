@@ -19,7 +19,14 @@ from nvcodec.codec.rate_control import (
     RateContext,
     make_controller,
 )
-from nvcodec.codec.schedule import DEFAULT_QP_OFFSETS, QP_MAX, CodingParams, RateTarget, parse_bits
+from nvcodec.codec.schedule import (
+    DEFAULT_QP_OFFSETS,
+    INTRA_QP_OFFSET,
+    QP_MAX,
+    CodingParams,
+    RateTarget,
+    parse_bits,
+)
 from nvcodec.errors import InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.weights import load_weights
@@ -133,7 +140,7 @@ def test_periodic_intra_frames_are_planned_for():
 
 def test_buffer_rule_follows_dcvc_fm():
     achieved, qps, _ = drive("baseline", 250)
-    assert qps[0] == 32  # it starts at q 32
+    assert qps[0] == 32 + INTRA_QP_OFFSET  # it starts at base q 32 (the intra frame finer)
     base = np.concatenate([[32], base_qps(qps)])
     assert (base[2::2] == base[1:-1:2]).all()  # frame sizes move it only after even frames
     assert len(set(base)) > 3  # and it does move

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-from nvcodec.codec.schedule import QP_MAX, RateTarget, position_of, scheduled_qp
+from nvcodec.codec.schedule import INTRA_QP_OFFSET, QP_MAX, RateTarget, intra_base, position_of, scheduled_qp
 from nvcodec.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ PRIOR_SLOPE = 0.11
 # offset 0 (a reference for the next eight) costs exp(0.2) more per offset step than its qp
 # predicts (Foreman at 150 kbit/s: 2288 bytes at offset 2, qp 28 against 284 at offset 6, qp 36).
 HIERARCHY = 0.2
-PRIOR_OFFSET = 4  # the P prior is for a frame at about the schedule's mean offset
+PRIOR_OFFSET = 2  # the P prior is for a frame at about the schedule's mean offset
 # Once the intra frame is coded, the P prior follows it: a P frame at the schedule's mean offset
 # costs this share of the intra frame (0.05-0.3 measured: car_traffic 0.05, Foreman 0.09, Cockatoo 0.23).
 P_OVER_I = 0.12
@@ -164,7 +164,7 @@ class LogRateModel:
             self.slope_den = FORGET * self.slope_den + prior + dq * dq
         self.last[kind] = (qp, observed)
         if kind == "I" and not any(k != "I" for k in self.seen):  # P frames follow the intra frame
-            self.anchor["P"] = (qp + PRIOR_OFFSET, observed + math.log(P_OVER_I))
+            self.anchor["P"] = (qp - INTRA_QP_OFFSET + PRIOR_OFFSET, observed + math.log(P_OVER_I))
         n = self.seen.get(kind, 0)  # the first frame of a kind replaces the prior, later ones move it
         predicted = self.log_bits(kind, qp)
         gain = max(TRACKING_GAIN, 1.0 / (n + 1))
@@ -224,7 +224,7 @@ class ModelController:
     def frame_qp(self, index: int, position: int) -> int:
         positions = self._window_positions(index)
         if self.frames == 0:  # nothing coded yet: the first frame takes its share at the prior's qp
-            base = self._intra_fit(self._intra_aim(index, positions))
+            base = intra_base(self._intra_fit(self._intra_aim(index, positions)))
         else:
             base = self._fitting_base(positions)
             self._warn_if_out_of_reach(base, positions)
@@ -261,11 +261,12 @@ class ModelController:
         if low <= bits <= high:
             return None
         self.model.update("I", qp, bits)
-        retry = self._intra_fit(aim)
+        base = intra_base(self._intra_fit(aim))
+        retry = self._within_buffer(scheduled_qp(base, position, self.context.qp_offsets), position)
         if retry == qp:
             return None
-        self.base = retry
-        return self._within_buffer(scheduled_qp(retry, position, self.context.qp_offsets), position)
+        self.base = base
+        return retry
 
     def _warn_if_out_of_reach(self, base: int, positions: list[int]) -> None:
         """Say once when qp 0 or 63 has kept missing the target for PINNED_FRAMES frames."""
