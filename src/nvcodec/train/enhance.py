@@ -45,7 +45,7 @@ from nvcodec.train.curves import write_svg
 from nvcodec.train.data import Pack
 from nvcodec.train.pack import DEFAULT_DATA, DEFAULT_PACK, REPO
 from nvcodec.train.packed import pack_frame, unpack_frame
-from nvcodec.weights import Weights, default_weights_path, load_weights, save_weights
+from nvcodec.weights import REPO_WEIGHTS, Weights, default_weights_path, load_weights, save_weights
 
 TRAIN_QPS = (17, 22, 27, 32, 37, 42, 47)  # around the benchmark's 22..42, where BD-rate is measured
 CLIP_QPS = 2  # each clip window is coded at this many of TRAIN_QPS
@@ -281,9 +281,8 @@ class Run:
     def _read_log(self) -> list[dict]:
         path = self.files["log"]
         rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-        return [
-            r for r in rows if r["step"] <= self.trainer.progress.step
-        ]  # rows after the checkpoint are lost work
+        # rows written after the checkpoint describe steps that are lost: they are run again
+        return [r for r in rows if r["step"] <= self.trainer.progress.step]
 
     def data(self) -> tuple[Pairs, EvalSet]:
         """The cached pairs and evaluation set, coded with the starting weights on the first call."""
@@ -324,12 +323,20 @@ class Run:
             "train_seconds": row["train_seconds"],
             "device": row["device"],
             "threads": self.args.threads,
-            "started_from": self.weights.sha256.hex(),
+            "started_from": {"sha256": self.weights.sha256.hex(), "history": self._start_history()},
             "data": Pack(self.args.pack).summary() | {"qps": list(TRAIN_QPS)},
             "eval": row["eval"],
             "sha256": sha,
         }
         write_file(self.files["candidate"].with_suffix(".json"), json.dumps(history, indent=1) + "\n")
+
+    def _start_history(self) -> dict | None:
+        """The release manifest's history when the run started from the released weights."""
+        manifest = REPO_WEIGHTS.parent / "manifest.json"
+        if not manifest.is_file():
+            return None
+        released = json.loads(manifest.read_text())
+        return released.get("history") if released.get("sha256") == self.weights.sha256.hex() else None
 
     def train(self, minutes: float) -> dict | None:
         """Train for `minutes`, checkpointing every --checkpoint-minutes; returns the last log row."""
@@ -381,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument(
-        "--half-life", type=int, default=4000, help="steps over which the learning rate halves"
+        "--half-life", type=int, default=10000, help="steps over which the learning rate halves"
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
