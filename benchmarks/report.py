@@ -186,13 +186,16 @@ def segments_section(seg: dict) -> list[str]:
 def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[str]:
     """A training run's evaluations: where it started and ended, its cost and its throughput."""
     first, last = log[0], log[-1]
-    trained = [r for r in log if r["step"] > 0]
-    rate = sum(r["mpixels_per_second"] for r in trained) / max(len(trained), 1)
-    lines = [f"Stage `{name}` (`python -m nvcodec.train.{name}`): {last['step']} steps, "
-             f"{last['train_seconds'] / 3600:.2f} h of training on {last['device']}, "
-             f"{rate:.2f} Mpixel/s of training patches (mean over the chunks; run folder `training/{name}`). "
-             "Evaluated on held-aside "
-             "frames (the first 32 of Foreman) at each checkpoint:", "",
+    chunks = [
+        (b["mpixels_per_second"], b["train_seconds"] - a["train_seconds"]) for a, b in zip(log, log[1:])
+    ]
+    seconds = sum(dt for _, dt in chunks)
+    rate = sum(r * dt for r, dt in chunks) / seconds if seconds else 0.0
+    clip = last.get("eval_clip", "foreman_352x288_25fps.h264")
+    lines = [f"Stage `{name}` (`python -m nvcodec.train.{name}`, run folder `training/{name}`): {last['step']} steps, "
+             f"{last['train_seconds'] / 3600:.2f} h of training on {last['device']}, {rate:.2f} Mpixel/s of "
+             f"training patches (all chunks together). Evaluated at each checkpoint on the first frames of {clip}, "
+             "never trained on:", "",
              "| qp | PSNR-YUV decoded | shown at the start | shown now | gain | frames flagged | kbit |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for qp, now in last["eval"].items():

@@ -148,12 +148,14 @@ def test_report_renders_a_training_run(tmp_path):
     run = tmp_path / "training" / "enhance"
     run.mkdir(parents=True)
     bits = {"intra": 1000, "motion": 500, "residual": 1500}
-    rows = [{"step": step, "train_seconds": 360.0 * step / 100, "mpixels_per_second": 2.5, "device": "cpu",
-             "eval": {"32": {"psnr_yuv": 32.8, "psnr_yuv_shown": 32.8 + gain, "flagged": 30, "bits": bits}}}
-            for step, gain in ((0, 0.0), (100, 0.12))]  # fmt: skip
+    rows = [{"step": step, "train_seconds": seconds, "mpixels_per_second": rate, "device": "cpu",
+             "eval_clip": "clip.y4m", "eval": {"32": {"psnr_yuv": 32.8, "psnr_yuv_shown": shown, "flagged": 30, "bits": bits}}}
+            for step, seconds, rate, shown in ((0, 0.0, 0.0, 32.85), (50, 60.0, 1.0, 32.9), (100, 360.0, 4.0, 32.92))]  # fmt: skip
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "curves.svg").write_text("<svg/>")
     text = render(tmp_path / "results", tmp_path / "RESULTS.md", tmp_path / "training")
     assert "## Training: enhance" in text and "100 steps, 0.10 h of training on cpu" in text
-    assert "| 32 | 32.800 | 32.800 | 32.920 | +0.120 dB | 30 | 3.0 |" in text
+    assert "3.50 Mpixel/s" in text  # weighted by the chunks' durations: (1 x 60 + 4 x 300) / 360
+    assert "first frames of clip.y4m" in text
+    assert "| 32 | 32.800 | 32.850 | 32.920 | +0.120 dB | 30 | 3.0 |" in text
     assert "![enhance learning curves](training/enhance/curves.svg)" in text

@@ -63,6 +63,7 @@ def test_schedule_types_qp_and_refresh():
     top = [plan_frame(i, CodingParams(qp=62)).qp for i in range(4)]
     assert top == [59, 63, 63, 63]  # clamped
     assert plan_frame(0, CodingParams(qp=1)).qp == 0
+    assert plan_frame(0, CodingParams(qp=63)).qp == 60  # the intra offset holds at the top
 
 
 @pytest.mark.parametrize(

@@ -20,13 +20,13 @@ from nvcodec.train import enhance
 from nvcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from nvcodec.train.curves import render_svg
 from nvcodec.train.data import Pack
-from nvcodec.train.enhance import Pairs
+from nvcodec.train.enhance_data import EVAL_QPS, EvalSet, Pairs
 from nvcodec.train.fit import Counts, encode_clip
 from nvcodec.train.fit import main as fit_main
 from nvcodec.train.pack import ClipSource, PackSources, collect, write_pack
 from nvcodec.train.packed import pack_frame, unpack_frame
 from nvcodec.train.release import main as release_main
-from nvcodec.weights import Weights, load_weights, random_model
+from nvcodec.weights import Weights, load_weights, random_model, save_weights
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def synthetic_pairs(seed: int = 0) -> Pairs:
     """Sources, and 'decoded' pictures that are the sources a few levels too bright."""
     rng = np.random.default_rng(seed)
     sources = [rng.integers(40, 200, size=(6, 40, 72), dtype=np.uint8) for _ in range(3)]
-    return Pairs([(s + 6).astype(np.uint8) for s in sources], sources)
+    return Pairs([(s + 6).astype(np.uint8) for s in sources], sources, {})
 
 
 def trained_refiner(steps: int, state: dict | None = None) -> enhance.Trainer:
@@ -169,7 +169,7 @@ def test_enhancer_training_lowers_the_distortion():
     torch.manual_seed(0)
     np.random.seed(0)
     pairs = synthetic_pairs()
-    evalset = enhance.EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.decoded)}, {32: {"intra": 1}})
+    evalset = EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.decoded)}, {32: {"intra": 1}}, "clip")
     before = enhance.evaluate(ResidualRefiner(6, 4, 1), evalset, torch.device("cpu"))["32"]
     assert before["psnr_yuv_shown"] == before["psnr_yuv"] and before["flagged"] == 0  # identity
     after = enhance.evaluate(trained_refiner(150).model, evalset, torch.device("cpu"))["32"]
@@ -201,7 +201,7 @@ def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, mak
     assert enhance.main(argv) == 0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and log[-1]["step"] > 0 and len(log) >= 2
-    assert set(log[-1]["eval"]) == {str(qp) for qp in enhance.EVAL_QPS}
+    assert set(log[-1]["eval"]) == {str(qp) for qp in EVAL_QPS}
     assert (run / "curves.svg").read_text().startswith("<svg")
     candidate = load_weights(run / "candidate.safetensors")
     assert not candidate.model.enhancer.is_identity
@@ -212,6 +212,14 @@ def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, mak
     again = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert again[: len(log)] == log and again[-1]["step"] > log[-1]["step"]
     assert (run / "pairs.npz").stat().st_mtime_ns == pairs_written  # the data is built once
+
+
+def test_curves_start_new_lines_when_the_evaluation_set_changes(tmp_path):
+    rows = [{"step": step, "eval_set": name, "eval_clip": "c.y4m", "eval": {"32": {"psnr_yuv": 30.0, "psnr_yuv_shown": 30.1}}}
+            for step, name in ((0, "a"), (10, "a"), (20, "b"))]  # fmt: skip
+    enhance.plot(rows, tmp_path / "curves.svg")
+    svg = (tmp_path / "curves.svg").read_text()
+    assert svg.count("<polyline") == 2 and "qp 32, set 2" in svg and "c.y4m" in svg
 
 
 def test_learning_curves_are_an_svg_of_every_series():
@@ -230,11 +238,27 @@ def test_enhance_run_stopped_by_sigterm_keeps_its_steps(pack_path, tiny_weights,
             "--weights", tiny_weights, "--eval-clip", str(clip), "--minutes", "10", "--threads", "1"]  # fmt: skip
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (run / "checkpoint.pt").exists() and time.monotonic() < deadline:  # step 0 is written
+    while not (run / "log.jsonl").exists() and time.monotonic() < deadline:  # step 0 is logged
         time.sleep(0.2)
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
-    assert process.returncode == 130 and "resumes from its last checkpoint" in err
+    assert process.returncode == 130 and "resumes from this checkpoint" in err
     assert "Traceback" not in err
-    assert load_checkpoint(run / "checkpoint.pt")["progress"]["step"] > 0
+    step = load_checkpoint(run / "checkpoint.pt")["progress"]["step"]
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert step > 0 and log[-1]["step"] == step  # evaluated and logged before it stopped
+
+
+def test_enhance_run_refuses_weights_of_another_codec(pack_path, tiny_weights, make_video, tmp_path, capsys):
+    clip = tmp_path / "eval.y4m"
+    make_video(clip, 96, 64, 3, seed=31)
+    other = tmp_path / "other.safetensors"
+    save_weights(random_model(TINY, 1), other)
+    argv = ["--run", str(tmp_path / "run"), "--pack", str(pack_path), "--eval-clip", str(clip),
+            "--minutes", "0.002", "--threads", "1", "--batch", "2"]  # fmt: skip
+    assert enhance.main([*argv, "--weights", tiny_weights]) == 0
+    capsys.readouterr()
+    assert enhance.main([*argv, "--weights", str(other)]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another codec" in err and "new --run folder" in err

@@ -108,8 +108,8 @@ def scheduled_qp(base_qp: int, position: int, offsets: tuple[int, ...]) -> int:
 
 
 def intra_base(intra_qp: int) -> int:
-    """The base qp whose schedule codes the intra frame at `intra_qp` (at the top of the range, the
-    nearest below)."""
+    """A base qp whose schedule codes the intra frame at `intra_qp`: the highest at the bottom of
+    the range (bases 0..3 all give intra qp 0); above intra qp 60, base 63 (intra qp 60)."""
     return min(QP_MAX, intra_qp - INTRA_QP_OFFSET)
 
 

@@ -12,10 +12,10 @@ import torch
 from nvcodec.outputs import write_file
 
 
-def rng_state() -> dict:
-    """Every random generator a training step draws from."""
+def rng_state(cuda: bool = False) -> dict:
+    """Every random generator a training step draws from (CUDA's when it trains on CUDA)."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
+    if cuda:
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
