@@ -185,7 +185,8 @@ def segments_section(seg: dict) -> list[str]:
 
 def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[str]:
     """A training run's evaluations: where it started and ended, its cost and its throughput."""
-    first, last = log[0], log[-1]
+    last = log[-1]  # compared with the first evaluation on the same set (a changed codec starts a new one)
+    first = next(r for r in log if r.get("eval_set") == last.get("eval_set"))
     chunks = [
         (b["mpixels_per_second"], b["train_seconds"] - a["train_seconds"]) for a, b in zip(log, log[1:])
     ]

@@ -271,15 +271,16 @@ class _SegmentPlan:
             yield from coded_frames(encoder, frames, keep_shown)
             return
         placement = Placement.of(self.weights, device, self.job.precision)
-        for segment in runner.map_ordered(encode_segment, self._tasks(frames, placement)):
+        for segment in runner.map_ordered(encode_segment, self._tasks(frames, placement, keep_shown)):
             yield from segment
 
-    def _tasks(self, frames: Iterable[Frame], placement: Placement) -> Iterator[SegmentTask]:
+    def _tasks(
+        self, frames: Iterable[Frame], placement: Placement, keep_shown: bool
+    ) -> Iterator[SegmentTask]:
         """One task a segment, coded where this process would code it (the same bytes as here,
         whatever each worker has)."""
-        keep_recon = self.job.recon is not None
         for first, batch in split_segments(frames, self.params.intra_period):
-            yield SegmentTask(placement, self.params, self.info, first, batch, self.hint, keep_recon)
+            yield SegmentTask(placement, self.params, self.info, first, batch, self.hint, keep_shown)
 
 
 def write_coded(

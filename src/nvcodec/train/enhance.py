@@ -33,8 +33,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from nvcodec.codec.decisions import should_enhance
 from nvcodec.codec.frame_loop import exact_float32_on_cuda
 from nvcodec.errors import InputError, NvcError
+from nvcodec.frame import Frame
+from nvcodec.metrics import frame_psnr, psnr_from_mse
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.layout import quantize_pixels, weighted_mse
 from nvcodec.outputs import write_file
@@ -52,33 +55,43 @@ from nvcodec.train.enhance_data import (
     floats,
 )
 from nvcodec.train.pack import DEFAULT_PACK, REPO
+from nvcodec.train.packed import unpack_frame
 from nvcodec.weights import REPO_WEIGHTS, default_weights_path, load_weights, save_weights
 
 DEFAULT_RUN = REPO / "training" / "enhance"
 
 
-def _psnr(mse: torch.Tensor) -> torch.Tensor:
-    return 10 * torch.log10(1 / mse.clamp(min=1e-12))
-
-
 @torch.no_grad()
 def evaluate(enhancer: ResidualRefiner, evalset: EvalSet, device: torch.device) -> dict[str, dict]:
-    """Per qp: mean PSNR-YUV of the decoded frames and of what a decoder shows when the encoder
-    flags enhancement where it helps (the encoder's rule), the frames flagged, and the bits."""
-    source = floats(evalset.sources).to(device)
+    """Per qp: mean PSNR-YUV (metrics.frame_psnr, as the benchmarks measure it) of the decoded
+    frames and of what a decoder shows, the encoder flagging enhancement by its own rule
+    (should_enhance on the weighted MSE); the frames flagged, and the bits."""
+    sources = [unpack_frame(s) for s in evalset.sources]
+    target = floats(evalset.sources).to(device)
     rows = {}
     for qp, decoded in evalset.decoded.items():
         x_hat = floats(decoded).to(device)
-        plain = weighted_mse(x_hat, source)
-        enhanced = weighted_mse(quantize_pixels(enhancer(x_hat)), source)
-        shown = torch.minimum(plain, enhanced)
+        shown = quantize_pixels(enhancer(x_hat))
+        plain_mse, shown_mse = weighted_mse(x_hat, target).tolist(), weighted_mse(shown, target).tolist()
+        flags = [should_enhance(a, b) for a, b in zip(plain_mse, shown_mse)]
+        plain = [unpack_frame(d) for d in decoded]
+        pictures = [unpack_frame(to_levels(e)) if f else p for e, f, p in zip(shown, flags, plain)]
         rows[str(qp)] = {
-            "psnr_yuv": round(float(_psnr(plain).mean()), 4),
-            "psnr_yuv_shown": round(float(_psnr(shown).mean()), 4),
-            "flagged": int((enhanced < plain).sum()),
+            "psnr_yuv": round(_mean_psnr(sources, plain), 4),
+            "psnr_yuv_shown": round(_mean_psnr(sources, pictures), 4),
+            "flagged": sum(flags),
             "bits": evalset.bits[qp],
         }
     return rows
+
+
+def _mean_psnr(sources: list[Frame], pictures: list[Frame]) -> float:
+    return sum(frame_psnr(s, p).yuv for s, p in zip(sources, pictures)) / len(sources)
+
+
+def to_levels(x: torch.Tensor) -> np.ndarray:
+    """A (6, h, w) tensor on the 8-bit grid as uint8 levels."""
+    return torch.round(x * 255).to(torch.uint8).cpu().numpy()
 
 
 def as_released(model: ResidualRefiner) -> ResidualRefiner:
@@ -223,6 +236,7 @@ class Run:
         if not files["eval"].is_file():
             build_eval(self.weights, args.eval_clip, self.device).save(files["eval"])
         pairs, evalset = Pairs.load(files["pairs"]), EvalSet.load(files["eval"])
+        pairs.meta = pairs.meta or {"pack": Pack(args.pack).summary()}  # pairs cached before meta existed
         if self.log and self.log[-1].get("eval_set") not in (None, evalset.fingerprint):
             print("the evaluation set changed (the codec or its schedule did): the curves start new lines",
                   file=sys.stderr)  # fmt: skip
@@ -235,7 +249,9 @@ class Run:
         row = {
             "step": progress.step,
             "train_seconds": round(progress.seconds, 1),
-            "loss_psnr": round(float(_psnr(torch.stack(losses).mean())), 3) if losses else None,
+            "loss_psnr": round(psnr_from_mse(float(torch.stack(losses).mean()), peak=1.0), 3)
+            if losses
+            else None,
             "mpixels_per_second": round(
                 len(losses) * self.args.batch * (2 * PATCH) ** 2 / max(seconds, 1e-9) / 1e6, 3
             ),
@@ -264,7 +280,7 @@ class Run:
             "device": row["device"],
             "threads": self.args.threads,
             "started_from": {"sha256": self.weights.sha256.hex(), "history": self._start_history()},
-            "data": data or {"pack": Pack(self.args.pack).summary()},
+            "data": data,
             "eval": row["eval"],
             "sha256": sha,
         }

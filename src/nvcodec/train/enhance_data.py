@@ -19,14 +19,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import FrameType
-from nvcodec.codec.encoder import EncodedFrame, Encoder
+from nvcodec.bitstream import FrameRecord, FrameType
 from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.codec.segments import SegmentedEncoder
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.io import open_reader
 from nvcodec.models.nvc import NvcModel
 from nvcodec.outputs import write_file
+from nvcodec.pipeline import coded_frames
 from nvcodec.train.data import Pack
 from nvcodec.train.pack import DEFAULT_DATA
 from nvcodec.train.packed import pack_frame, unpack_frame
@@ -38,6 +39,7 @@ EVAL_CLIP = DEFAULT_DATA / "video" / "foreman_352x288_25fps.h264"  # frames 0..9
 EVAL_FRAMES = 32
 EVAL_QPS = (27, 32, 37)
 PATCH = 64  # half-size positions: 128x128 luma pixels
+EVAL_MEASURE = "metrics.frame_psnr"  # PSNR-YUV as the benchmarks compute it (part of the fingerprint)
 
 
 def codec_fingerprint(model: NvcModel) -> str:
@@ -104,11 +106,15 @@ class Pairs:
         return floats(np.stack(dec)), floats(np.stack(src))
 
 
-def code_frames(weights: Weights, frames: list[Frame], qp: int, device: torch.device) -> list[EncodedFrame]:
-    """Code frames as one low-delay sequence with the default schedule and tools, enhancement off."""
+def code_frames(
+    weights: Weights, frames: list[Frame], qp: int, device: torch.device
+) -> list[tuple[FrameRecord, Frame]]:
+    """Code frames as one low-delay sequence with the default schedule and tools, enhancement off:
+    each frame's record and decoded picture."""
     info = VideoInfo(frames[0].width, frames[0].height, Fraction(25), len(frames))
-    encoder = Encoder(weights, CodingParams(qp=qp, enhance=ToolMode.OFF), info, device)
-    return [encoder.encode(frame) for frame in frames]
+    params = CodingParams(qp=qp, enhance=ToolMode.OFF)
+    encoder = SegmentedEncoder(weights, params, info, device, torch.float32)
+    return [(record, shown) for record, _, shown in coded_frames(encoder, frames, keep_shown=True)]
 
 
 def build_pairs(weights: Weights, pack: Pack, device: torch.device) -> Pairs:
@@ -121,7 +127,7 @@ def build_pairs(weights: Weights, pack: Pack, device: torch.device) -> Pairs:
     pairs = Pairs([], [], meta)
     for packed, qp in tqdm(jobs, desc="coding the pack", unit="sequence", file=sys.stderr):
         coded = code_frames(weights, [unpack_frame(p) for p in packed], qp, device)
-        pairs.decoded += [pack_frame(c.picture.recon) for c in coded]
+        pairs.decoded += [pack_frame(picture) for _, picture in coded]
         pairs.sources += list(packed)
     return pairs
 
@@ -137,9 +143,10 @@ class EvalSet:
 
     @property
     def fingerprint(self) -> str:
-        """12 hex digits of SHA-256 over the decoded pictures and their bits: two evaluations
-        compare only when this is the same."""
-        digest = hashlib.sha256(json.dumps(self.bits, sort_keys=True).encode())
+        """12 hex digits of SHA-256 over the measure, the decoded pictures and their bits: two
+        evaluations compare only when this is the same."""
+        digest = hashlib.sha256(EVAL_MEASURE.encode())
+        digest.update(json.dumps(self.bits, sort_keys=True).encode())
         for qp in sorted(self.decoded):
             digest.update(self.decoded[qp].tobytes())
         return digest.hexdigest()[:12]
@@ -156,12 +163,12 @@ class EvalSet:
             return cls(z["sources"], {qp: z[f"dec_{qp}"] for qp in bits}, bits, meta["clip"])
 
 
-def substream_bits(coded: list[EncodedFrame]) -> dict[str, int]:
+def substream_bits(records: list[FrameRecord]) -> dict[str, int]:
     """Bits of the intra latents, the motion vectors and the P-frame residual latents."""
     bits = {"intra": 0, "motion": 0, "residual": 0}
-    for c in coded:
-        streams = c.record.substreams
-        if c.record.frame_type == FrameType.INTRA:
+    for record in records:
+        streams = record.substreams
+        if record.frame_type == FrameType.INTRA:
             bits["intra"] += 8 * len(streams[0])
         else:
             bits["motion"] += 8 * len(streams[0])
@@ -178,6 +185,6 @@ def build_eval(weights: Weights, path: Path, device: torch.device) -> EvalSet:
     decoded, bits = {}, {}
     for qp in tqdm(EVAL_QPS, desc="coding the evaluation clip", unit="qp", file=sys.stderr):
         coded = code_frames(weights, frames, qp, device)
-        decoded[qp] = np.stack([pack_frame(c.picture.recon) for c in coded])
-        bits[qp] = substream_bits(coded)
+        decoded[qp] = np.stack([pack_frame(picture) for _, picture in coded])
+        bits[qp] = substream_bits([record for record, _ in coded])
     return EvalSet(np.stack([pack_frame(f) for f in frames]), decoded, bits, path.name)
