@@ -196,7 +196,7 @@ def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[
     lines = [f"Stage `{name}` (`python -m nvcodec.train.{name}`, run folder `training/{name}`): {last['step']} steps, "
              f"{last['train_seconds'] / 3600:.2f} h of training on {last['device']}, {rate:.2f} Mpixel/s of "
              f"training patches (all chunks together). Evaluated at each checkpoint on the first frames of {clip}, "
-             "never trained on:", "",
+             f"never trained on (PSNR-YUV: {last.get('measure', 'metrics.frame_psnr')}):", "",
              "| qp | PSNR-YUV decoded | shown at the start | shown now | gain | frames flagged | kbit |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for qp, now in last["eval"].items():

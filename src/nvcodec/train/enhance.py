@@ -46,6 +46,7 @@ from nvcodec.train.curves import write_svg
 from nvcodec.train.data import Pack
 from nvcodec.train.enhance_data import (
     EVAL_CLIP,
+    EVAL_MEASURE,
     PATCH,
     EvalSet,
     Pairs,
@@ -260,6 +261,7 @@ class Run:
             "batch": self.args.batch,
             "eval_clip": evalset.clip,
             "eval_set": evalset.fingerprint,
+            "measure": EVAL_MEASURE,
             "eval": evaluate(as_released(model), evalset, self.device),
         }
         model.train()
