@@ -183,6 +183,9 @@ def segments_section(seg: dict) -> list[str]:
     return lines + [""]
 
 
+TRAINING_INPUTS = {"enhance": ("decoded", "shown"), "filter": ("prediction", "filtered")}
+
+
 def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[str]:
     """A training run's evaluations: where it started and ended, its cost and its throughput."""
     last = log[-1]  # compared with the first evaluation on the same set (a changed codec starts a new one)
@@ -193,16 +196,18 @@ def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[
     seconds = sum(dt for _, dt in chunks)
     rate = sum(r * dt for r, dt in chunks) / seconds if seconds else 0.0
     clip = last.get("eval_clip", "foreman_352x288_25fps.h264")
-    lines = [f"Stage `{name}` (`python -m nvcodec.train.{name}`, run folder `training/{name}`): {last['step']} steps, "
-             f"{last['train_seconds'] / 3600:.2f} h of training on {last['device']}, {rate:.2f} Mpixel/s of "
-             f"training patches (all chunks together). Evaluated at each checkpoint on the first frames of {clip}, "
-             f"never trained on (PSNR-YUV: {last.get('measure', 'metrics.frame_psnr')}):", "",
-             "| qp | PSNR-YUV decoded | shown at the start | shown now | gain | frames flagged | kbit |",
+    stage = last.get("stage", "enhance")
+    seen, refined = TRAINING_INPUTS[stage]
+    lines = [f"Stage `{stage}` (`python -m nvcodec.train.refine --stage {stage}`, run folder `training/{name}`): "
+             f"{last['step']} steps, {last['train_seconds'] / 3600:.2f} h of training on {last['device']}, "
+             f"{rate:.2f} Mpixel/s of training patches (all chunks together). Evaluated at each checkpoint on "
+             f"the first frames of {clip}, never trained on (PSNR-YUV: {last.get('measure', 'metrics.frame_psnr')}):",
+             "", f"| qp | PSNR-YUV {seen} | {refined} at the start | {refined} now | gain | frames flagged | kbit |",
              "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for qp, now in last["eval"].items():
         start = first["eval"][qp]
-        lines.append(f"| {qp} | {now['psnr_yuv']:.3f} | {start['psnr_yuv_shown']:.3f} | {now['psnr_yuv_shown']:.3f} | "
-                     f"{now['psnr_yuv_shown'] - now['psnr_yuv']:+.3f} dB | {now['flagged']} | "
+        lines.append(f"| {qp} | {now['psnr_yuv']:.3f} | {start['psnr_yuv_refined']:.3f} | {now['psnr_yuv_refined']:.3f} | "
+                     f"{now['psnr_yuv_refined'] - now['psnr_yuv']:+.3f} dB | {now['flagged']} | "
                      f"{sum(now['bits'].values()) / 1000:.1f} |")  # fmt: skip
     if plot.is_file():
         lines += ["", f"![{name} learning curves]({os.path.relpath(plot, out.resolve().parent)})"]

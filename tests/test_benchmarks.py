@@ -149,7 +149,7 @@ def test_report_renders_a_training_run(tmp_path):
     run.mkdir(parents=True)
     bits = {"intra": 1000, "motion": 500, "residual": 1500}
     rows = [{"step": step, "train_seconds": seconds, "mpixels_per_second": rate, "device": "cpu",
-             "eval_clip": "clip.y4m", "eval": {"32": {"psnr_yuv": 32.8, "psnr_yuv_shown": shown, "flagged": 30, "bits": bits}}}
+             "eval_clip": "clip.y4m", "eval": {"32": {"psnr_yuv": 32.8, "psnr_yuv_refined": shown, "flagged": 30, "bits": bits}}}
             for step, seconds, rate, shown in ((0, 0.0, 0.0, 32.85), (50, 60.0, 1.0, 32.9), (100, 360.0, 4.0, 32.92))]  # fmt: skip
     (run / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (run / "curves.svg").write_text("<svg/>")

@@ -16,15 +16,23 @@ from nvcodec.entropy.tables import SCALES
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.config import TINY
 from nvcodec.models.nvc import NvcModel
-from nvcodec.train import enhance
+from nvcodec.train import refine
 from nvcodec.train.checkpoint import load_checkpoint, save_checkpoint
 from nvcodec.train.curves import render_svg
 from nvcodec.train.data import Pack
-from nvcodec.train.enhance_data import EVAL_QPS, EvalSet, Pairs
 from nvcodec.train.fit import Counts, encode_clip
 from nvcodec.train.fit import main as fit_main
 from nvcodec.train.pack import ClipSource, PackSources, collect, write_pack
 from nvcodec.train.packed import pack_frame, unpack_frame
+from nvcodec.train.refine_data import (
+    ENHANCE,
+    EVAL_QPS,
+    FILTER,
+    EvalSet,
+    Pairs,
+    code_frames,
+    codec_fingerprint,
+)
 from nvcodec.train.release import main as release_main
 from nvcodec.weights import Weights, load_weights, random_model, save_weights
 
@@ -143,7 +151,7 @@ def test_release_records_rd_and_refuses_a_regression(fitted, tmp_path):
     )
 
 
-def enhance_args(**overrides) -> argparse.Namespace:
+def refine_args(**overrides) -> argparse.Namespace:
     base = {"batch": 2, "lr": 1e-3, "half_life": 1000}
     return argparse.Namespace(**(base | overrides))
 
@@ -155,8 +163,8 @@ def synthetic_pairs(seed: int = 0) -> Pairs:
     return Pairs([(s + 6).astype(np.uint8) for s in sources], sources, {})
 
 
-def trained_refiner(steps: int, state: dict | None = None) -> enhance.Trainer:
-    trainer = enhance.Trainer(ResidualRefiner(6, 4, 1), enhance_args(), torch.device("cpu"))
+def trained_refiner(steps: int, state: dict | None = None) -> refine.Trainer:
+    trainer = refine.Trainer(ResidualRefiner(6, 4, 1), refine_args(), torch.device("cpu"))
     if state is not None:
         trainer.restore(state)
     pairs = synthetic_pairs()
@@ -169,12 +177,12 @@ def test_enhancer_training_lowers_the_distortion():
     torch.manual_seed(0)
     np.random.seed(0)
     pairs = synthetic_pairs()
-    evalset = EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.decoded)}, {32: {"intra": 1}}, "clip")
-    before = enhance.evaluate(ResidualRefiner(6, 4, 1), evalset, torch.device("cpu"))["32"]
-    assert before["psnr_yuv_shown"] == before["psnr_yuv"] and before["flagged"] == 0  # identity
-    after = enhance.evaluate(trained_refiner(150).model, evalset, torch.device("cpu"))["32"]
+    evalset = EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.inputs)}, {32: {"intra": 1}}, "clip", "m")
+    before = refine.evaluate(ENHANCE, ResidualRefiner(6, 4, 1), evalset, torch.device("cpu"))["32"]
+    assert before["psnr_yuv_refined"] == before["psnr_yuv"] and before["flagged"] == 0  # identity
+    after = refine.evaluate(ENHANCE, trained_refiner(150).model, evalset, torch.device("cpu"))["32"]
     assert after["psnr_yuv"] == before["psnr_yuv"]  # the decoded pictures do not change
-    assert after["psnr_yuv_shown"] > before["psnr_yuv"] + 1.0 and after["flagged"] == 3
+    assert after["psnr_yuv_refined"] > before["psnr_yuv"] + 1.0 and after["flagged"] == 3
 
 
 def test_enhancer_training_resumes_exactly_from_a_checkpoint(tmp_path):
@@ -198,7 +206,7 @@ def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, mak
     run = tmp_path / "run"
     argv = ["--run", str(run), "--pack", str(pack_path), "--weights", tiny_weights, "--eval-clip", str(clip),
             "--minutes", "0.01", "--checkpoint-minutes", "0.005", "--threads", "1", "--batch", "2"]  # fmt: skip
-    assert enhance.main(argv) == 0
+    assert refine.main(argv) == 0
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and log[-1]["step"] > 0 and len(log) >= 2
     assert set(log[-1]["eval"]) == {str(qp) for qp in EVAL_QPS}
@@ -208,16 +216,62 @@ def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, mak
     history = json.loads((run / "candidate.json").read_text())
     assert history["stage"].startswith("enhance") and history["steps"] == log[-1]["step"]
     pairs_written = (run / "pairs.npz").stat().st_mtime_ns
-    assert enhance.main(argv) == 0
+    assert refine.main(argv) == 0
     again = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert again[: len(log)] == log and again[-1]["step"] > log[-1]["step"]
     assert (run / "pairs.npz").stat().st_mtime_ns == pairs_written  # the data is built once
 
 
+def test_filter_run_learns_from_the_predictions_of_p_frames(pack_path, tiny_weights, make_video, tmp_path):
+    clip = tmp_path / "eval.y4m"
+    make_video(clip, 96, 64, 3, seed=31)
+    run = tmp_path / "run"
+    argv = ["--stage", "filter", "--run", str(run), "--pack", str(pack_path), "--weights", tiny_weights,
+            "--eval-clip", str(clip), "--minutes", "0.01", "--checkpoint-minutes", "0.005", "--threads", "1",
+            "--batch", "2"]  # fmt: skip
+    assert refine.main(argv) == 0
+    pairs = Pairs.load(run / "pairs.npz")
+    assert len(pairs.inputs) == 2 * 2 * 5  # two clip windows of 6 frames at 2 qps: 5 P frames each, no pictures
+    assert pairs.inputs[0].dtype == np.uint16 and pairs.sources[0].dtype == np.uint8
+    assert pairs.meta["stage"] == "filter"
+    evalset = EvalSet.load(run / "eval.npz")
+    assert len(evalset.sources) == 2 and all(len(v) == 2 for v in evalset.inputs.values())  # frames 1, 2
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["stage"] == "filter" and log[-1]["step"] > 0
+    candidate = load_weights(run / "candidate.safetensors")
+    assert not candidate.model.context_filter.is_identity and candidate.model.enhancer.is_identity
+    assert json.loads((run / "candidate.json").read_text())["stage"].startswith("filter")
+    assert "In-loop filter" in (run / "curves.svg").read_text()
+
+
+def test_recording_the_predictions_leaves_the_stream_as_it_was(tiny_weights, make_video, tmp_path):
+    """The untrained filter is the identity: coded with it on every P frame (and its inputs
+    recorded), the substreams are those of the default coding."""
+    frames = make_video(tmp_path / "c.y4m", 96, 64, 4, seed=5)
+    weights = load_weights(tiny_weights)
+    recorded, indices, seen = code_frames(weights, frames, 30, torch.device("cpu"), FILTER)
+    plain, _, _ = code_frames(weights, frames, 30, torch.device("cpu"), ENHANCE)
+    assert indices == [1, 2, 3] and len(seen) == 3 and seen[0].shape == (6, 32, 48)
+    assert [r.substreams for r in recorded] == [r.substreams for r in plain]
+    assert isinstance(weights.model.context_filter, ResidualRefiner)  # put back
+
+
+def test_the_filter_fingerprint_ignores_both_refiners_the_enhance_one_only_the_enhancer():
+    model = random_model(TINY, 0)
+    enhance_before, filter_before = codec_fingerprint(model, ENHANCE), codec_fingerprint(model, FILTER)
+    with torch.no_grad():
+        model.context_filter.tail.bias.fill_(0.5)
+    assert codec_fingerprint(model, FILTER) == filter_before
+    assert codec_fingerprint(model, ENHANCE) != enhance_before
+    with torch.no_grad():
+        model.enhancer.tail.bias.fill_(0.5)
+    assert codec_fingerprint(model, FILTER) == filter_before
+
+
 def test_curves_start_new_lines_when_the_evaluation_set_changes(tmp_path):
-    rows = [{"step": step, "eval_set": name, "eval_clip": "c.y4m", "eval": {"32": {"psnr_yuv": 30.0, "psnr_yuv_shown": 30.1}}}
+    rows = [{"step": step, "eval_set": name, "eval_clip": "c.y4m", "eval": {"32": {"psnr_yuv": 30.0, "psnr_yuv_refined": 30.1}}}
             for step, name in ((0, "a"), (10, "a"), (20, "b"))]  # fmt: skip
-    enhance.plot(rows, tmp_path / "curves.svg")
+    refine.plot(rows, tmp_path / "curves.svg")
     svg = (tmp_path / "curves.svg").read_text()
     assert svg.count("<polyline") == 2 and "qp 32, set 2" in svg and "c.y4m" in svg
 
@@ -234,7 +288,7 @@ def test_enhance_run_stopped_by_sigterm_keeps_its_steps(pack_path, tiny_weights,
     clip = tmp_path / "eval.y4m"
     make_video(clip, 96, 64, 3, seed=31)
     run = tmp_path / "run"
-    argv = [sys.executable, "-m", "nvcodec.train.enhance", "--run", str(run), "--pack", str(pack_path),
+    argv = [sys.executable, "-m", "nvcodec.train.refine", "--run", str(run), "--pack", str(pack_path),
             "--weights", tiny_weights, "--eval-clip", str(clip), "--minutes", "10", "--threads", "1"]  # fmt: skip
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -257,8 +311,8 @@ def test_enhance_run_refuses_weights_of_another_codec(pack_path, tiny_weights, m
     save_weights(random_model(TINY, 1), other)
     argv = ["--run", str(tmp_path / "run"), "--pack", str(pack_path), "--eval-clip", str(clip),
             "--minutes", "0.002", "--threads", "1", "--batch", "2"]  # fmt: skip
-    assert enhance.main([*argv, "--weights", tiny_weights]) == 0
+    assert refine.main([*argv, "--weights", tiny_weights]) == 0
     capsys.readouterr()
-    assert enhance.main([*argv, "--weights", str(other)]) != 0
+    assert refine.main([*argv, "--weights", str(other)]) != 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another codec" in err and "new --run folder" in err

@@ -1,19 +1,26 @@
-"""Train ConFRE's out-of-loop enhancement: the first gradient stage, where the rate cannot rise.
+"""Train ConFRE's refiners: the out-of-loop enhancement and the in-loop filter.
 
-The enhancer sees only decoded pictures, and a decoder shows its output only on the frames the
-encoder flags (where it brings the picture closer to the source), so training it lowers the
-distortion at the same rate (one flag per frame) and can never make a frame worse. The released
-codec codes the pack's pictures (intra) and clips (low delay) once at a spread of qps; the
-(decoded, source) pairs are cached in the run folder and training draws patches from them.
+Both are small residual networks that the encoder uses only where they help, one flag per frame:
+- the enhancement (--stage enhance) sees the decoded picture, and a decoder shows its output only
+  on the frames the encoder flags (where it is closer to the source), so it lowers the distortion
+  at the same rate and never makes a frame worse;
+- the in-loop filter (--stage filter) sees the motion-compensated prediction of a P frame, and the
+  encoder tries each P frame with and without it (codec.decisions.FilterDecider), so a better
+  prediction lowers the residual's rate and the error the next frames inherit.
+The released codec codes the pack's pictures (intra) and clips (low delay) once at a spread of
+qps; what the refiner sees and the sources are cached in the run folder, and training draws
+patches from them.
 
-    python -m nvcodec.train.enhance [--run training/enhance] [--minutes 30] [--device cuda]
+    python -m nvcodec.train.refine [--stage enhance|filter] [--run training/STAGE] [--minutes 30]
+                                   [--device cuda]
 
 Every few minutes, at the end, and at the next step after Ctrl-C or SIGTERM, the run evaluates and
-writes its checkpoint.pt (enhancer, optimiser, step, RNG, the codec's fingerprint), the candidate
+writes its checkpoint.pt (refiner, optimiser, step, RNG, the codec's fingerprint), the candidate
 weights (candidate.safetensors and .json, git-ignored), a line of log.jsonl and curves.svg; the
 cached data (pairs.npz, eval.npz, git-ignored) is built on the first call. The same command resumes
 from the checkpoint, and refuses weights whose codec differs from the one the run trains for. The
-repository keeps the checkpoint, log and curves of training/enhance, so a fresh clone resumes too.
+repository keeps the checkpoint, log and curves of each run under training/, so a fresh clone
+resumes too.
 """
 
 from __future__ import annotations
@@ -44,46 +51,70 @@ from nvcodec.outputs import write_file
 from nvcodec.train.checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
 from nvcodec.train.curves import write_svg
 from nvcodec.train.data import Pack
-from nvcodec.train.enhance_data import (
+from nvcodec.train.pack import DEFAULT_PACK, REPO
+from nvcodec.train.packed import unpack_frame
+from nvcodec.train.refine_data import (
+    ENHANCE,
     EVAL_CLIP,
-    EVAL_MEASURE,
+    FILTER,
     PATCH,
+    STAGES,
     EvalSet,
     Pairs,
+    Stage,
     build_eval,
     build_pairs,
     codec_fingerprint,
     floats,
 )
-from nvcodec.train.pack import DEFAULT_PACK, REPO
-from nvcodec.train.packed import unpack_frame
 from nvcodec.weights import REPO_WEIGHTS, default_weights_path, load_weights, save_weights
 
-DEFAULT_RUN = REPO / "training" / "enhance"
+TRAINING = REPO / "training"
 
 
 @torch.no_grad()
-def evaluate(enhancer: ResidualRefiner, evalset: EvalSet, device: torch.device) -> dict[str, dict]:
-    """Per qp: mean PSNR-YUV (metrics.frame_psnr, as the benchmarks measure it) of the decoded
-    frames and of what a decoder shows, the encoder flagging enhancement by its own rule
-    (should_enhance on the weighted MSE); the frames flagged, and the bits."""
-    sources = [unpack_frame(s) for s in evalset.sources]
+def evaluate(
+    stage: Stage, refiner: ResidualRefiner, evalset: EvalSet, device: torch.device
+) -> dict[str, dict]:
+    """Per qp: the mean PSNR-YUV of what the refiner sees and of the result where the encoder's
+    rule uses it (lower weighted MSE), the frames it is used on, and the bits."""
     target = floats(evalset.sources).to(device)
     rows = {}
-    for qp, decoded in evalset.decoded.items():
-        x_hat = floats(decoded).to(device)
-        shown = quantize_pixels(enhancer(x_hat))
-        plain_mse, shown_mse = weighted_mse(x_hat, target).tolist(), weighted_mse(shown, target).tolist()
-        flags = [should_enhance(a, b) for a, b in zip(plain_mse, shown_mse)]
-        plain = [unpack_frame(d) for d in decoded]
-        pictures = [unpack_frame(to_levels(e)) if f else p for e, f, p in zip(shown, flags, plain)]
+    for qp, seen in evalset.inputs.items():
+        x = floats(seen).to(device)
+        measure = _enhanced_psnr if stage is ENHANCE else _filtered_psnr
+        before, after, used = measure(refiner, x, target, evalset.sources)
         rows[str(qp)] = {
-            "psnr_yuv": round(_mean_psnr(sources, plain), 4),
-            "psnr_yuv_shown": round(_mean_psnr(sources, pictures), 4),
-            "flagged": sum(flags),
+            "psnr_yuv": round(before, 4),
+            "psnr_yuv_refined": round(after, 4),
+            "flagged": used,
             "bits": evalset.bits[qp],
         }
     return rows
+
+
+def _enhanced_psnr(
+    enhancer: ResidualRefiner, x_hat: torch.Tensor, target: torch.Tensor, sources: np.ndarray
+) -> tuple[float, float, int]:
+    """metrics.frame_psnr, as the benchmarks measure it, of the decoded frames and of what a
+    decoder shows, the encoder flagging enhancement by its own rule (should_enhance)."""
+    shown = quantize_pixels(enhancer(x_hat))
+    plain_mse, shown_mse = weighted_mse(x_hat, target).tolist(), weighted_mse(shown, target).tolist()
+    flags = [should_enhance(a, b) for a, b in zip(plain_mse, shown_mse)]
+    originals = [unpack_frame(s) for s in sources]
+    plain = [unpack_frame(to_levels(d)) for d in x_hat]
+    pictures = [unpack_frame(to_levels(e)) if f else p for e, f, p in zip(shown, flags, plain)]
+    return _mean_psnr(originals, plain), _mean_psnr(originals, pictures), sum(flags)
+
+
+def _filtered_psnr(
+    context_filter: ResidualRefiner, prediction: torch.Tensor, target: torch.Tensor, sources: np.ndarray
+) -> tuple[float, float, int]:
+    """PSNR of the 6:1:1-weighted MSE of the predictions, plain and filtered where that lowers it."""
+    plain = weighted_mse(prediction, target)
+    filtered = torch.minimum(plain, weighted_mse(context_filter(prediction), target))
+    mean = [sum(psnr_from_mse(float(m), peak=1.0) for m in mse) / len(mse) for mse in (plain, filtered)]
+    return mean[0], mean[1], int((filtered < plain).sum())
 
 
 def _mean_psnr(sources: list[Frame], pictures: list[Frame]) -> float:
@@ -115,7 +146,7 @@ class Progress:
 
 
 class Trainer:
-    """The enhancer, its optimiser and the state a checkpoint keeps."""
+    """A refiner, its optimiser and the state a checkpoint keeps."""
 
     def __init__(self, model: ResidualRefiner, args: argparse.Namespace, device: torch.device) -> None:
         self.model, self.args, self.device = model.to(device).train(), args, device
@@ -128,14 +159,14 @@ class Trainer:
 
     def state(self) -> dict:
         return {
-            "enhancer": self.model.state_dict(),
+            "refiner": self.model.state_dict(),
             "optimiser": self.optimiser.state_dict(),
             "progress": asdict(self.progress),
             "rng": rng_state(cuda=self.device.type == "cuda"),
         }
 
     def restore(self, state: dict) -> None:
-        self.model.load_state_dict(state["enhancer"])
+        self.model.load_state_dict(state["refiner"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.progress = Progress(**state["progress"])
         restore_rng(state["rng"])
@@ -144,9 +175,9 @@ class Trainer:
         """One optimiser step on a batch; returns the loss as a tensor (no host sync)."""
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr
-        decoded, source = (t.to(self.device, non_blocking=True) for t in pairs.batch(self.args.batch))
+        seen, source = (t.to(self.device, non_blocking=True) for t in pairs.batch(self.args.batch))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = weighted_mse(self.model(decoded).float(), source).mean()
+            loss = weighted_mse(self.model(seen).float(), source).mean()
         self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
         self.optimiser.step()
@@ -184,37 +215,41 @@ def run_folder_files(run: Path) -> dict[str, Path]:
     return {name.split(".")[0]: run / name for name in names}
 
 
+TITLES = {ENHANCE.name: "Out-of-loop enhancement", FILTER.name: "In-loop filter (prediction)"}
+
+
 def plot(log: list[dict], path: Path) -> None:
-    """PSNR gain of the shown pictures over the decoded ones, per evaluation qp, against steps;
-    a new line per qp where the evaluation set changed (the codec under the run changed)."""
+    """PSNR gain of the refined pictures over what the refiner sees, per evaluation qp, against
+    steps; a new line per qp where the evaluation set changed (the codec under the run changed)."""
     sets = list(dict.fromkeys(row.get("eval_set", "") for row in log))
     series: dict[str, list[tuple[float, float]]] = {}
     for row in log:
         for qp, r in row["eval"].items():
             name = f"qp {qp}" + (f", set {sets.index(row.get('eval_set', '')) + 1}" if len(sets) > 1 else "")
-            series.setdefault(name, []).append((row["step"], r["psnr_yuv_shown"] - r["psnr_yuv"]))
+            series.setdefault(name, []).append((row["step"], r["psnr_yuv_refined"] - r["psnr_yuv"]))
     clip = log[-1].get("eval_clip", EVAL_CLIP.name)
-    write_svg(path, series, f"Out-of-loop enhancement on {clip}", "training steps", "PSNR-YUV gain (dB)")
+    title = TITLES[log[-1].get("stage", ENHANCE.name)]
+    write_svg(path, series, f"{title} on {clip}", "training steps", "PSNR-YUV gain (dB)")
 
 
 class Run:
     """A training run in its folder: data built once, chunks that resume, evaluations logged."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+        self.args, self.stage = args, STAGES[args.stage]
         self.files = run_folder_files(args.run)
         args.run.mkdir(parents=True, exist_ok=True)
         self.device = torch.device(args.device)
         if self.device.type == "cuda":
             exact_float32_on_cuda()  # evaluate as the codec decides: no TF32
         self.weights = load_weights(args.weights)
-        self.codec = codec_fingerprint(self.weights.model)
-        self.trainer = Trainer(self.weights.model.enhancer, args, self.device)
+        self.codec = codec_fingerprint(self.weights.model, self.stage)
+        self.trainer = Trainer(self.stage.refiner(self.weights.model), args, self.device)
         state = load_checkpoint(self.files["checkpoint"])
         if state is not None:
             if state.get("codec", self.codec) != self.codec:
                 raise InputError(
-                    f"{args.run} trains an enhancer for another codec ({state['codec']}, not the "
+                    f"{args.run} trains a refiner for another codec ({state['codec']}, not the "
                     f"{self.codec} of {args.weights}): start a new --run folder"
                 )
             self.trainer.restore(state)
@@ -233,11 +268,10 @@ class Run:
         """The cached pairs and evaluation set, coded on the first call."""
         files, args = self.files, self.args
         if not files["pairs"].is_file():
-            build_pairs(self.weights, Pack(args.pack), self.device).save(files["pairs"])
+            build_pairs(self.weights, Pack(args.pack), self.device, self.stage).save(files["pairs"])
         if not files["eval"].is_file():
-            build_eval(self.weights, args.eval_clip, self.device).save(files["eval"])
+            build_eval(self.weights, args.eval_clip, self.device, self.stage).save(files["eval"])
         pairs, evalset = Pairs.load(files["pairs"]), EvalSet.load(files["eval"])
-        pairs.meta = pairs.meta or {"pack": Pack(args.pack).summary()}  # pairs cached before meta existed
         if self.log and self.log[-1].get("eval_set") not in (None, evalset.fingerprint):
             print("the evaluation set changed (the codec or its schedule did): the curves start new lines",
                   file=sys.stderr)  # fmt: skip
@@ -256,13 +290,14 @@ class Run:
             "mpixels_per_second": round(
                 len(losses) * self.args.batch * (2 * PATCH) ** 2 / max(seconds, 1e-9) / 1e6, 3
             ),
+            "stage": self.stage.name,
             "device": self.device.type,
             "lr": self.trainer.lr,
             "batch": self.args.batch,
             "eval_clip": evalset.clip,
             "eval_set": evalset.fingerprint,
-            "measure": EVAL_MEASURE,
-            "eval": evaluate(as_released(model), evalset, self.device),
+            "measure": evalset.measure,
+            "eval": evaluate(self.stage, as_released(model), evalset, self.device),
         }
         model.train()
         state = self.trainer.state() | {"codec": self.codec}
@@ -274,9 +309,10 @@ class Run:
         return row
 
     def _candidate(self, row: dict, data: dict) -> None:
-        sha = save_weights(self.weights.model, self.files["candidate"])  # its enhancer is the trainer's
+        sha = save_weights(self.weights.model, self.files["candidate"])  # its refiner is the trainer's
         history = {
-            "stage": "enhance: gradient training of the out-of-loop enhancement (distortion only)",
+            "stage": f"{self.stage.name}: gradient training of the {self.stage.module} on "
+            f"{self.stage.sees} (distortion only)",
             "steps": row["step"],
             "train_seconds": row["train_seconds"],
             "device": row["device"],
@@ -318,7 +354,7 @@ class Run:
                 seconds = time.monotonic() - started
                 progress.seconds += seconds
                 row = self.checkpoint(pairs, evalset, losses, seconds)
-                gains = {qp: round(r["psnr_yuv_shown"] - r["psnr_yuv"], 3) for qp, r in row["eval"].items()}
+                gains = {qp: round(r["psnr_yuv_refined"] - r["psnr_yuv"], 3) for qp, r in row["eval"].items()}
                 bar.set_postfix(loss_psnr=row["loss_psnr"], gain_db=gains)
             return row, stop.requested
 
@@ -329,9 +365,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m nvcodec.train.enhance", description=__doc__.splitlines()[0]
+        prog="python -m nvcodec.train.refine", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--run", type=Path, default=DEFAULT_RUN, help="the run folder (created, or resumed)")
+    parser.add_argument("--stage", choices=sorted(STAGES), default=ENHANCE.name, help="the refiner to train")
+    parser.add_argument("--run", type=Path, help="the run folder (created, or resumed); training/STAGE")
     parser.add_argument(
         "--weights", type=Path, default=default_weights_path(), help="the codec to start from"
     )
@@ -348,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.run = args.run or TRAINING / args.stage
     torch.set_num_threads(args.threads)
     for sig in (signal.SIGINT, signal.SIGTERM):  # a background run (nohup ... &) ignores SIGINT
         signal.signal(sig, _interrupt)
@@ -358,15 +396,15 @@ def main(argv: list[str] | None = None) -> int:
             raise InputError("--device cuda: no CUDA device is available")
         row, stopped = Run(args).train(args.minutes)
     except NvcError as err:
-        print(f"enhance: error: {err}", file=sys.stderr)
+        print(f"refine: error: {err}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
-        print(f"enhance: interrupted; {args.run} resumes from its last checkpoint", file=sys.stderr)
+        print(f"refine: interrupted; {args.run} resumes from its last checkpoint", file=sys.stderr)
         return 130
     if row is not None:
         print(json.dumps(row))
     if stopped:
-        print(f"enhance: stopped; {args.run} resumes from this checkpoint", file=sys.stderr)
+        print(f"refine: stopped; {args.run} resumes from this checkpoint", file=sys.stderr)
         return 130
     return 0
 
