@@ -60,7 +60,7 @@ def measure(name: str) -> dict:
                 pixels,
             ),
             "inter_encode_kmac": kmacs_per_pixel(encode_p, pixels),
-            "motion_seed_kmac": kmacs_per_pixel(lambda: inter.estimator(x, ref.frame), pixels),
+            "motion_seed_kmac": kmacs_per_pixel(lambda: inter.estimator.flow(x, ref.frame), pixels),
             "inter_decode_kmac": kmacs_per_pixel(decode_p, pixels),
         }
     return result

@@ -130,6 +130,31 @@ def test_automatic_decisions_pick_one_of_two_real_codings(monkeypatch):
             assert c.picture.output == c.picture.recon
 
 
+def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
+    """From LARGE_BLOCKS_FROM_QP on, each P frame is coded with 16x16 and 32x32 motion blocks and
+    keeps the one of least D + lambda R; the decoder reads the size from the flag."""
+    costs = []
+    real_cost = Trial.rd_cost
+    monkeypatch.setattr(
+        Trial, "rd_cost", lambda self, qp, pixels: costs.append(self) or real_cost(self, qp, pixels)
+    )
+    weights = make_weights(3)
+    source, coded, data = encode(weights, CodingParams(qp=40, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    assert len(costs) == 2 * (len(coded) - 1)  # two trials per P frame
+    for i, c in enumerate(coded[1:]):
+        small, large = costs[2 * i], costs[2 * i + 1]
+        want = large.rd_cost(c.plan.qp, WIDTH * HEIGHT) < small.rd_cost(c.plan.qp, WIDTH * HEIGHT)
+        assert bool(c.record.flags & FrameFlags.LARGE_BLOCKS) == want
+        assert (large if want else small).bytes == sum(map(len, c.record.substreams))
+    assert any(c.record.flags & FrameFlags.LARGE_BLOCKS for c in coded)  # the test means something
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    costs.clear()
+    _, fine, _ = encode(weights, CodingParams(qp=20, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    assert len(costs) == len(fine) - 1  # below LARGE_BLOCKS_FROM_QP: one search, 16x16
+    assert not any(c.record.flags & FrameFlags.LARGE_BLOCKS for c in fine)
+
+
 def test_untrained_refiners_are_skipped_in_auto_mode(monkeypatch):
     """Identity (untrained) ConFRE blocks cannot help, so auto mode codes exactly what 'off' codes."""
     weights = make_weights(4)

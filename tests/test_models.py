@@ -11,7 +11,7 @@ from hypothesis.extra.numpy import arrays
 
 from nvcodec.entropy.context import CHANNELS, DC_CHANNELS, STEP_CHANNELS
 from nvcodec.errors import WeightsError
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.compensation import BLOCK, InterpolatedFrame
 from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import (
@@ -160,7 +160,7 @@ def test_search_finds_a_global_shift():
     luma = F.pixel_shuffle(x[:, :4], 2)[0, 0]
     shifted = torch.roll(luma, shifts=(-2, -3), dims=(0, 1))  # target(y, x) = reference(y + 2, x + 3)
     found = search(shifted, InterpolatedFrame(x), np.zeros((4, 6, 2), dtype=np.int64), 1.0,
-                   lambda d, buckets: np.abs(d).sum(axis=-1).astype(float))  # fmt: skip
+                   lambda d, buckets: np.abs(d).sum(axis=-1).astype(float), BLOCK)  # fmt: skip
     assert (found[1:-1, 1:-1] == [12, 8]).all()  # quarter pixels (x, y), away from the wrapped border
 
 
@@ -173,7 +173,7 @@ def test_ordered_decisions_match_a_raster_scan():
     def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:  # context-dependent, like the coder's
         return np.abs(d).sum(axis=-1) * (1.0 + buckets) + (d != 0).any(axis=-1) * 3.0
 
-    s = BlockSearch(target, InterpolatedFrame(x), 4.0, rate_of)
+    s = BlockSearch(target, InterpolatedFrame(x), 4.0, rate_of, BLOCK)
     for _ in range(6):
         s.consider(rng.integers(-12, 13, size=(*s.grid, 2)))
     vectors, sads = np.stack(s.fields, axis=2), np.stack(s.sads, axis=2)
@@ -219,7 +219,8 @@ def test_base_stays_within_the_complexity_budget():
     ref = InterpolatedFrame(quantize_pixels(base.intra.encode(x, 30, tables).x_hat))
     previous = np.zeros((CHANNELS, 16, 16), dtype=np.int64)
     pixels = 128 * 128
-    coded = base.inter.encode(x, ref, 30, tables, previous, base.inter.search(x, ref, 30, tables))
+    vectors = base.inter.search(x, ref, 30, tables, base.inter.flow(x, ref), BLOCK)
+    coded = base.inter.encode(x, ref, 30, tables, previous, vectors, BLOCK)
 
     def encode_residual():  # both filter trials, as --filter auto does, and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors))
@@ -229,7 +230,7 @@ def test_base_stays_within_the_complexity_budget():
         base.enhancer(prediction.values)
 
     def decode():
-        base.inter.decode(coded.streams, ref, 30, tables, previous, base.context_filter)
+        base.inter.decode(coded.streams, ref, 30, tables, previous, BLOCK, base.context_filter)
         base.enhancer(ref.frame)
 
     assert kmacs_per_pixel(decode, pixels) < 60

@@ -231,7 +231,9 @@ def test_filter_run_learns_from_the_predictions_of_p_frames(pack_path, tiny_weig
             "--batch", "2"]  # fmt: skip
     assert refine.main(argv) == 0
     pairs = Pairs.load(run / "pairs.npz")
-    assert len(pairs.inputs) == 2 * 2 * 5  # two clip windows of 6 frames at 2 qps: 5 P frames each, no pictures
+    assert (
+        len(pairs.inputs) == 2 * 2 * 5
+    )  # two clip windows of 6 frames at 2 qps: 5 P frames each, no pictures
     assert pairs.inputs[0].dtype == np.uint16 and pairs.sources[0].dtype == np.uint8
     assert pairs.meta["stage"] == "filter"
     evalset = EvalSet.load(run / "eval.npz")

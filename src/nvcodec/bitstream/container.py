@@ -126,7 +126,7 @@ class BitstreamReader:
         a file cut short, a stream of one segment; the caller then reads from the start)."""
         if self.frames_read or self.header.frame_count is not None and frame >= self.header.frame_count:
             return self.frames_read
-        if not self.header.indexed or _tell_if_seekable(self._file) is None:
+        if not self.header.may_index or _tell_if_seekable(self._file) is None:
             return 0
         index = read_index_from_end(self._file, self.header_bytes)
         if index is None or self.header.frame_count not in (None, index.frame_count):
@@ -146,7 +146,7 @@ class BitstreamReader:
         raw = read_fully(self._file, 4)
         if not raw:
             return self._end_of_file()
-        if self.header.indexed and raw == MARKER and index:
+        if self.header.may_index and raw == MARKER and index:
             return self._read_index()
         if announced is not None and index == announced:
             raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")

@@ -6,7 +6,7 @@ import io
 import re
 import struct
 import zlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import IntFlag
 from fractions import Fraction
 from typing import BinaryIO
@@ -14,11 +14,12 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 2)  # the newest version this code reads and writes
+VERSION = (2, 3)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
-VERSIONS = (BASE_VERSION, SAR_VERSION, INDEX_VERSION)
+BLOCKS_VERSION = (2, 3)  # adds large motion blocks (tools and flags bit 3)
+VERSIONS = (BASE_VERSION, SAR_VERSION, INDEX_VERSION, BLOCKS_VERSION)
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
 UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
@@ -46,6 +47,7 @@ class Tools(IntFlag):
 
     FILTER = 1
     ENHANCE = 2
+    LARGE_BLOCKS = 8
 
 
 def read_fully(stream: BinaryIO, n: int) -> bytearray:
@@ -68,7 +70,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0, 2.1 and 2.2)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.3)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -99,8 +101,13 @@ class Header:
     tools: int
     qp_offsets: tuple[int, ...]
     sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
-    indexed: bool = False  # a segment index may follow the last record (version 2.2)
+    indexed: bool = field(default=False, compare=False)  # the writer appends a segment index (2.2)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
+
+    @property
+    def may_index(self) -> bool:
+        """Whether a segment index may follow the last record (version 2.2 and later, 8.3)."""
+        return self.version >= INDEX_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "qp_offsets", tuple(self.qp_offsets))
@@ -110,16 +117,20 @@ class Header:
                 raise BitstreamError(f"sample aspect ratio {self.sar!r} is not (num, den)")
             check_int("sar_num", self.sar[0], 1, 0xFFFF)
             check_int("sar_den", self.sar[1], 1, 0xFFFF)
+        large_blocks = isinstance(self.tools, int) and bool(self.tools & Tools.LARGE_BLOCKS)
         if self.version is None:
-            lowest = INDEX_VERSION if self.indexed else SAR_VERSION if self.sar is not None else BASE_VERSION
+            needs = (BLOCKS_VERSION, large_blocks), (INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)
+            lowest = max([BASE_VERSION] + [version for version, needed in needs if needed])
             object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
         if self.indexed and self.version < INDEX_VERSION:
             raise BitstreamError("a segment index needs version 2.2")
-        object.__setattr__(self, "indexed", self.version >= INDEX_VERSION)
-        object.__setattr__(
-            self, "tools", int(check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE)))
-        )
+        check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS))
+        if self.tools & ~(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS):
+            raise BitstreamError(f"tools {self.tools}: bits 2 and 4..7 must be 0")
+        if large_blocks and self.version < BLOCKS_VERSION:
+            raise BitstreamError(f"tools {self.tools}: large motion blocks (bit 3) need version 2.3")
+        object.__setattr__(self, "tools", int(self.tools))
         if len(self.version) != 2:
             raise BitstreamError(f"version {self.version!r} is not (major, minor)")
         check_version(*self.version)

@@ -30,6 +30,10 @@ class FrameFlags(IntFlag):
     FILTER = 1
     ENHANCE = 2
     REFRESH = 4
+    LARGE_BLOCKS = 8  # one motion vector per 32x32 luma pixels, not 16x16
+
+
+ALL_FLAGS = int(FrameFlags.FILTER | FrameFlags.ENHANCE | FrameFlags.REFRESH | FrameFlags.LARGE_BLOCKS)
 
 
 SUBSTREAMS = {FrameType.INTRA: 1, FrameType.INTER: 2}  # (latent,) and (motion, latent)
@@ -62,7 +66,7 @@ class FrameRecord:
             raise BitstreamError(f"invalid frame_type {self.frame_type!r} (0 = intra, 1 = inter)")
         object.__setattr__(self, "frame_type", FrameType(self.frame_type))
         check_int("qp", self.qp, 0, MAX_QP)
-        check_int("flags", self.flags, 0, int(FrameFlags.FILTER | FrameFlags.ENHANCE | FrameFlags.REFRESH))
+        check_int("flags", self.flags, 0, ALL_FLAGS)
         object.__setattr__(self, "flags", FrameFlags(self.flags))
         if self.frame_type == FrameType.INTRA and self.flags & ~FrameFlags.ENHANCE:
             raise BitstreamError(
@@ -116,6 +120,8 @@ class FrameRecord:
             raise BitstreamError("contextual filter flag set but the header's tools do not allow it")
         if self.flags & FrameFlags.ENHANCE and not header.tools & FrameFlags.ENHANCE:
             raise BitstreamError("enhancement flag set but the header's tools do not allow it")
+        if self.flags & FrameFlags.LARGE_BLOCKS and not header.tools & FrameFlags.LARGE_BLOCKS:
+            raise BitstreamError("large motion blocks flag set but the header's tools do not allow it")
         if self.flags & FrameFlags.REFRESH and not header.refresh_period:
             raise BitstreamError("refresh flag set but the header's refresh_period is 0 (off)")
         bound = max_record_bytes(header.width, header.height)

@@ -95,6 +95,14 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     show_default=True,
     help="Out-of-loop enhancement, decided per frame in auto.",
 )
+@click.option(
+    "--large-blocks",
+    "large_blocks",
+    type=TOOL_MODES,
+    default="auto",
+    show_default=True,
+    help="32x32 motion blocks on P frames, tried at qp 27 and up in auto (off encodes faster).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -125,6 +133,7 @@ def command(
     precision: str,
     filter_mode: str,
     enhance_mode: str,
+    large_blocks: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -145,6 +154,7 @@ def command(
         refresh_period=refresh_period,
         filter=ToolMode(filter_mode),
         enhance=ToolMode(enhance_mode),
+        large_blocks=ToolMode(large_blocks),
     )
     job = EncodeJob(
         input=input,

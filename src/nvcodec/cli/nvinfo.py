@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from nvcodec.bitstream import StreamInfo, read_info
+from nvcodec.bitstream import StreamInfo, Tools, read_info
 from nvcodec.cli.common import pipe_safe, run, version_option
 from nvcodec.errors import InputError
 from nvcodec.stats import flag_names
@@ -26,7 +26,7 @@ def _header_lines(info: StreamInfo) -> list[str]:
         f"model         {h.model_name}, weights {h.weights_hash.hex()}",
         _segments_line(info),
         f"refresh       {h.refresh_period or 'off'}",
-        f"tools         {', '.join(n for n, bit in (('filter', 1), ('enhance', 2)) if h.tools & bit) or 'none'}",
+        f"tools         {', '.join(t.name.lower() for t in Tools if h.tools & t) or 'none'}",
         f"qp offsets    {' '.join(map(str, h.qp_offsets))}",
         f"size          {info.file_bytes} bytes (header {info.header_bytes})",
     ]
@@ -47,10 +47,12 @@ def _segments(info: StreamInfo) -> list[dict[str, int]]:
 def _segments_line(info: StreamInfo) -> str:
     h, found = info.header, _segments(info)
     period = "one intra frame" if h.intra_period < 0 else f"an intra frame every {h.intra_period} frames"
-    if not h.indexed:
-        where = "no index (one segment)" if len(found) <= 1 else "no index"
+    if info.index is not None:
+        where = "indexed"
+    elif len(found) <= 1:
+        where = "no index (one segment)"
     else:
-        where = "indexed" if info.index is not None else "index missing (found by scanning)"
+        where = "index missing (found by scanning)" if h.may_index else "no index"
     starts = " ".join(str(s["first_frame"]) for s in found[:12]) + (" ..." if len(found) > 12 else "")
     return f"segments      {len(found)} ({period}; {where}): start at frames {starts}"
 

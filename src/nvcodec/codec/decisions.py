@@ -1,8 +1,11 @@
-"""The encoder's per-frame decisions on ConFRE's two tools (DESIGN.md, "Coding tools")."""
+"""The encoder's per-frame decisions: the motion block size, and ConFRE's two tools (DESIGN.md,
+"Coding tools")."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from nvcodec.models.latent_codec import LAMBDA, base_step
 
 MIN_FILTERED = 2  # m: filter on distortion alone until this many frames of a refresh period are filtered
 PROGRESSIVE_FACTOR = 0.16  # p: extra rate an early frame may spend for the frames after it
@@ -13,7 +16,12 @@ class Trial:
     """The outcome of coding a frame one way."""
 
     bytes: int
-    distortion: float
+    distortion: float  # weighted MSE per sample, on [0, 1]
+
+    def rd_cost(self, qp: int, pixels: int) -> float:
+        """D + lambda R of the whole frame, with the coefficients' rule: a bit is worth LAMBDA
+        squared steps of qp, and D sums the squared error over the frame's pixels."""
+        return self.distortion * pixels + LAMBDA * base_step(qp) ** 2 * 8 * self.bytes
 
 
 @dataclass

@@ -13,6 +13,7 @@ from nvcodec.codec.frame_loop import (
     SIGNATURE_SCALE,
     FrameLoop,
     Picture,
+    motion_block,
     picture_signature,
 )
 from nvcodec.errors import BitstreamError, DamagedRecord, WeightsError
@@ -89,8 +90,9 @@ class Decoder(FrameLoop):
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
+            block = motion_block(record.flags)
             out = self.model.inter.decode(
-                record.substreams, ref.picture, record.qp, self.tables, ref.symbols, refine
+                record.substreams, ref.picture, record.qp, self.tables, ref.symbols, block, refine
             )
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)

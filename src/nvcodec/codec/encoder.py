@@ -14,6 +14,7 @@ from nvcodec.codec.rate_control import RateContext, RateController, make_control
 from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
+from nvcodec.models.compensation import BLOCK, LARGE_BLOCK
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.layout import frame_to_tensor, weighted_mse
@@ -34,8 +35,10 @@ class EncodedFrame:
 
 
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
-    tools = (Tools.FILTER if params.filter != ToolMode.OFF else 0) | (
-        Tools.ENHANCE if params.enhance != ToolMode.OFF else 0
+    tools = (
+        (Tools.FILTER if params.filter != ToolMode.OFF else 0)
+        | (Tools.ENHANCE if params.enhance != ToolMode.OFF else 0)
+        | (Tools.LARGE_BLOCKS if params.large_blocks != ToolMode.OFF else 0)
     )
     return Header(
         width=info.width,
@@ -52,6 +55,11 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
         indexed=indexed,
     )
+
+
+# In auto mode, P frames from this qp on are also tried with large motion blocks (encoder's
+# choice): below it the small ones won on every frame measured, and a second search costs time.
+LARGE_BLOCKS_FROM_QP = 27
 
 
 def _tried(mode: ToolMode, block: ResidualRefiner) -> ToolMode:
@@ -149,31 +157,52 @@ class Encoder(FrameLoop):
                 out = self.model.intra.encode(x, plan.qp, self.tables)
         return out, plan
 
+    def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
+        return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))
+
+    def _block_sizes(self, qp: int) -> tuple[int, ...]:
+        """The motion block sizes to try on a P frame of this qp."""
+        mode = self.params.large_blocks
+        if mode == ToolMode.AUTO:
+            return (BLOCK, LARGE_BLOCK) if qp >= LARGE_BLOCKS_FROM_QP else (BLOCK,)
+        return (LARGE_BLOCK,) if mode == ToolMode.ON else (BLOCK,)
+
+    def _motion(self, x: torch.Tensor, plan: FramePlan) -> InterOutput:
+        """The frame coded without the filter, with the motion block size of least D + lambda R."""
+        ref, inter = self.reference, self.model.inter
+        flow = inter.flow(x, ref.picture)
+        best, best_cost = None, 0.0
+        for block in self._block_sizes(plan.qp):
+            vectors = inter.search(x, ref.picture, plan.qp, self.tables, flow, block)
+            out = inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, block)
+            cost = self._trial(out, x).rd_cost(plan.qp, self.width * self.height)
+            if best is None or cost < best_cost:
+                best, best_cost = out, cost
+        assert best is not None
+        return best
+
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference
         if plan.refresh:
             self.filter_decider.reset()
+        off = self._motion(x, plan)
 
-        vectors = self.model.inter.search(x, ref.picture, plan.qp, self.tables)
-
-        def trial(use_filter: bool) -> InterOutput:
-            refine = self.model.context_filter if use_filter else None
-            return self.model.inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, refine)
+        def filtered() -> InterOutput:
+            refine = self.model.context_filter
+            args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, refine)
+            return self.model.inter.encode(x, ref.picture, *args)
 
         mode = self.filter_mode
+        use = mode == ToolMode.ON
+        out = filtered() if use else off
         if mode == ToolMode.AUTO:
-            off, on = trial(False), trial(True)
-            use = self.filter_decider.decide(
-                plan.index,
-                Trial(sum(map(len, off.streams)), self._distortion(off.x_hat, x)),
-                Trial(sum(map(len, on.streams)), self._distortion(on.x_hat, x)),
-            )
+            on = filtered()
+            use = self.filter_decider.decide(plan.index, self._trial(off, x), self._trial(on, x))
             out = on if use else off
-        else:
-            use = mode == ToolMode.ON
-            out = trial(use)
-        flags = (FrameFlags.FILTER if use else FrameFlags(0)) | (
-            FrameFlags.REFRESH if plan.refresh else FrameFlags(0)
+        flags = (
+            (FrameFlags.FILTER if use else FrameFlags(0))
+            | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
+            | (FrameFlags.LARGE_BLOCKS if out.block == LARGE_BLOCK else FrameFlags(0))
         )
         return out, flags
 

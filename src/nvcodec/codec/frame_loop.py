@@ -9,15 +9,21 @@ from functools import cached_property
 import numpy as np
 import torch
 
+from nvcodec.bitstream import FrameFlags
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.nvc import NvcModel
 from nvcodec.weights import Weights
 
 CPU = torch.device("cpu")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "fp64": torch.float64}
+
+
+def motion_block(flags: FrameFlags) -> int:
+    """Luma pixels per side of a P frame's motion blocks, from its record's flags."""
+    return LARGE_BLOCK if flags & FrameFlags.LARGE_BLOCKS else BLOCK
 
 
 def resolve_device(name: str) -> torch.device:

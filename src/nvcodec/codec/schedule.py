@@ -69,6 +69,7 @@ class CodingParams:
     qp_offsets: tuple[int, ...] = DEFAULT_QP_OFFSETS
     filter: ToolMode = ToolMode.AUTO
     enhance: ToolMode = ToolMode.AUTO
+    large_blocks: ToolMode = ToolMode.AUTO  # 32x32 motion blocks on P frames
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:

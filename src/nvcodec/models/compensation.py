@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, to_fine
 
 BLOCK = 16  # luma pixels per side of a motion block
+LARGE_BLOCK = 32  # the side on P frames flagged for large blocks (bitstream_spec.md, 4.3)
 LUMA_FILTERS = (  # taps at offsets -3..4, sum 64, for phases 0, 1/4, 1/2, 3/4
     (0, 0, 0, 64, 0, 0, 0, 0),
     (-1, 4, -10, 58, 17, -5, 1, 0),
@@ -115,13 +116,13 @@ class InterpolatedFrame:
         self.luma_filters = _bank(LUMA_FILTERS, frame.device)
         self.chroma_filters = _bank(CHROMA_FILTERS, frame.device)
 
-    def predict_luma(self, vectors: torch.Tensor) -> torch.Tensor:
+    def predict_luma(self, vectors: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
         """(H, W) full-resolution luma prediction, on [0, 1] like the frame."""
-        return from_fine(predict_plane(self.luma, vectors, BLOCK, self.luma_filters), self.frame.dtype)
+        return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
 
-    def predict(self, vectors: torch.Tensor) -> Prediction:
-        """The prediction of the frame tensor for (Hb, Wb, 2) block vectors."""
-        y = F.pixel_unshuffle(predict_plane(self.luma, vectors, BLOCK, self.luma_filters)[None, None], 2)
-        uv = [predict_plane(c, vectors, BLOCK // 2, self.chroma_filters) for c in self.chroma]
+    def predict(self, vectors: torch.Tensor, block: int = BLOCK) -> Prediction:
+        """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""
+        y = F.pixel_unshuffle(predict_plane(self.luma, vectors, block, self.luma_filters)[None, None], 2)
+        uv = [predict_plane(c, vectors, block // 2, self.chroma_filters) for c in self.chroma]
         fine = torch.cat([y, torch.stack(uv)[None]], dim=1)
         return Prediction(fine, from_fine(fine, self.frame.dtype))

@@ -24,7 +24,7 @@ from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, la
 from nvcodec.models.layout import to_fine
 from nvcodec.models.motion import MotionCoder, block_grid
 from nvcodec.models.motion_search import search
-from nvcodec.models.motion_seed import MotionEstimator
+from nvcodec.models.motion_seed import MotionEstimator, seed
 from nvcodec.models.transform import PATCH, BlockTransform
 
 INTER_DEAD_ZONE = 0.2
@@ -35,6 +35,7 @@ Refine = Callable[[torch.Tensor], torch.Tensor]  # the in-loop filter applied to
 class InterOutput:
     x_hat: torch.Tensor
     vectors: np.ndarray  # (Hb, Wb, 2) quarter luma pixels
+    block: int  # luma pixels per side of the motion blocks
     latent: LatentResult
     motion_stream: bytes | None = None
 
@@ -80,12 +81,21 @@ class InterCoder(nn.Module):
         return deblock(prediction.fine + to_fine(residual), qp, residual.dtype)
 
     @torch.no_grad()
-    def search(
-        self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, tables: ProbabilityTables
-    ) -> np.ndarray:
-        """The encoder's vectors for frame x (not normative)."""
-        seed = self.estimator(x, reference.frame).numpy()
+    def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
+        """SpyNet's flow from the reference to frame x, which seeds the searches (not normative)."""
+        return self.estimator.flow(x, reference.frame)
 
+    @torch.no_grad()
+    def search(
+        self,
+        x: torch.Tensor,
+        reference: InterpolatedFrame,
+        qp: int,
+        tables: ProbabilityTables,
+        flow: torch.Tensor,
+        block: int,
+    ) -> np.ndarray:
+        """The encoder's vectors for frame x, one per block x block luma pixels (not normative)."""
         indices = self.motion.qp_indices(qp)
 
         def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:
@@ -93,7 +103,7 @@ class InterCoder(nn.Module):
             return tables.magnitude_bits(k[0], d[..., 0]) + tables.magnitude_bits(k[1], d[..., 1])
 
         target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
-        return search(target, reference, seed, base_step(qp) * 255, rate_of)
+        return search(target, reference, seed(flow, block), base_step(qp) * 255, rate_of, block)
 
     @torch.no_grad()
     def encode(
@@ -104,15 +114,17 @@ class InterCoder(nn.Module):
         tables: ProbabilityTables,
         previous: np.ndarray,
         vectors: np.ndarray,
+        block: int,
         refine: Refine | None = None,
     ) -> InterOutput:
-        """Code frame x with the vectors `search` chose; `refine` is the in-loop filter when used."""
-        prediction = reference.predict(torch.from_numpy(vectors).to(x.device))
+        """Code frame x with the vectors `search` chose for blocks of `block` luma pixels; `refine`
+        is the in-loop filter when used."""
+        prediction = reference.predict(torch.from_numpy(vectors).to(x.device), block)
         if refine is not None:
             prediction = prediction.refined(refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
-        return InterOutput(x_hat, vectors, latent, self.motion.encode(vectors, qp, tables))
+        return InterOutput(x_hat, vectors, block, latent, self.motion.encode(vectors, qp, tables))
 
     @torch.no_grad()
     def decode(
@@ -122,14 +134,16 @@ class InterCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray,
+        block: int,
         refine: Refine | None = None,
     ) -> InterOutput:
-        """Read a P frame's two substreams and rebuild it from the reference."""
+        """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
+        `block` luma pixels)."""
         shape = tuple(reference.frame.shape)
-        vectors = self.motion.decode(streams[0], block_grid(shape), qp, tables)
-        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device))
+        vectors = self.motion.decode(streams[0], block_grid(shape, block), qp, tables)
+        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device), block)
         if refine is not None:
             prediction = prediction.refined(refine)
         like = prediction.values
         latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, like, previous)
-        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, latent)
+        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, block, latent)

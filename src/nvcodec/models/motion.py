@@ -99,9 +99,11 @@ def field_buckets(diff: np.ndarray) -> np.ndarray:
     return np.stack([row_buckets(diff[i - 1] if i else None, diff.shape[1]) for i in range(diff.shape[0])])
 
 
-def block_grid(frame_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(Hb, Wb) motion blocks of a frame tensor (N, 6, h, w): 16x16 luma = 8x8 of the tensor."""
-    return -(-frame_shape[2] // (BLOCK // 2)), -(-frame_shape[3] // (BLOCK // 2))
+def block_grid(frame_shape: tuple[int, ...], block: int = BLOCK) -> tuple[int, int]:
+    """(Hb, Wb) motion blocks of block x block luma pixels (block / 2 of the tensor) covering a
+    frame tensor (N, 6, h, w)."""
+    half = block // 2
+    return -(-frame_shape[2] // half), -(-frame_shape[3] // half)
 
 
 class MotionCoder(nn.Module):

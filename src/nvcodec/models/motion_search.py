@@ -19,8 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from nvcodec.models.compensation import BLOCK, InterpolatedFrame
+from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.motion import (
     MAX_VECTOR,
     field_buckets,
@@ -44,24 +45,33 @@ class BlockSearch:
     and every (vector, SAD) pair evaluated so far."""
 
     def __init__(
-        self, target_luma: torch.Tensor, reference: InterpolatedFrame, step_8bit: float, rate_of: RateOf
+        self,
+        target_luma: torch.Tensor,
+        reference: InterpolatedFrame,
+        step_8bit: float,
+        rate_of: RateOf,
+        block: int,
     ):
         self.target = target_luma
         self.reference = reference
         self.lam = SAD_LAMBDA * step_8bit
         self.rate_of = rate_of
+        self.block = block
         h, w = target_luma.shape
-        self.grid = (h // BLOCK, w // BLOCK)
+        self.grid = (-(-h // block), -(-w // block))
         self.fields: list[np.ndarray] = []
         self.sads: list[np.ndarray] = []
         self.best = np.zeros((*self.grid, 2), dtype=np.int64)
         self.best_sad = self._sad(self.best)
 
     def _sad(self, field: np.ndarray) -> np.ndarray:
-        pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device))
+        pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device), self.block)
         diff = (pred - self.target).abs().float() * 255
-        hb, wb = self.grid
-        sad = diff.view(hb, BLOCK, wb, BLOCK).sum(dim=(1, 3)).cpu().numpy()
+        hb, wb, b = *self.grid, self.block
+        diff = F.pad(
+            diff, (0, wb * b - diff.shape[1], 0, hb * b - diff.shape[0])
+        )  # partial blocks at the edges
+        sad = diff.view(hb, b, wb, b).sum(dim=(1, 3)).cpu().numpy()
         self.fields.append(field)
         self.sads.append(sad)
         return sad
@@ -114,9 +124,11 @@ def search(
     seed: np.ndarray,
     step_8bit: float,
     rate_of: RateOf,
+    block: int,
 ) -> np.ndarray:
-    """(Hb, Wb, 2) quarter-pixel vectors for the full-resolution target luma (H, W)."""
-    s = BlockSearch(target_luma, reference, step_8bit, rate_of)
+    """(Hb, Wb, 2) quarter-pixel vectors of block x block luma pixels for the full-resolution
+    target luma (H, W)."""
+    s = BlockSearch(target_luma, reference, step_8bit, rate_of, block)
     s.consider(np.round(seed / 4).astype(np.int64) * 4)
     s.propagate()
     s.refine(WHOLE_STEPS)

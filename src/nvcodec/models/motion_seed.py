@@ -1,7 +1,8 @@
-"""The motion search's seed: SpyNet's flow averaged over each motion block (encoder only)."""
+"""The motion search's seed: SpyNet's flow, averaged over each motion block (encoder only)."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +14,7 @@ from nvcodec.models.spynet import SpyNet
 
 
 class MotionEstimator(nn.Module):
-    """SpyNet's flow averaged over each motion block, in quarter pixels: the search's seed."""
+    """SpyNet at the configured scale: the dense flow the search's seeds are averaged from."""
 
     def __init__(self, levels: int, widths: tuple[int, ...], scale: int) -> None:
         super().__init__()
@@ -35,11 +36,13 @@ class MotionEstimator(nn.Module):
             F.interpolate(flow, scale_factor=r, mode="bilinear", align_corners=False) * r if r > 1 else flow
         )
 
-    def forward(self, target: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-        """(Hb, Wb, 2) integer seed vectors in quarter luma pixels."""
-        flow = self.flow(target, reference)
-        half = BLOCK // 2
-        h, w = flow.shape[-2:]
-        flow = F.pad(flow, (0, -w % half, 0, -h % half), mode="replicate")
-        blocks = F.avg_pool2d(flow.float(), half)[0] * 2 * 4  # half-size pixels -> quarter luma pixels
-        return torch.round(blocks).to(torch.int64).permute(1, 2, 0).clamp(-MAX_VECTOR, MAX_VECTOR).cpu()
+
+def seed(flow: torch.Tensor, block: int = BLOCK) -> np.ndarray:
+    """(Hb, Wb, 2) integer seed vectors in quarter luma pixels: the flow's mean over each block of
+    block x block luma pixels."""
+    half = block // 2
+    h, w = flow.shape[-2:]
+    flow = F.pad(flow, (0, -w % half, 0, -h % half), mode="replicate")
+    blocks = F.avg_pool2d(flow.float(), half)[0] * 2 * 4  # half-size pixels -> quarter luma pixels
+    vectors = torch.round(blocks).to(torch.int64).permute(1, 2, 0).clamp(-MAX_VECTOR, MAX_VECTOR)
+    return vectors.cpu().numpy()

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from nvcodec.bitstream import FrameType
 from nvcodec.codec.encoder import Encoder
+from nvcodec.codec.frame_loop import motion_block
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
@@ -160,9 +161,11 @@ def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range
 
 
 def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
-    """Code a clip with the real encoder and count its symbols; returns the substream bits."""
+    """Code a clip with the real encoder and count its symbols; returns the substream bits. No
+    tool is tried (each trial would be counted): 16x16 motion blocks, no filter, no enhancement."""
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
-    encoder = Encoder(weights, CodingParams(qp=qp, filter=ToolMode.OFF, enhance=ToolMode.OFF), info)
+    off = ToolMode.OFF
+    encoder = Encoder(weights, CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off), info)
     bits = 0
     with observed(weights.model, counts):
         for frame in clip:
@@ -170,7 +173,8 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
             if rec.frame_type == FrameType.INTER:
-                grid = block_grid(tuple(encoder.reference.picture.frame.shape))
+                shape = tuple(encoder.reference.picture.frame.shape)
+                grid = block_grid(shape, motion_block(rec.flags))
                 v = weights.model.inter.motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables)
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits

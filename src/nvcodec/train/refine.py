@@ -79,11 +79,10 @@ def evaluate(
     """Per qp: the mean PSNR-YUV of what the refiner sees and of the result where the encoder's
     rule uses it (lower weighted MSE), the frames it is used on, and the bits."""
     target = floats(evalset.sources).to(device)
+    measure = _enhanced_psnr if stage is ENHANCE else _filtered_psnr
     rows = {}
     for qp, seen in evalset.inputs.items():
-        x = floats(seen).to(device)
-        measure = _enhanced_psnr if stage is ENHANCE else _filtered_psnr
-        before, after, used = measure(refiner, x, target, evalset.sources)
+        before, after, used = measure(refiner, floats(seen).to(device), target, evalset.sources)
         rows[str(qp)] = {
             "psnr_yuv": round(before, 4),
             "psnr_yuv_refined": round(after, 4),
