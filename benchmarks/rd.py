@@ -14,6 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.clips import CLIPS, DATA
 from benchmarks.environment import library_versions, machine
-from nvcodec.codec.schedule import CodingParams
+from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
 from nvcodec.outputs import write_file
@@ -51,11 +52,14 @@ def point(qp: int, frame_bits: Sequence[int], psnr: Sequence[dict], frames: Sequ
     }
 
 
-def run_nvcodec(weights: Weights, frames: Sequence[Frame], fps: Fraction, qps: Sequence[int]) -> list[dict]:
+def run_nvcodec(
+    weights: Weights, frames: Sequence[Frame], fps: Fraction, qps: Sequence[int], params: CodingParams
+) -> list[dict]:
+    """nvcodec's points at each qp, with the other coding parameters of `params`."""
     points = []
     for qp in tqdm(qps, desc="nvcodec", unit="qp", leave=False):
         began = time.perf_counter()
-        s = code_sequence(weights, frames, CodingParams(qp=qp), fps)
+        s = code_sequence(weights, frames, replace(params, qp=qp), fps)
         psnr = [{"y": f.psnr.y, "u": f.psnr.u, "v": f.psnr.v, "yuv": f.psnr.yuv} for f in s.frames]
         seconds = time.perf_counter() - began
         points.append(
@@ -107,7 +111,7 @@ def measure_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[di
 
 
 def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, qps: Sequence[int],
-                 anchors: Sequence[str], data: Path, cache: Path | None) -> dict:  # fmt: skip
+                 anchors: Sequence[str], data: Path, cache: Path | None, params: CodingParams) -> dict:  # fmt: skip
     clip = CLIPS[name]
     frames, fps = clip.read(data, frames_limit)
     result = {
@@ -117,10 +121,11 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "fps": str(fps),
         "frames": len(frames),
         "anchors": {a: run_anchor(a, frames, fps, cache) for a in anchors},
-        "nvcodec": run_nvcodec(weights, frames, fps, qps) if weights else [],
+        "nvcodec": run_nvcodec(weights, frames, fps, qps, params) if weights else [],
     }
     result["settings"] = {a: {"qps": list(ANCHORS[a].qps), "command": ANCHORS[a].command_line(ANCHORS[a].qps[0])}
                           for a in anchors}  # fmt: skip
+    result["settings"]["nvcodec"] = {"qps": list(qps), "large_blocks": str(params.large_blocks)}
     return result
 
 
@@ -149,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         help="reuse anchor points measured on the same frames (none: always encode)",
     )
     parser.add_argument("--anchors-only", action="store_true", help="measure (and cache) only the anchors")
+    parser.add_argument(
+        "--large-blocks", choices=[m.value for m in ToolMode], default="auto", help="as nvenc's option"
+    )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -156,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     anchors = [a for a in args.anchors.split(",") if a]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.clips.split(","):
-        result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache)
+        params = CodingParams(large_blocks=ToolMode(args.large_blocks))
+        result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:
             print(f"{name}: anchors {', '.join(anchors)} measured", flush=True)
             continue

@@ -40,7 +40,7 @@ def test_anchor_points_are_plausible(clip, name):
 
 def test_nvcodec_points_count_the_whole_file(clip, tiny_weights, tmp_path):
     path, frames = clip
-    points = run_nvcodec(load_weights(tiny_weights), frames, 25, [30])
+    points = run_nvcodec(load_weights(tiny_weights), frames, 25, [30], CodingParams())
     out = tmp_path / "clip.nvc"
     # the benchmark codes on the CPU; so must the CLI's job on a machine with CUDA (other floats, other bits)
     encode_video(EncodeJob(str(path), str(out), CodingParams(qp=30), weights=tiny_weights, device="cpu"))
@@ -52,7 +52,7 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     _, frames = clip
     weights = load_weights(tiny_weights)
     result = {"clip": "people", "width": 96, "height": 64, "fps": "25", "frames": len(frames),
-              "nvcodec": run_nvcodec(weights, frames, 25, [10, 50]),
+              "nvcodec": run_nvcodec(weights, frames, 25, [10, 50], CodingParams()),
               "anchors": {"x264": run_anchor("x264", frames, 25)},
               "settings": {"x264": {"qps": [22], "command": "ffmpeg ..."}},
               "environment": {"weights": {"path": "w", "sha256": "00" * 32, "config": "tiny"},
