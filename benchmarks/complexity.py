@@ -15,7 +15,7 @@ import json
 
 import torch
 
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.compensation import BLOCK, InterpolatedFrame
 from nvcodec.models.config import CONFIGS
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.models.macs import kmacs_per_pixel
@@ -25,25 +25,27 @@ from nvcodec.weights import random_model
 HEIGHT, WIDTH = 240, 416  # already a multiple of the network's 16
 
 
-def measure(name: str) -> dict:
+def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
+    """Parameters and kMAC per pixel of each coding path of a random `name` model on one frame."""
     model = random_model(CONFIGS[name])
     tables = model.probability_tables()
-    x = torch.rand(1, 6, HEIGHT // 2, WIDTH // 2)
-    pixels = HEIGHT * WIDTH
+    x = torch.rand(1, 6, height // 2, width // 2)
+    pixels = height * width
     intra = model.intra.encode(x, 32, tables)
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
-    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, inter.search(x, ref, 32, tables))
+    vectors = inter.search(x, ref, 32, tables, inter.flow(x, ref), BLOCK)
+    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, vectors, BLOCK)
 
     def encode_p() -> None:  # motion search aside: both filter trials and the enhancement decision
-        prediction = ref.predict(torch.from_numpy(coded.vectors))
+        prediction = ref.predict(torch.from_numpy(coded.vectors), BLOCK)
         for refine in (None, model.context_filter):
             p = prediction.refined(refine) if refine else prediction
             inter.synthesis(inter.analysis(x, p), p, 30)
         model.enhancer(prediction.values)
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement
-        inter.decode(coded.streams, ref, 32, tables, intra.latent.symbols, model.context_filter)
+        inter.decode(coded.streams, ref, 32, tables, intra.latent.symbols, BLOCK, model.context_filter)
         model.enhancer(ref.frame)
 
     with torch.no_grad():

@@ -125,7 +125,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
     }
     result["settings"] = {a: {"qps": list(ANCHORS[a].qps), "command": ANCHORS[a].command_line(ANCHORS[a].qps[0])}
                           for a in anchors}  # fmt: skip
-    result["settings"]["nvcodec"] = {"qps": list(qps), "large_blocks": str(params.large_blocks)}
+    result["nvcodec_settings"] = {"qps": list(qps), "large_blocks": params.large_blocks.value}
     return result
 
 

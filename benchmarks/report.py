@@ -243,6 +243,11 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 clips[0]["anchors"][name][0].get("encoder_version") or "version not written in the stream"
             )
             lines.append(f"- **{name}** ({version}), QP {', '.join(map(str, s['qps']))}: `{s['command']}`")
+        ours = clips[0].get("nvcodec_settings")  # absent from results measured before it was recorded
+        if ours:
+            lines.append(
+                f"- **nvcodec**, qp {', '.join(map(str, ours['qps']))}: `nvenc --large-blocks {ours['large_blocks']}`"
+            )
         versions = env["versions"]
         lines += ["", "Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
         lines += ["### All points", ""]
