@@ -305,7 +305,8 @@ def test_writer_refusals() -> None:
         (dict(intra_period=0), "intra_period 0 outside 1..1000000"),
         (dict(refresh_period=65536), "refresh_period"),
         (dict(tools=4), "tools 4: bits 2 and 4..7 must be 0"),
-        (dict(tools=16), "tools 16 outside 0..11"),
+        (dict(tools=16), "tools 16: bits 2 and 4..7 must be 0"),
+        (dict(tools=256), "tools 256 outside 0..255"),
         (dict(tools=8, version=(2, 2)), "tools 8: large motion blocks (bit 3) need version 2.3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
@@ -458,6 +459,10 @@ def test_record_refusals() -> None:
         (
             no_tools + raw_record() + raw_record(frame_type=1, flags=1),
             "frame 1: contextual filter flag set but the header",
+        ),
+        (
+            no_tools + raw_record() + raw_record(frame_type=1, flags=8),
+            "frame 1: large motion blocks flag set but the header's tools do not allow it",
         ),
         (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 1)"),
         (h + raw_record(subs=(b"", b"abcd")), "frame 0: n_substreams 2 on an intra frame (must be 1)"),

@@ -8,11 +8,11 @@ from fractions import Fraction
 import pytest
 import torch
 
-from nvcodec.bitstream import BitstreamReader, BitstreamWriter, FrameFlags, FrameType
+from nvcodec.bitstream import BitstreamReader, BitstreamWriter, FrameFlags, FrameType, Tools
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.decoder import Decoder
-from nvcodec.codec.encoder import Encoder
-from nvcodec.codec.schedule import CodingParams, ToolMode, plan_frame
+from nvcodec.codec.encoder import Encoder, header_for, large_blocks_possible
+from nvcodec.codec.schedule import CodingParams, RateTarget, ToolMode, plan_frame
 from nvcodec.errors import InputError, WeightsError
 from nvcodec.frame import VideoInfo
 from nvcodec.metrics import frame_psnr
@@ -143,7 +143,7 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     assert len(costs) == 2 * (len(coded) - 1)  # two trials per P frame
     for i, c in enumerate(coded[1:]):
         small, large = costs[2 * i], costs[2 * i + 1]
-        want = large.rd_cost(c.plan.qp, WIDTH * HEIGHT) < small.rd_cost(c.plan.qp, WIDTH * HEIGHT)
+        want = real_cost(large, c.plan.qp, WIDTH * HEIGHT) < real_cost(small, c.plan.qp, WIDTH * HEIGHT)
         assert bool(c.record.flags & FrameFlags.LARGE_BLOCKS) == want
         assert (large if want else small).bytes == sum(map(len, c.record.substreams))
     assert any(c.record.flags & FrameFlags.LARGE_BLOCKS for c in coded)  # the test means something
@@ -153,6 +153,23 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     _, fine, _ = encode(weights, CodingParams(qp=20, filter=ToolMode.OFF, enhance=ToolMode.OFF))
     assert len(costs) == len(fine) - 1  # below LARGE_BLOCKS_FROM_QP: one search, 16x16
     assert not any(c.record.flags & FrameFlags.LARGE_BLOCKS for c in fine)
+
+
+@pytest.mark.parametrize(
+    ("params", "possible"),
+    [
+        (CodingParams(qp=20), False),  # P frames at qp 20..23: never large blocks, a 2.0 stream
+        (CodingParams(qp=24), True),  # offset 3: qp 27
+        (CodingParams(qp=20, large_blocks=ToolMode.ON), True),
+        (CodingParams(qp=40, large_blocks=ToolMode.OFF), False),
+        (CodingParams(qp=40, intra_period=1), False),  # no P frames
+        (CodingParams(qp=20, rate=RateTarget(100_000)), True),  # rate control may raise any qp
+    ],
+)
+def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, possible):
+    header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))
+    assert bool(header.tools & Tools.LARGE_BLOCKS) == possible == large_blocks_possible(params)
+    assert (header.version >= (2, 3)) == possible
 
 
 def test_untrained_refiners_are_skipped_in_auto_mode(monkeypatch):

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from nvcodec.entropy.context import CHANNELS, DC_CHANNELS, STEP_CHANNELS
 from nvcodec.errors import WeightsError
-from nvcodec.models.compensation import BLOCK, InterpolatedFrame
+from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame
 from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import (
@@ -126,18 +126,18 @@ def test_vector_prediction_round_trips(v):
 def test_compensation_reads_shifted_pixels():
     x = quantize_pixels(torch.rand(1, 6, 16, 24))
     ref = InterpolatedFrame(x)
-    assert torch.equal(ref.predict(torch.zeros(2, 3, 2, dtype=torch.int64)).values, x)
+    assert torch.equal(ref.predict(torch.zeros(2, 3, 2, dtype=torch.int64), BLOCK).values, x)
     vectors = torch.zeros(2, 3, 2, dtype=torch.int64)
     vectors[..., 0] = 8  # two luma pixels right = one chroma pixel right
-    pred = ref.predict(vectors).values
+    pred = ref.predict(vectors, BLOCK).values
     luma = F.pixel_shuffle(x[:, :4], 2)[0, 0]
     assert torch.allclose(F.pixel_shuffle(pred[:, :4], 2)[0, 0][:, :-2], luma[:, 2:], atol=1e-6)
     assert torch.allclose(pred[0, 4:, :, :-1], x[0, 4:, :, 1:], atol=1e-6)
     vectors[..., 0] = 2  # half a luma pixel: between the two neighbours
-    half = F.pixel_shuffle(ref.predict(vectors).values[:, :4], 2)[0, 0]
+    half = F.pixel_shuffle(ref.predict(vectors, BLOCK).values[:, :4], 2)[0, 0]
     smooth = (torch.arange(48) * 5 / 255).repeat(32, 1)  # a ramp of 5 levels per pixel
     ramp = InterpolatedFrame(torch.cat([F.pixel_unshuffle(smooth[None, None], 2), x[:, 4:]], dim=1))
-    halfway = F.pixel_shuffle(ramp.predict(vectors).values[:, :4], 2)[0, 0][:, 4:-4]
+    halfway = F.pixel_shuffle(ramp.predict(vectors, BLOCK).values[:, :4], 2)[0, 0][:, 4:-4]
     assert torch.equal(halfway * 255, (smooth[:, 4:-4] * 255).round() + 2.5)  # 2.5 levels: kept in 1/64s
     assert half.shape == luma.shape
 
@@ -147,11 +147,23 @@ def test_compensation_is_integer_arithmetic_whatever_the_float_precision():
     x = quantize_pixels(torch.rand(1, 6, 32, 48, generator=torch.Generator().manual_seed(3)))
     vectors = torch.randint(-40, 40, (4, 6, 2), generator=torch.Generator().manual_seed(4))
     single, double = (
-        InterpolatedFrame(x.to(dtype)).predict(vectors).values for dtype in (torch.float32, torch.float64)
+        InterpolatedFrame(x.to(dtype)).predict(vectors, BLOCK).values
+        for dtype in (torch.float32, torch.float64)
     )
     sixty_fourths = single.double() * 16320
     assert (sixty_fourths - sixty_fourths.round()).abs().max() < 1e-3  # whole 1/64 levels
     assert torch.equal(single.double(), double)  # the same single-precision quotients
+
+
+def test_a_large_block_predicts_as_four_small_blocks_with_its_vector():
+    """32x32 vectors give the prediction of the same vectors copied 2x2 onto the 16x16 grid, luma
+    and chroma, with partial blocks at the edges (80x48 luma pixels: 2.5 x 1.5 large blocks)."""
+    x = quantize_pixels(torch.rand(1, 6, 24, 40, generator=torch.Generator().manual_seed(6)))
+    large = torch.randint(-40, 40, (2, 3, 2), generator=torch.Generator().manual_seed(7))
+    small = large.repeat_interleave(2, 0).repeat_interleave(2, 1)[:3, :5]
+    ref = InterpolatedFrame(x)
+    assert torch.equal(ref.predict(large, LARGE_BLOCK).fine, ref.predict(small, BLOCK).fine)
+    assert not torch.equal(ref.predict(large, LARGE_BLOCK).fine, ref.predict(0 * large, LARGE_BLOCK).fine)
 
 
 def test_search_finds_a_global_shift():

@@ -220,6 +220,12 @@ def test_enhance_run_writes_a_candidate_and_resumes(pack_path, tiny_weights, mak
     again = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert again[: len(log)] == log and again[-1]["step"] > log[-1]["step"]
     assert (run / "pairs.npz").stat().st_mtime_ns == pairs_written  # the data is built once
+    stale = Pairs.load(run / "pairs.npz")  # as coded by an encoder of another bitstream version
+    Pairs(stale.inputs, stale.sources, stale.meta | {"coder": {"codec": "x", "bitstream": "2.2"}}).save(
+        run / "pairs.npz"
+    )
+    assert refine.main(argv) == 0
+    assert Pairs.load(run / "pairs.npz").meta["coder"] == stale.meta["coder"]  # coded again
 
 
 def test_filter_run_learns_from_the_predictions_of_p_frames(pack_path, tiny_weights, make_video, tmp_path):

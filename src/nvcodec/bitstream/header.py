@@ -50,6 +50,9 @@ class Tools(IntFlag):
     LARGE_BLOCKS = 8
 
 
+ALL_TOOLS = int(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS)
+
+
 def read_fully(stream: BinaryIO, n: int) -> bytearray:
     """Read n bytes, or fewer at end of file, in chunks so that memory grows only with the data."""
     out = bytearray()
@@ -125,8 +128,8 @@ class Header:
         object.__setattr__(self, "version", tuple(self.version))
         if self.indexed and self.version < INDEX_VERSION:
             raise BitstreamError("a segment index needs version 2.2")
-        check_int("tools", self.tools, 0, int(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS))
-        if self.tools & ~(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS):
+        check_int("tools", self.tools, 0, 0xFF)
+        if self.tools & ~ALL_TOOLS:
             raise BitstreamError(f"tools {self.tools}: bits 2 and 4..7 must be 0")
         if large_blocks and self.version < BLOCKS_VERSION:
             raise BitstreamError(f"tools {self.tools}: large motion blocks (bit 3) need version 2.3")

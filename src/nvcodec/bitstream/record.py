@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import BinaryIO
 
-from nvcodec.bitstream.header import MAX_DIMENSION, Header, check_int, read_fully
+from nvcodec.bitstream.header import MAX_DIMENSION, Header, Tools, check_int, read_fully
 from nvcodec.errors import BitstreamError, DamagedRecord
 
 MAX_QP = 63
@@ -34,6 +34,11 @@ class FrameFlags(IntFlag):
 
 
 ALL_FLAGS = int(FrameFlags.FILTER | FrameFlags.ENHANCE | FrameFlags.REFRESH | FrameFlags.LARGE_BLOCKS)
+TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, the tool's name
+    (FrameFlags.FILTER, Tools.FILTER, "contextual filter"),
+    (FrameFlags.ENHANCE, Tools.ENHANCE, "enhancement"),
+    (FrameFlags.LARGE_BLOCKS, Tools.LARGE_BLOCKS, "large motion blocks"),
+)
 
 
 SUBSTREAMS = {FrameType.INTRA: 1, FrameType.INTER: 2}  # (latent,) and (motion, latent)
@@ -116,12 +121,9 @@ class FrameRecord:
         """Check the rules that depend on the header and on the frame's position (unprefixed message)."""
         if index == 0 and self.frame_type != FrameType.INTRA:
             raise BitstreamError("the first record must be an intra frame")
-        if self.flags & FrameFlags.FILTER and not header.tools & FrameFlags.FILTER:
-            raise BitstreamError("contextual filter flag set but the header's tools do not allow it")
-        if self.flags & FrameFlags.ENHANCE and not header.tools & FrameFlags.ENHANCE:
-            raise BitstreamError("enhancement flag set but the header's tools do not allow it")
-        if self.flags & FrameFlags.LARGE_BLOCKS and not header.tools & FrameFlags.LARGE_BLOCKS:
-            raise BitstreamError("large motion blocks flag set but the header's tools do not allow it")
+        for flag, tool, name in TOOL_FLAGS:
+            if self.flags & flag and not header.tools & tool:
+                raise BitstreamError(f"{name} flag set but the header's tools do not allow it")
         if self.flags & FrameFlags.REFRESH and not header.refresh_period:
             raise BitstreamError("refresh flag set but the header's refresh_period is 0 (off)")
         bound = max_record_bytes(header.width, header.height)

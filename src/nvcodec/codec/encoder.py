@@ -9,9 +9,9 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, picture_signature
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, block_flag, picture_signature
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
-from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame
+from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.compensation import BLOCK, LARGE_BLOCK
@@ -34,11 +34,28 @@ class EncodedFrame:
         return self.record.record_len + 4
 
 
+# In auto mode, P frames from this qp on are also tried with large motion blocks (encoder's
+# choice): below it the small ones won on every frame measured, and a second search costs time.
+LARGE_BLOCKS_FROM_QP = 27
+
+
+def large_blocks_possible(params: CodingParams) -> bool:
+    """Whether some P frame may use large motion blocks: `on`, or `auto` where a P frame's qp can
+    reach LARGE_BLOCKS_FROM_QP (any qp under rate control). Streams without them stay readable by
+    version 2.2 decoders."""
+    if params.large_blocks == ToolMode.OFF or params.intra_period == 1:
+        return False
+    if params.large_blocks == ToolMode.ON or params.rate is not None:
+        return True
+    positions = range(1, len(params.qp_offsets) + 1)
+    return any(scheduled_qp(params.qp, p, params.qp_offsets) >= LARGE_BLOCKS_FROM_QP for p in positions)
+
+
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
     tools = (
         (Tools.FILTER if params.filter != ToolMode.OFF else 0)
         | (Tools.ENHANCE if params.enhance != ToolMode.OFF else 0)
-        | (Tools.LARGE_BLOCKS if params.large_blocks != ToolMode.OFF else 0)
+        | (Tools.LARGE_BLOCKS if large_blocks_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -55,11 +72,6 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
         indexed=indexed,
     )
-
-
-# In auto mode, P frames from this qp on are also tried with large motion blocks (encoder's
-# choice): below it the small ones won on every frame measured, and a second search costs time.
-LARGE_BLOCKS_FROM_QP = 27
 
 
 def _tried(mode: ToolMode, block: ResidualRefiner) -> ToolMode:
@@ -167,25 +179,24 @@ class Encoder(FrameLoop):
             return (BLOCK, LARGE_BLOCK) if qp >= LARGE_BLOCKS_FROM_QP else (BLOCK,)
         return (LARGE_BLOCK,) if mode == ToolMode.ON else (BLOCK,)
 
-    def _motion(self, x: torch.Tensor, plan: FramePlan) -> InterOutput:
+    def _motion(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, Trial]:
         """The frame coded without the filter, with the motion block size of least D + lambda R."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
-        best, best_cost = None, 0.0
-        for block in self._block_sizes(plan.qp):
+
+        def coded(block: int) -> tuple[InterOutput, Trial]:
             vectors = inter.search(x, ref.picture, plan.qp, self.tables, flow, block)
             out = inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, block)
-            cost = self._trial(out, x).rd_cost(plan.qp, self.width * self.height)
-            if best is None or cost < best_cost:
-                best, best_cost = out, cost
-        assert best is not None
-        return best
+            return out, self._trial(out, x)
+
+        pixels = self.width * self.height
+        return min(map(coded, self._block_sizes(plan.qp)), key=lambda c: c[1].rd_cost(plan.qp, pixels))
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference
         if plan.refresh:
             self.filter_decider.reset()
-        off = self._motion(x, plan)
+        off, off_trial = self._motion(x, plan)
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
@@ -197,12 +208,12 @@ class Encoder(FrameLoop):
         out = filtered() if use else off
         if mode == ToolMode.AUTO:
             on = filtered()
-            use = self.filter_decider.decide(plan.index, self._trial(off, x), self._trial(on, x))
+            use = self.filter_decider.decide(plan.index, off_trial, self._trial(on, x))
             out = on if use else off
         flags = (
             (FrameFlags.FILTER if use else FrameFlags(0))
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
-            | (FrameFlags.LARGE_BLOCKS if out.block == LARGE_BLOCK else FrameFlags(0))
+            | block_flag(out.block)
         )
         return out, flags
 

@@ -26,6 +26,11 @@ def motion_block(flags: FrameFlags) -> int:
     return LARGE_BLOCK if flags & FrameFlags.LARGE_BLOCKS else BLOCK
 
 
+def block_flag(block: int) -> FrameFlags:
+    """The record flag of a P frame coded with motion blocks of `block` luma pixels."""
+    return FrameFlags.LARGE_BLOCKS if block == LARGE_BLOCK else FrameFlags(0)
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without it is an error."""
     if name == "auto":

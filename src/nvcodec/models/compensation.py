@@ -116,11 +116,11 @@ class InterpolatedFrame:
         self.luma_filters = _bank(LUMA_FILTERS, frame.device)
         self.chroma_filters = _bank(CHROMA_FILTERS, frame.device)
 
-    def predict_luma(self, vectors: torch.Tensor, block: int = BLOCK) -> torch.Tensor:
+    def predict_luma(self, vectors: torch.Tensor, block: int) -> torch.Tensor:
         """(H, W) full-resolution luma prediction, on [0, 1] like the frame."""
         return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
 
-    def predict(self, vectors: torch.Tensor, block: int = BLOCK) -> Prediction:
+    def predict(self, vectors: torch.Tensor, block: int) -> Prediction:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""
         y = F.pixel_unshuffle(predict_plane(self.luma, vectors, block, self.luma_filters)[None, None], 2)
         uv = [predict_plane(c, vectors, block // 2, self.chroma_filters) for c in self.chroma]

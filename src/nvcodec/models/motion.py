@@ -25,7 +25,6 @@ from torch import nn
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.context import QPS, capped_bit_length
 from nvcodec.entropy.tables import SCALES
-from nvcodec.models.compensation import BLOCK
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
@@ -99,7 +98,7 @@ def field_buckets(diff: np.ndarray) -> np.ndarray:
     return np.stack([row_buckets(diff[i - 1] if i else None, diff.shape[1]) for i in range(diff.shape[0])])
 
 
-def block_grid(frame_shape: tuple[int, ...], block: int = BLOCK) -> tuple[int, int]:
+def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:
     """(Hb, Wb) motion blocks of block x block luma pixels (block / 2 of the tensor) covering a
     frame tensor (N, 6, h, w)."""
     half = block // 2

@@ -7,7 +7,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nvcodec.models.compensation import BLOCK
 from nvcodec.models.layout import to_rgb
 from nvcodec.models.motion import MAX_VECTOR
 from nvcodec.models.spynet import SpyNet
@@ -37,7 +36,7 @@ class MotionEstimator(nn.Module):
         )
 
 
-def seed(flow: torch.Tensor, block: int = BLOCK) -> np.ndarray:
+def seed(flow: torch.Tensor, block: int) -> np.ndarray:
     """(Hb, Wb, 2) integer seed vectors in quarter luma pixels: the flow's mean over each block of
     block x block luma pixels."""
     half = block // 2

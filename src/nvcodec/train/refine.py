@@ -65,6 +65,7 @@ from nvcodec.train.refine_data import (
     build_eval,
     build_pairs,
     codec_fingerprint,
+    coder_identity,
     floats,
 )
 from nvcodec.weights import REPO_WEIGHTS, default_weights_path, load_weights, save_weights
@@ -264,13 +265,17 @@ class Run:
         return kept
 
     def data(self) -> tuple[Pairs, EvalSet]:
-        """The cached pairs and evaluation set, coded on the first call."""
+        """The cached pairs and evaluation set, coded again when the coder that made them changed."""
         files, args = self.files, self.args
-        if not files["pairs"].is_file():
-            build_pairs(self.weights, Pack(args.pack), self.device, self.stage).save(files["pairs"])
-        if not files["eval"].is_file():
-            build_eval(self.weights, args.eval_clip, self.device, self.stage).save(files["eval"])
-        pairs, evalset = Pairs.load(files["pairs"]), EvalSet.load(files["eval"])
+        coder = coder_identity(self.weights, self.stage)
+        pairs = Pairs.load(files["pairs"]) if files["pairs"].is_file() else None
+        if pairs is None or pairs.meta.get("coder") != coder:
+            pairs = build_pairs(self.weights, Pack(args.pack), self.device, self.stage)
+            pairs.save(files["pairs"])
+        evalset = EvalSet.load(files["eval"]) if files["eval"].is_file() else None
+        if evalset is None or evalset.coder != coder or evalset.clip != args.eval_clip.name:
+            evalset = build_eval(self.weights, args.eval_clip, self.device, self.stage)
+            evalset.save(files["eval"])
         if self.log and self.log[-1].get("eval_set") not in (None, evalset.fingerprint):
             print("the evaluation set changed (the codec or its schedule did): the curves start new lines",
                   file=sys.stderr)  # fmt: skip

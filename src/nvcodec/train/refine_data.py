@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nvcodec.bitstream import FrameRecord, FrameType
+from nvcodec.bitstream import VERSION, FrameRecord, FrameType
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.codec.segments import SegmentedEncoder
 from nvcodec.errors import InputError
@@ -84,6 +84,12 @@ def codec_fingerprint(model: NvcModel, stage: Stage) -> str:
     return digest.hexdigest()[:16]
 
 
+def coder_identity(weights: Weights, stage: Stage) -> dict:
+    """What decides the cached data of a stage: the codec's fingerprint and the bitstream version
+    its encoder writes (a new coding tool changes the pictures under the same weights)."""
+    return {"codec": codec_fingerprint(weights.model, stage), "bitstream": f"{VERSION[0]}.{VERSION[1]}"}
+
+
 def floats(a: np.ndarray) -> torch.Tensor:
     """Stored samples as float32 in [0, 1]: uint8 levels, or uint16 1/64 levels (predictions)."""
     scale = FINE_PEAK if a.dtype == np.uint16 else 255
@@ -118,7 +124,7 @@ class Pairs:
 
     inputs: list[np.ndarray]
     sources: list[np.ndarray]
-    meta: dict  # what coded them: the stage, the codec's fingerprint, the qps, the pack
+    meta: dict  # what coded them: the stage, coder_identity, the qps, the pack
 
     def save(self, path: Path) -> None:
         arrays = {f"in_{i}": d for i, d in enumerate(self.inputs)}
@@ -197,7 +203,7 @@ def build_pairs(weights: Weights, pack: Pack, device: torch.device, stage: Stage
     jobs = [([p], TRAIN_QPS[i % len(TRAIN_QPS)]) for i, p in enumerate(pictures)]
     for i, clip in enumerate(pack.clips):
         jobs += [(list(clip), TRAIN_QPS[(CLIP_QPS * i + k) % len(TRAIN_QPS)]) for k in range(CLIP_QPS)]
-    meta = {"stage": stage.name, "codec": codec_fingerprint(weights.model, stage), "qps": list(TRAIN_QPS),
+    meta = {"stage": stage.name, "coder": coder_identity(weights, stage), "qps": list(TRAIN_QPS),
             "pack": pack.summary()}  # fmt: skip
     pairs = Pairs([], [], meta)
     for packed, qp in tqdm(jobs, desc="coding the pack", unit="sequence", file=sys.stderr):
@@ -217,6 +223,7 @@ class EvalSet:
     bits: dict[int, dict[str, int]]
     clip: str  # the clip's file name
     measure: str  # Stage.measure
+    coder: dict  # coder_identity
 
     @property
     def fingerprint(self) -> str:
@@ -230,14 +237,17 @@ class EvalSet:
 
     def save(self, path: Path) -> None:
         arrays = {"sources": self.sources} | {f"in_{qp}": d for qp, d in self.inputs.items()}
-        _save_npz(path, arrays, {"bits": self.bits, "clip": self.clip, "measure": self.measure})
+        _save_npz(
+            path, arrays, {"bits": self.bits, "clip": self.clip, "measure": self.measure, "coder": self.coder}
+        )
 
     @classmethod
     def load(cls, path: Path) -> EvalSet:
         with np.load(path) as z:
             meta = _meta(z)
             bits = {int(k): v for k, v in meta["bits"].items()}
-            return cls(z["sources"], {qp: z[f"in_{qp}"] for qp in bits}, bits, meta["clip"], meta["measure"])
+            inputs = {qp: z[f"in_{qp}"] for qp in bits}
+            return cls(z["sources"], inputs, bits, meta["clip"], meta["measure"], meta.get("coder", {}))
 
 
 def substream_bits(records: list[FrameRecord]) -> dict[str, int]:
@@ -265,4 +275,4 @@ def build_eval(weights: Weights, path: Path, device: torch.device, stage: Stage)
         inputs[qp] = np.stack(seen)
         bits[qp] = substream_bits(records)
     sources = np.stack([pack_frame(frames[i]) for i in indices])
-    return EvalSet(sources, inputs, bits, path.name, stage.measure)
+    return EvalSet(sources, inputs, bits, path.name, stage.measure, coder_identity(weights, stage))
