@@ -177,7 +177,9 @@ def test_enhancer_training_lowers_the_distortion():
     torch.manual_seed(0)
     np.random.seed(0)
     pairs = synthetic_pairs()
-    evalset = EvalSet(np.stack(pairs.sources), {32: np.stack(pairs.inputs)}, {32: {"intra": 1}}, "clip", "m", {})
+    evalset = EvalSet(
+        np.stack(pairs.sources), {32: np.stack(pairs.inputs)}, {32: {"intra": 1}}, "clip", "m", {}
+    )
     before = refine.evaluate(ENHANCE, ResidualRefiner(6, 4, 1), evalset, torch.device("cpu"))["32"]
     assert before["psnr_yuv_refined"] == before["psnr_yuv"] and before["flagged"] == 0  # identity
     after = refine.evaluate(ENHANCE, trained_refiner(150).model, evalset, torch.device("cpu"))["32"]
