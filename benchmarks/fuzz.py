@@ -3,10 +3,11 @@
     python -m benchmarks.fuzz [--cases 5000] [--seed 1] [--json benchmarks/results/fuzz.json]
 
 The base streams are coded with the tiny random model (a few frames of 96x64, one with periodic
-intra frames and the tools' flags). Each case mutates one of them: bit flips, truncation,
-inserted or deleted bytes anywhere, and hostile values in header and record fields with the CRCs
-recomputed, so that the checks behind the CRCs (field rules, the entropy decoder's end checks,
-picture sizes) are reached too. A case passes when nvdec ends in one of these ways:
+intra frames and every tool's flag, large motion blocks on every P frame). Each case mutates one
+of them: bit flips, truncation, inserted or deleted bytes anywhere, and hostile values in header
+and record fields with the CRCs recomputed, so that the checks behind the CRCs (field rules, the
+entropy decoder's end checks, picture sizes) are reached too. A case passes when nvdec ends in one
+of these ways:
 
 - decoded (exit 0): every record gave a frame;
 - refused (exit 2, 4 or 5, one line on stderr): no output, or the frames decoded before the
@@ -217,7 +218,9 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
             writer.write(f)
     settings = {
         "one-intra": CodingParams(qp=30),
-        "periodic-tools": CodingParams(qp=36, filter=ToolMode.ON, enhance=ToolMode.ON),
+        "periodic-tools": CodingParams(
+            qp=36, filter=ToolMode.ON, enhance=ToolMode.ON, large_blocks=ToolMode.ON
+        ),
     }
     segments = {"one-intra": SegmentLength(), "periodic-tools": SegmentLength(frames=2)}
     bases = []
