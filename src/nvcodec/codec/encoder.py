@@ -11,7 +11,7 @@ from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, block_flag, picture_signature
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
-from nvcodec.codec.schedule import CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
+from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.compensation import BLOCK, LARGE_BLOCK
@@ -39,16 +39,23 @@ class EncodedFrame:
 LARGE_BLOCKS_FROM_QP = 27
 
 
+def block_sizes(mode: ToolMode, qp: int) -> tuple[int, ...]:
+    """The motion block sizes the encoder tries on a P frame of this qp."""
+    if mode == ToolMode.AUTO:
+        return (BLOCK, LARGE_BLOCK) if qp >= LARGE_BLOCKS_FROM_QP else (BLOCK,)
+    return (LARGE_BLOCK,) if mode == ToolMode.ON else (BLOCK,)
+
+
 def large_blocks_possible(params: CodingParams) -> bool:
-    """Whether some P frame may use large motion blocks: `on`, or `auto` where a P frame's qp can
-    reach LARGE_BLOCKS_FROM_QP (any qp under rate control). Streams without them stay readable by
-    version 2.2 decoders."""
-    if params.large_blocks == ToolMode.OFF or params.intra_period == 1:
+    """Whether some P frame may be tried with large motion blocks, at the qps the schedule gives P
+    frames (any qp under rate control). Streams without them stay readable by 2.2 decoders."""
+    if params.intra_period == 1:
         return False
-    if params.large_blocks == ToolMode.ON or params.rate is not None:
-        return True
-    positions = range(1, len(params.qp_offsets) + 1)
-    return any(scheduled_qp(params.qp, p, params.qp_offsets) >= LARGE_BLOCKS_FROM_QP for p in positions)
+    if params.rate is not None:
+        qps = range(QP_MAX + 1)
+    else:
+        qps = [scheduled_qp(params.qp, p, params.qp_offsets) for p in range(1, len(params.qp_offsets) + 1)]
+    return any(LARGE_BLOCK in block_sizes(params.large_blocks, qp) for qp in qps)
 
 
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
@@ -172,13 +179,6 @@ class Encoder(FrameLoop):
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))
 
-    def _block_sizes(self, qp: int) -> tuple[int, ...]:
-        """The motion block sizes to try on a P frame of this qp."""
-        mode = self.params.large_blocks
-        if mode == ToolMode.AUTO:
-            return (BLOCK, LARGE_BLOCK) if qp >= LARGE_BLOCKS_FROM_QP else (BLOCK,)
-        return (LARGE_BLOCK,) if mode == ToolMode.ON else (BLOCK,)
-
     def _motion(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, Trial]:
         """The frame coded without the filter, with the motion block size of least D + lambda R."""
         ref, inter = self.reference, self.model.inter
@@ -190,7 +190,10 @@ class Encoder(FrameLoop):
             return out, self._trial(out, x)
 
         pixels = self.width * self.height
-        return min(map(coded, self._block_sizes(plan.qp)), key=lambda c: c[1].rd_cost(plan.qp, pixels))
+        return min(
+            map(coded, block_sizes(self.params.large_blocks, plan.qp)),
+            key=lambda c: c[1].rd_cost(plan.qp, pixels),
+        )
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference
