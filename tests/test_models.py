@@ -24,7 +24,7 @@ from nvcodec.models.latent_codec import (
     rd_levels,
 )
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, to_fine, weighted_mse
-from nvcodec.models.motion import field_buckets, median_prediction, reconstruct_vectors
+from nvcodec.models.motion import field_buckets, median_prediction, reconstruct_vectors, row_buckets
 from nvcodec.models.motion_search import BlockSearch, search
 from nvcodec.models.transform import BlockTransform, block_dct
 from nvcodec.sample import synthetic_frames
@@ -121,6 +121,13 @@ def test_dc_prediction_follows_edges():
 def test_vector_prediction_round_trips(v):
     """The encoder's vectorised predictor and the decoder's block-by-block one agree."""
     assert np.array_equal(reconstruct_vectors(v - median_prediction(v)), v)
+
+
+@given(st.integers(1, 6), st.integers(1, 7), st.integers(0, 1 << 22), st.integers(0, 2**32 - 1))
+def test_field_buckets_are_the_coders_row_contexts(hb, wb, scale, seed):
+    d = np.random.default_rng(seed).integers(-scale, scale + 1, size=(hb, wb, 2))
+    rows = np.stack([row_buckets(d[i - 1] if i else None, wb) for i in range(hb)])
+    assert np.array_equal(field_buckets(d), rows)
 
 
 def test_compensation_reads_shifted_pixels():

@@ -94,8 +94,11 @@ def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
 
 
 def field_buckets(diff: np.ndarray) -> np.ndarray:
-    """(Hb, Wb) context bucket of every block of an (Hb, Wb, 2) difference field."""
-    return np.stack([row_buckets(diff[i - 1] if i else None, diff.shape[1]) for i in range(diff.shape[0])])
+    """(Hb, Wb) context bucket of every block of an (Hb, Wb, 2) difference field: row_buckets of
+    every row at once."""
+    size = np.minimum(np.abs(diff).sum(axis=-1), 1 << 20)
+    above = np.pad(size[:-1], ((1, 0), (1, 1)))  # row i: the sizes of row i - 1, framed; row 0: none
+    return neighbour_buckets(above[:, :-2], above[:, 1:-1], above[:, 2:])
 
 
 def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:
