@@ -139,7 +139,7 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
         Trial, "rd_cost", lambda self, qp, pixels: costs.append(self) or real_cost(self, qp, pixels)
     )
     weights = make_weights(3)
-    source, coded, data = encode(weights, CodingParams(qp=40, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    source, coded, data = encode(weights, CodingParams(qp=44, filter=ToolMode.OFF, enhance=ToolMode.OFF))
     assert len(costs) == 2 * (len(coded) - 1)  # two trials per P frame
     for i, c in enumerate(coded[1:]):
         small, large = costs[2 * i], costs[2 * i + 1]

@@ -19,8 +19,9 @@ class Trial:
     distortion: float  # weighted MSE per sample, on [0, 1]
 
     def rd_cost(self, qp: int, pixels: int) -> float:
-        """D + lambda R of the whole frame, with the coefficients' rule: a bit is worth LAMBDA
-        squared steps of qp, and D sums the squared error over the frame's pixels."""
+        """D + lambda R of the whole frame, with the intra coefficients' rule: a bit is worth
+        LAMBDA squared steps of qp, and D sums the squared error over the frame's pixels (measured
+        with it, not with the P frames' own INTER_LAMBDA)."""
         return self.distortion * pixels + LAMBDA * base_step(qp) ** 2 * 8 * self.bytes
 
 

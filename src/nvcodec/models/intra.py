@@ -11,7 +11,7 @@ from torch import nn
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, latent_positions
+from nvcodec.models.latent_codec import LAMBDA, LatentCodec, LatentResult, latent_positions
 from nvcodec.models.layout import to_fine
 from nvcodec.models.transform import BlockTransform
 
@@ -30,7 +30,7 @@ class IntraCoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.transform = BlockTransform(cfg.blocks, cfg.block_width)
-        self.latent = LatentCodec(intra=True, theta=INTRA_DEAD_ZONE)
+        self.latent = LatentCodec(intra=True, theta=INTRA_DEAD_ZONE, lam=LAMBDA)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, qp: int, tables: ProbabilityTables) -> IntraOutput:

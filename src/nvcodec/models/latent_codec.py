@@ -2,7 +2,7 @@
 
 step_c(qp) = w_c * 2^((qp - 4) / 6) / 255        (so that qp means what x264's QP means)
 q = sign(y / step) * floor(|y / step| + theta)   (encoder's choice, not normative; DC rounds),
-    then each level may move towards zero where that lowers (y/step - q)^2 + LAMBDA * bits
+    then each level may move towards zero where that lowers (y/step - q)^2 + lambda * bits
 s = q - MED(q) on the DC channels of intra frames (integer, from decoded neighbours), else q
 the symbols s are coded in frequency steps with table indices from nvcodec.entropy.context
 y_hat = (q - sign(q) * delta_c) * step            (delta_c: the reconstruction offset)
@@ -112,20 +112,24 @@ class Coded:
     buckets: np.ndarray  # the context bucket of each symbol
 
 
-def rd_levels(scaled: np.ndarray, levels: np.ndarray, bits: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Each level, or the level one step towards zero, or zero: whichever costs least."""
+def rd_levels(
+    scaled: np.ndarray, levels: np.ndarray, bits: Callable[[np.ndarray], np.ndarray], lam: float = LAMBDA
+) -> np.ndarray:
+    """Each level, or the level one step towards zero, or zero: whichever costs least at `lam`
+    squared steps per bit."""
     candidates = np.stack([levels, levels - np.sign(levels), np.zeros_like(levels)])
-    cost = (scaled - candidates) ** 2 + LAMBDA * bits(candidates)
+    cost = (scaled - candidates) ** 2 + lam * bits(candidates)
     return np.take_along_axis(candidates, np.argmin(cost, axis=0)[None], axis=0)[0]
 
 
 class LatentCodec(nn.Module):
     """Quantises and codes a 96-channel latent at 1/8 of the frame size."""
 
-    def __init__(self, intra: bool, theta: float) -> None:
+    def __init__(self, intra: bool, theta: float, lam: float) -> None:
         super().__init__()
         self.intra = intra
         self.theta = theta
+        self.lam = lam  # the encoder's lambda of rd_levels, in squared steps per bit
         weights = torch.ones(CHANNELS)
         weights[Y_CHANNELS:] = CHROMA_WEIGHT
         self.log_weight = nn.Parameter(weights.log())
@@ -198,7 +202,7 @@ class LatentCodec(nn.Module):
             k = self._indices(qp, j, bucket)
             values = s[channels]
             if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
-                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c))
+                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
             encoder.add(values, k)
             seen[channels] = bucket
             return values
