@@ -17,6 +17,7 @@ from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import (
     CHROMA_WEIGHT,
+    LAMBDA,
     LatentCodec,
     base_step,
     med_predict,
@@ -77,7 +78,7 @@ def test_untrained_transform_is_exactly_the_dct_and_still_learns():
 
 
 def test_quantiser_dead_zone_and_qp_scale():
-    codec = LatentCodec(intra=True, theta=0.3, lam=0.272)
+    codec = LatentCodec(intra=True, theta=0.3, lam=LAMBDA)
     assert base_step(10) == pytest.approx(2 * base_step(4)) and base_step(4) == pytest.approx(1 / 255)
     steps = codec.steps(22, torch.zeros(1))
     assert (steps[0, 70, 0, 0] / steps[0, 0, 0, 0]).item() == pytest.approx(CHROMA_WEIGHT)  # chroma / luma
@@ -105,8 +106,8 @@ def test_rd_levels_move_towards_zero_only_where_bits_pay():
     def bits(c: np.ndarray) -> np.ndarray:
         return np.where(c == 0, 0.0, price)
 
-    assert rd_levels(scaled, levels, bits).tolist() == [1, 0, 3, 0]  # 0.75 kept at 1 bit, not at 30
-    assert rd_levels(scaled, levels, lambda c: np.zeros(c.shape)).tolist() == [1, 1, 3, -1]
+    assert rd_levels(scaled, levels, bits, LAMBDA).tolist() == [1, 0, 3, 0]  # 0.75 kept at 1 bit, not at 30
+    assert rd_levels(scaled, levels, lambda c: np.zeros(c.shape), LAMBDA).tolist() == [1, 1, 3, -1]
     assert rd_levels(scaled, levels, bits, lam=0.01).tolist() == [1, 1, 3, -1]  # bits almost free
 
 

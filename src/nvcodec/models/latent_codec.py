@@ -113,7 +113,7 @@ class Coded:
 
 
 def rd_levels(
-    scaled: np.ndarray, levels: np.ndarray, bits: Callable[[np.ndarray], np.ndarray], lam: float = LAMBDA
+    scaled: np.ndarray, levels: np.ndarray, bits: Callable[[np.ndarray], np.ndarray], lam: float
 ) -> np.ndarray:
     """Each level, or the level one step towards zero, or zero: whichever costs least at `lam`
     squared steps per bit."""

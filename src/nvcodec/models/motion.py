@@ -85,20 +85,30 @@ def neighbour_buckets(above_left: np.ndarray, above: np.ndarray, above_right: np
     return capped_bit_length(2 * above + above_left + above_right, VECTOR_BUCKETS)
 
 
+def difference_size(d: np.ndarray) -> np.ndarray:
+    """|dx| + |dy| of vector differences (..., 2), capped at 2^20: what the contexts read."""
+    return np.minimum(np.abs(d).sum(axis=-1), 1 << 20)
+
+
+def _buckets_under(size: np.ndarray) -> np.ndarray:
+    """Context buckets of the blocks under each row of difference sizes (..., Wb)."""
+    framed = np.pad(size, [(0, 0)] * (size.ndim - 1) + [(1, 1)])
+    return neighbour_buckets(framed[..., :-2], framed[..., 1:-1], framed[..., 2:])
+
+
 def row_buckets(above: np.ndarray | None, width: int) -> np.ndarray:
     """(Wb,) context buckets of a row from the (Wb, 2) differences of the row above (None: first row)."""
     if above is None:
         return np.zeros(width, dtype=np.int64)
-    size = np.pad(np.minimum(np.abs(above).sum(axis=-1), 1 << 20), 1)
-    return neighbour_buckets(size[:-2], size[1:-1], size[2:])
+    return _buckets_under(difference_size(above))
 
 
 def field_buckets(diff: np.ndarray) -> np.ndarray:
     """(Hb, Wb) context bucket of every block of an (Hb, Wb, 2) difference field: row_buckets of
     every row at once."""
-    size = np.minimum(np.abs(diff).sum(axis=-1), 1 << 20)
-    above = np.pad(size[:-1], ((1, 0), (1, 1)))  # row i: the sizes of row i - 1, framed; row 0: none
-    return neighbour_buckets(above[:, :-2], above[:, 1:-1], above[:, 2:])
+    buckets = np.zeros(diff.shape[:2], dtype=np.int64)
+    buckets[1:] = _buckets_under(difference_size(diff[:-1]))
+    return buckets
 
 
 def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:

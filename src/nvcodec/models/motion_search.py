@@ -26,6 +26,7 @@ from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.latent_codec import LAMBDA
 from nvcodec.models.motion import (
     MAX_VECTOR,
+    difference_size,
     field_buckets,
     median_prediction,
     neighbour_buckets,
@@ -119,7 +120,7 @@ class BlockSearch:
             k = np.argmin(sads[i, j] + self.lam * self.rate_of(d, buckets[:, None]), axis=1)
             n = np.arange(len(i))
             v[i, j] = vectors[i, j, k]
-            size[i + 1, j + 1] = np.minimum(np.abs(d[n, k]).sum(axis=-1), 1 << 20)
+            size[i + 1, j + 1] = difference_size(d[n, k])
             self.best_sad[i, j] = sads[i, j, k]
         self.best = v
 
