@@ -35,7 +35,8 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
     vectors = inter.search(x, ref, 32, tables, inter.flow(x, ref), BLOCK)
-    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, vectors, BLOCK)
+    vectors, flat = inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
+    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, vectors, BLOCK, flat)
 
     def encode_p() -> None:  # motion search aside: both filter trials and the enhancement decision
         prediction = ref.predict(torch.from_numpy(coded.vectors), BLOCK)
@@ -45,7 +46,10 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
         model.enhancer(prediction.values)
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement
-        inter.decode(coded.streams, ref, 32, tables, intra.latent.symbols, BLOCK, model.context_filter)
+        has_flat = coded.flat is not None
+        inter.decode(
+            coded.streams, ref, 32, tables, intra.latent.symbols, BLOCK, has_flat, model.context_filter
+        )
         model.enhancer(ref.frame)
 
     with torch.no_grad():

@@ -270,3 +270,24 @@ def test_fully_consumed_implies_canonical():
         for _, counts in plan:
             ref.decode(counts)
         assert not ref.is_empty()
+
+
+def test_flag_groups_decode_with_the_spec_binary_tables():
+    """A flag group written by the codec's encoder (5.3.4) reads back with the reference decoder
+    and the binary tables of 5.1.4 written out from the spec's formula."""
+    from nvcodec.entropy.coder import SymbolEncoder
+    from nvcodec.models.config import TINY
+    from nvcodec.models.nvc import NvcModel
+
+    rng = np.random.default_rng(11)
+    flags = (rng.random(60) < 0.3).astype(int)
+    probabilities = rng.choice([24, 72, 112, 144], size=60)
+    encoder = SymbolEncoder(NvcModel(TINY).probability_tables())
+    encoder.add_flags(flags, probabilities)
+    words = np.frombuffer(encoder.finish(), dtype="<u4").tolist()
+    ref = ReferenceAnsDecoder(words)
+    order = sorted(range(60), key=lambda i: (probabilities[i], i))  # ascending p, then position
+    for i in order:
+        p = int(probabilities[i])
+        assert ref.decode([TOTAL - p * 2**16 - 1, p * 2**16 - 1]) == flags[i]
+    assert ref.is_empty()

@@ -14,12 +14,13 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 3)  # the newest version this code reads and writes
+VERSION = (2, 4)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
 BLOCKS_VERSION = (2, 3)  # adds large motion blocks (tools and flags bit 3)
-VERSIONS = (BASE_VERSION, SAR_VERSION, INDEX_VERSION, BLOCKS_VERSION)
+FLAT_VERSION = (2, 4)  # adds flat blocks (tools and flags bit 4)
+VERSIONS = (BASE_VERSION, SAR_VERSION, INDEX_VERSION, BLOCKS_VERSION, FLAT_VERSION)
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
 UNKNOWN_FRAME_COUNT = 0xFFFFFFFF
@@ -48,9 +49,14 @@ class Tools(IntFlag):
     FILTER = 1
     ENHANCE = 2
     LARGE_BLOCKS = 8
+    FLAT_BLOCKS = 16
 
 
-ALL_TOOLS = int(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS)
+ALL_TOOLS = int(Tools.FILTER | Tools.ENHANCE | Tools.LARGE_BLOCKS | Tools.FLAT_BLOCKS)
+TOOL_VERSIONS = (  # tools that need a version newer than 2.0: bit, version, name
+    (Tools.LARGE_BLOCKS, BLOCKS_VERSION, "large motion blocks (bit 3)"),
+    (Tools.FLAT_BLOCKS, FLAT_VERSION, "flat blocks (bit 4)"),
+)
 
 
 def read_fully(stream: BinaryIO, n: int) -> bytearray:
@@ -120,9 +126,10 @@ class Header:
                 raise BitstreamError(f"sample aspect ratio {self.sar!r} is not (num, den)")
             check_int("sar_num", self.sar[0], 1, 0xFFFF)
             check_int("sar_den", self.sar[1], 1, 0xFFFF)
-        large_blocks = isinstance(self.tools, int) and bool(self.tools & Tools.LARGE_BLOCKS)
+        tools = self.tools if isinstance(self.tools, int) else 0
         if self.version is None:
-            needs = (BLOCKS_VERSION, large_blocks), (INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)
+            needs = [(version, tools & bit) for bit, version, _ in TOOL_VERSIONS]
+            needs += [(INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)]
             lowest = max([BASE_VERSION] + [version for version, needed in needs if needed])
             object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
@@ -130,9 +137,10 @@ class Header:
             raise BitstreamError("a segment index needs version 2.2")
         check_int("tools", self.tools, 0, 0xFF)
         if self.tools & ~ALL_TOOLS:
-            raise BitstreamError(f"tools {self.tools}: bits 2 and 4..7 must be 0")
-        if large_blocks and self.version < BLOCKS_VERSION:
-            raise BitstreamError(f"tools {self.tools}: large motion blocks (bit 3) need version 2.3")
+            raise BitstreamError(f"tools {self.tools}: bits 2 and 5..7 must be 0")
+        for bit, version, name in TOOL_VERSIONS:
+            if tools & bit and self.version < version:
+                raise BitstreamError(f"tools {self.tools}: {name} need version {version[0]}.{version[1]}")
         object.__setattr__(self, "tools", int(self.tools))
         if len(self.version) != 2:
             raise BitstreamError(f"version {self.version!r} is not (major, minor)")

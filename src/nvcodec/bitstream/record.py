@@ -31,13 +31,21 @@ class FrameFlags(IntFlag):
     ENHANCE = 2
     REFRESH = 4
     LARGE_BLOCKS = 8  # one motion vector per 32x32 luma pixels, not 16x16
+    FLAT_BLOCKS = 16  # the motion substream holds a flat-block map
 
 
-ALL_FLAGS = int(FrameFlags.FILTER | FrameFlags.ENHANCE | FrameFlags.REFRESH | FrameFlags.LARGE_BLOCKS)
+ALL_FLAGS = int(
+    FrameFlags.FILTER
+    | FrameFlags.ENHANCE
+    | FrameFlags.REFRESH
+    | FrameFlags.LARGE_BLOCKS
+    | FrameFlags.FLAT_BLOCKS
+)
 TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, the tool's name
     (FrameFlags.FILTER, Tools.FILTER, "contextual filter"),
     (FrameFlags.ENHANCE, Tools.ENHANCE, "enhancement"),
     (FrameFlags.LARGE_BLOCKS, Tools.LARGE_BLOCKS, "large motion blocks"),
+    (FrameFlags.FLAT_BLOCKS, Tools.FLAT_BLOCKS, "flat blocks"),
 )
 
 

@@ -103,6 +103,14 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     show_default=True,
     help="32x32 motion blocks on P frames, tried at qp 27 and up in auto (off encodes faster).",
 )
+@click.option(
+    "--flat-blocks",
+    "flat_blocks",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="P-frame blocks predicted by their mean where motion fails (off: readable by 2.3 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -134,6 +142,7 @@ def command(
     filter_mode: str,
     enhance_mode: str,
     large_blocks: str,
+    flat_blocks: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -155,6 +164,7 @@ def command(
         filter=ToolMode(filter_mode),
         enhance=ToolMode(enhance_mode),
         large_blocks=ToolMode(large_blocks),
+        flat_blocks=ToolMode(flat_blocks),
     )
     job = EncodeJob(
         input=input,

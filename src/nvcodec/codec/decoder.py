@@ -91,9 +91,9 @@ class Decoder(FrameLoop):
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             block = motion_block(record.flags)
-            out = self.model.inter.decode(
-                record.substreams, ref.picture, record.qp, self.tables, ref.symbols, block, refine
-            )
+            has_flat = bool(record.flags & FrameFlags.FLAT_BLOCKS)
+            args = (record.qp, self.tables, ref.symbols, block, has_flat, refine)
+            out = self.model.inter.decode(record.substreams, ref.picture, *args)
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement

@@ -58,11 +58,17 @@ def large_blocks_possible(params: CodingParams) -> bool:
     return any(LARGE_BLOCK in block_sizes(params.large_blocks, qp) for qp in qps)
 
 
+def flat_blocks_possible(params: CodingParams) -> bool:
+    """Whether a P frame may have flat blocks (then the stream is version 2.4)."""
+    return params.intra_period != 1 and params.flat_blocks != ToolMode.OFF
+
+
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
     tools = (
         (Tools.FILTER if params.filter != ToolMode.OFF else 0)
         | (Tools.ENHANCE if params.enhance != ToolMode.OFF else 0)
         | (Tools.LARGE_BLOCKS if large_blocks_possible(params) else 0)
+        | (Tools.FLAT_BLOCKS if flat_blocks_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -186,7 +192,10 @@ class Encoder(FrameLoop):
 
         def coded(block: int) -> tuple[InterOutput, Trial]:
             vectors = inter.search(x, ref.picture, plan.qp, self.tables, flow, block)
-            out = inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, block)
+            flat = None
+            if flat_blocks_possible(self.params):
+                vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
+            out = inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, block, flat)
             return out, self._trial(out, x)
 
         pixels = self.width * self.height
@@ -203,7 +212,7 @@ class Encoder(FrameLoop):
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
-            args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, refine)
+            args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, off.flat, refine)
             return self.model.inter.encode(x, ref.picture, *args)
 
         mode = self.filter_mode
@@ -217,6 +226,7 @@ class Encoder(FrameLoop):
             (FrameFlags.FILTER if use else FrameFlags(0))
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
             | block_flag(out.block)
+            | (FrameFlags.FLAT_BLOCKS if out.flat is not None else FrameFlags(0))
         )
         return out, flags
 

@@ -70,6 +70,7 @@ class CodingParams:
     filter: ToolMode = ToolMode.AUTO
     enhance: ToolMode = ToolMode.AUTO
     large_blocks: ToolMode = ToolMode.AUTO  # 32x32 motion blocks on P frames
+    flat_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks predicted by their mean (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import constriction
 import numpy as np
 
-from nvcodec.entropy.tables import PRECISION, uniform_counts
+from nvcodec.entropy.tables import PRECISION, binary_counts, uniform_counts
 from nvcodec.errors import BitstreamError, NvcError
 
 _AnsCoder = constriction.stream.stack.AnsCoder
@@ -71,6 +71,13 @@ class ProbabilityTables:
             self._models[key] = _model(uniform_counts(n))
         return self._models[key]
 
+    def binary(self, p: int):
+        """The binary table whose symbol 1 has probability p / 256 (5.1.4)."""
+        key = ("binary", p)
+        if key not in self._models:
+            self._models[key] = _model(binary_counts(p))
+        return self._models[key]
+
 
 def _escape_layout(nbits: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
     """(chunk, width, positions) triples in coding order for Exp-Golomb mantissas of nbits bits."""
@@ -108,6 +115,14 @@ class SymbolEncoder:
             self._put(alphabet, self.tables.model(int(k)))
         if escaped.any():
             self._add_escapes(values[escaped], radius[escaped])
+
+    def add_flags(self, flags: np.ndarray, probabilities: np.ndarray) -> None:
+        """One group of binary symbols, each with its probability of 1 in 1/256 (same shape):
+        coded probability by probability (ascending), raster order within each."""
+        flags = np.asarray(flags, dtype=np.int64).ravel()
+        probabilities = np.asarray(probabilities, dtype=np.int64).ravel()
+        for p in np.unique(probabilities):
+            self._put(flags[probabilities == p], self.tables.binary(int(p)))
 
     def _add_escapes(self, values: np.ndarray, radius: np.ndarray) -> None:
         mantissa = np.abs(values) - radius  # >= 1
@@ -165,6 +180,17 @@ class SymbolDecoder:
             pos = np.flatnonzero(escaped)
             values[pos] = self._read_escapes(self.tables.radius[indices[pos]].astype(np.int64))
         return values.reshape(shape)
+
+    def read_flags(self, probabilities: np.ndarray) -> np.ndarray:
+        """Decode one group of binary symbols (add_flags); returns booleans shaped like
+        `probabilities`."""
+        shape = np.shape(probabilities)
+        probabilities = np.asarray(probabilities, dtype=np.int64).ravel()
+        flags = np.zeros(probabilities.size, dtype=bool)
+        for p in np.unique(probabilities):
+            sel = np.flatnonzero(probabilities == p)
+            flags[sel] = self._get(self.tables.binary(int(p)), sel.size) == 1
+        return flags.reshape(shape)
 
     def _read_escapes(self, radius: np.ndarray) -> np.ndarray:
         nbits = self._get(self.tables.uniform(EXP_BITS), radius.size)

@@ -91,6 +91,15 @@ def build_tables() -> tuple[np.ndarray, np.ndarray]:
     return radius, packed
 
 
+def binary_counts(p: int) -> np.ndarray:
+    """The binary table (0, 1) whose 1 has probability p / 256, p in 1..255: counts one less
+    than the frequencies (5.2.2)."""
+    if not 1 <= p <= 255:
+        raise ValueError(f"binary probability {p}/256 outside 1..255")
+    one = p << (PRECISION - 8)
+    return np.array([TOTAL - one - 1, one - 1], dtype=np.int64)
+
+
 def uniform_counts(n: int) -> np.ndarray:
     """A uniform table over n symbols (n a power of two up to 2**16, or 32)."""
     each, rest = divmod(TOTAL - n, n)

@@ -96,6 +96,11 @@ class Prediction:
     values: torch.Tensor
 
     @classmethod
+    def exact(cls, fine: torch.Tensor, dtype: torch.dtype) -> Prediction:
+        """A prediction made in integer 1/64 levels."""
+        return cls(fine, from_fine(fine, dtype))
+
+    @classmethod
     def of(cls, values: torch.Tensor) -> Prediction:
         """A prediction made by a float network (the in-loop filter): its values, rounded."""
         return cls(to_fine(values), values)
@@ -124,5 +129,4 @@ class InterpolatedFrame:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""
         y = F.pixel_unshuffle(predict_plane(self.luma, vectors, block, self.luma_filters)[None, None], 2)
         uv = [predict_plane(c, vectors, block // 2, self.chroma_filters) for c in self.chroma]
-        fine = torch.cat([y, torch.stack(uv)[None]], dim=1)
-        return Prediction(fine, from_fine(fine, self.frame.dtype))
+        return Prediction.exact(torch.cat([y, torch.stack(uv)[None]], dim=1), self.frame.dtype)

@@ -20,10 +20,18 @@ from nvcodec.entropy.context import CHANNELS
 from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
+from nvcodec.models.flat_blocks import (
+    block_means,
+    block_sums,
+    coding_cost,
+    flatten,
+    to_predictors,
+    vector_costs,
+)
+from nvcodec.models.latent_codec import LAMBDA, LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.layout import to_fine
 from nvcodec.models.motion import MotionCoder, block_grid
-from nvcodec.models.motion_search import search
+from nvcodec.models.motion_search import RateOf, search
 from nvcodec.models.motion_seed import MotionEstimator, seed
 from nvcodec.models.transform import PATCH, BlockTransform
 
@@ -43,6 +51,7 @@ class InterOutput:
     x_hat: torch.Tensor
     vectors: np.ndarray  # (Hb, Wb, 2) quarter luma pixels
     block: int  # luma pixels per side of the motion blocks
+    flat: np.ndarray | None  # (Hb, Wb) the flat blocks (models.flat_blocks); None: no map coded
     latent: LatentResult
     motion_stream: bytes | None = None
 
@@ -103,14 +112,57 @@ class InterCoder(nn.Module):
         block: int,
     ) -> np.ndarray:
         """The encoder's vectors for frame x, one per block x block luma pixels (not normative)."""
+        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
+        rate_of = self._rate_of(qp, tables)
+        return search(target, reference, seed(flow, block), base_step(qp) * 255, rate_of, block)
+
+    def _rate_of(self, qp: int, tables: ProbabilityTables) -> RateOf:
+        """The bits of vector differences in their context buckets, from the coder's tables."""
         indices = self.motion.qp_indices(qp)
 
         def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:
             k = indices[:, buckets]
             return tables.magnitude_bits(k[0], d[..., 0]) + tables.magnitude_bits(k[1], d[..., 1])
 
-        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
-        return search(target, reference, seed(flow, block), base_step(qp) * 255, rate_of, block)
+        return rate_of
+
+    @torch.no_grad()
+    def flat_blocks(
+        self,
+        x: torch.Tensor,
+        reference: InterpolatedFrame,
+        qp: int,
+        tables: ProbabilityTables,
+        vectors: np.ndarray,
+        block: int,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(vectors, flat map or None when no block is flat): the blocks whose residual costs less
+        to code flat (flat_blocks.coding_cost, plus LAMBDA times the vector bits saved), their
+        vectors made their predictors (not normative).
+
+        A flat block's mean is read at its predictor, which depends on the blocks decided flat
+        before it: the choice made at the searched vectors is checked again at the predictors it
+        gives (the mean read elsewhere is what made a single pass lose, on Cockatoo at qp 27-37)."""
+
+        def flat_cost(at: np.ndarray) -> np.ndarray:
+            fine = reference.predict(torch.from_numpy(at).to(x.device), block).fine
+            return self._block_costs(x, Prediction.exact(block_means(fine, block), x.dtype), qp, block)
+
+        mc = reference.predict(torch.from_numpy(vectors).to(x.device), block)
+        mc_bits, zero_bits = vector_costs(vectors, self._rate_of(qp, tables))
+        bound = self._block_costs(x, mc, qp, block) + LAMBDA * (mc_bits - zero_bits)
+        chosen = flat_cost(vectors) < bound
+        if chosen.any():
+            chosen &= flat_cost(to_predictors(vectors, chosen)) < bound
+        if not chosen.any():
+            return vectors, None
+        return to_predictors(vectors, chosen), chosen
+
+    def _block_costs(self, x: torch.Tensor, prediction: Prediction, qp: int, block: int) -> np.ndarray:
+        """(Hb, Wb) estimated D + LAMBDA R of each motion block's residual, in squared steps."""
+        scaled = self.analysis(x, prediction) / self.latent.steps(qp, x)
+        per_position = coding_cost(scaled, LAMBDA)
+        return block_sums(per_position, block // (2 * PATCH)).sum(dim=0).cpu().numpy()
 
     @torch.no_grad()
     def encode(
@@ -122,16 +174,32 @@ class InterCoder(nn.Module):
         previous: np.ndarray,
         vectors: np.ndarray,
         block: int,
+        flat: np.ndarray | None,
         refine: Refine | None = None,
     ) -> InterOutput:
-        """Code frame x with the vectors `search` chose for blocks of `block` luma pixels; `refine`
-        is the in-loop filter when used."""
-        prediction = reference.predict(torch.from_numpy(vectors).to(x.device), block)
-        if refine is not None:
-            prediction = prediction.refined(refine)
+        """Code frame x with the vectors `search` chose for blocks of `block` luma pixels and the
+        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used."""
+        prediction = self._prediction(reference, vectors, block, flat, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
-        return InterOutput(x_hat, vectors, block, latent, self.motion.encode(vectors, qp, tables))
+        stream = self.motion.encode(vectors, qp, tables, flat)
+        return InterOutput(x_hat, vectors, block, flat, latent, stream)
+
+    @staticmethod
+    def _prediction(
+        reference: InterpolatedFrame,
+        vectors: np.ndarray,
+        block: int,
+        flat: np.ndarray | None,
+        refine: Refine | None,
+    ) -> Prediction:
+        """x~: motion compensation, flat blocks made flat, then the in-loop filter when used."""
+        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device), block)
+        if flat is not None:
+            prediction = Prediction.exact(flatten(prediction.fine, flat, block), reference.frame.dtype)
+        if refine is not None:
+            prediction = prediction.refined(refine)
+        return prediction
 
     @torch.no_grad()
     def decode(
@@ -142,15 +210,14 @@ class InterCoder(nn.Module):
         tables: ProbabilityTables,
         previous: np.ndarray,
         block: int,
+        has_flat: bool,
         refine: Refine | None = None,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
-        `block` luma pixels)."""
+        `block` luma pixels; `has_flat`: its motion substream holds a flat-block map)."""
         shape = tuple(reference.frame.shape)
-        vectors = self.motion.decode(streams[0], block_grid(shape, block), qp, tables)
-        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device), block)
-        if refine is not None:
-            prediction = prediction.refined(refine)
+        vectors, flat = self.motion.decode(streams[0], block_grid(shape, block), qp, tables, has_flat)
+        prediction = self._prediction(reference, vectors, block, flat, refine)
         like = prediction.values
         latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, like, previous)
-        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, block, latent)
+        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, block, flat, latent)

@@ -28,6 +28,9 @@ from nvcodec.entropy.tables import SCALES
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
+# The probability, in 1/256, that a block is flat (models.flat_blocks) given how many of the blocks
+# above-left, above and above-right are: flat blocks come in patches.
+FLAT_PROBABILITIES = (24, 72, 112, 144)
 
 
 def median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -111,6 +114,13 @@ def field_buckets(diff: np.ndarray) -> np.ndarray:
     return buckets
 
 
+def flat_contexts(flat: np.ndarray) -> np.ndarray:
+    """(Hb, Wb) how many of each block's above-left, above and above-right blocks are flat (0 in
+    the first row and outside the field)."""
+    framed = np.pad(flat.astype(np.int64), ((1, 0), (1, 1)))[:-1]
+    return framed[:, :-2] + framed[:, 1:-1] + framed[:, 2:]
+
+
 def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:
     """(Hb, Wb) motion blocks of block x block luma pixels (block / 2 of the tensor) covering a
     frame tensor (N, 6, h, w)."""
@@ -139,17 +149,40 @@ class MotionCoder(nn.Module):
         """(2, VECTOR_BUCKETS) table indices of the x and y differences at this qp."""
         return self.index_table[qp].cpu().numpy().astype(np.int64)
 
-    def encode(self, vectors: np.ndarray, qp: int, tables: ProbabilityTables) -> bytes:
+    def encode(
+        self, vectors: np.ndarray, qp: int, tables: ProbabilityTables, flat: np.ndarray | None = None
+    ) -> bytes:
+        """The motion substream: the flat-block map when there is one, then the differences of
+        the other blocks (a flat block's vector must be its predictor)."""
         d = vectors - median_prediction(vectors)
         encoder = SymbolEncoder(tables)
+        coded = np.ones(d.shape[:2], dtype=bool)
+        if flat is not None:
+            assert not d[flat].any(), "a flat block's vector is its predictor"
+            probabilities = np.asarray(FLAT_PROBABILITIES)[flat_contexts(flat)]
+            for i in range(d.shape[0]):
+                encoder.add_flags(flat[i], probabilities[i])
+            coded = ~flat
         for i in range(d.shape[0]):
-            encoder.add(d[i].T, self.row_indices(qp, d[i - 1] if i else None, d.shape[1]))
+            indices = self.row_indices(qp, d[i - 1] if i else None, d.shape[1])
+            encoder.add(d[i, coded[i]].T, indices[:, coded[i]])
         return encoder.finish()
 
-    def decode(self, stream: bytes, grid: tuple[int, int], qp: int, tables: ProbabilityTables) -> np.ndarray:
+    def decode(
+        self, stream: bytes, grid: tuple[int, int], qp: int, tables: ProbabilityTables, has_flat: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(vectors, the flat-block map or None) from a motion substream; `has_flat`: the record
+        says it holds a map."""
         decoder = SymbolDecoder(tables, stream)
+        flat = np.zeros(grid, dtype=bool) if has_flat else None
+        if flat is not None:
+            for i in range(grid[0]):
+                above_and_row = flat_contexts(flat[max(i - 1, 0) : i + 1])[-1]
+                flat[i] = decoder.read_flags(np.asarray(FLAT_PROBABILITIES)[above_and_row])
+        coded = np.ones(grid, dtype=bool) if flat is None else ~flat
         d = np.zeros((*grid, 2), dtype=np.int64)
         for i in range(grid[0]):
-            d[i] = decoder.read(self.row_indices(qp, d[i - 1] if i else None, grid[1])).T
+            indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
+            d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
         decoder.finish()
-        return np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
+        return np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR), flat

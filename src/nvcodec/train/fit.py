@@ -165,7 +165,9 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
     tool is tried (each trial would be counted): 16x16 motion blocks, no filter, no enhancement."""
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
     off = ToolMode.OFF
-    encoder = Encoder(weights, CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off), info)
+    encoder = Encoder(
+        weights, CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off, flat_blocks=off), info
+    )
     bits = 0
     with observed(weights.model, counts):
         for frame in clip:
@@ -175,7 +177,9 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             if rec.frame_type == FrameType.INTER:
                 shape = tuple(encoder.reference.picture.frame.shape)
                 grid = block_grid(shape, motion_block(rec.flags))
-                v = weights.model.inter.motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables)
+                v, _ = weights.model.inter.motion.decode(
+                    rec.substreams[0], grid, rec.qp, encoder.tables, False
+                )
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits
 

@@ -1,0 +1,85 @@
+"""Flat blocks: P-frame motion blocks predicted by their prediction's mean level (bitstream 2.4).
+
+Where motion compensation fails (occlusions, motion blur, moving texture the reference does not
+hold) or copies what should not be copied (the reference's noise, at high quality), a block's
+motion-compensated prediction can cost more to correct than a constant: the residual coder then
+pays for the prediction's detail as well as the picture's. A flat block keeps only the
+prediction's mean, per plane (the four luma phases together, each chroma plane alone), rounded in
+integer 1/64 levels (bitstream_spec.md, 7.9.1); the residual codes the rest, as in an intra block
+without directional prediction. Its vector is not coded: it is its median predictor.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nvcodec.models.motion import field_buckets, median_prediction, predictors_at, wavefronts
+from nvcodec.models.motion_search import RateOf
+
+LUMA_PHASES = 4  # channels 0..3 of a frame tensor are the four phases of full-resolution luma
+
+
+def block_sums(t: torch.Tensor, side: int) -> torch.Tensor:
+    """(C, Hb, Wb) sums of a (1, C, h, w) tensor over blocks of side x side samples (partial
+    blocks at the edges sum what they hold)."""
+    h, w = t.shape[-2:]
+    hb, wb = -(-h // side), -(-w // side)
+    padded = F.pad(t, (0, wb * side - w, 0, hb * side - h))
+    return padded.view(t.shape[1], hb, side, wb, side).sum(dim=(2, 4))
+
+
+def _per_block(values: torch.Tensor, half: int, h: int, w: int) -> torch.Tensor:
+    """(1, C, h, w) with each sample taking its block's value from (C, Hb, Wb)."""
+    spread = values.repeat_interleave(half, dim=1).repeat_interleave(half, dim=2)
+    return spread[None, :, :h, :w]
+
+
+def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
+    """(1, 6, h, w) int32: every sample of a prediction in 1/64 levels replaced by its block's
+    rounded mean, (sum + n / 2) // n over the block's samples of its plane (luma: four channels)."""
+    half = block // 2
+    h, w = fine.shape[-2:]
+    sums = block_sums(fine.long(), half)
+    counts = block_sums(torch.ones_like(fine[:, :1], dtype=torch.long), half)[0]
+    luma = sums[:LUMA_PHASES].sum(dim=0, keepdim=True)
+    sums = torch.cat([luma, sums[LUMA_PHASES:]])
+    n = torch.stack([LUMA_PHASES * counts, counts, counts])
+    means = (sums + n // 2) // n
+    planes = torch.cat([means[:1].expand(LUMA_PHASES, -1, -1), means[1:]])
+    return _per_block(planes, half, h, w).to(torch.int32)
+
+
+def flatten(fine: torch.Tensor, flat: np.ndarray, block: int) -> torch.Tensor:
+    """The prediction (1, 6, h, w) in 1/64 levels with the flagged (Hb, Wb) blocks made flat."""
+    h, w = fine.shape[-2:]
+    mask = torch.from_numpy(flat).to(fine.device)[None]
+    return torch.where(_per_block(mask, block // 2, h, w), block_means(fine, block), fine)
+
+
+def coding_cost(scaled: torch.Tensor, lam: float) -> torch.Tensor:
+    """An estimate of D + lam R, in squared steps, of coding coefficients y / step: zeroed, their
+    square; coded, a rounding error plus lam times about 4 + 2 log2 |u| bits (sign, magnitude,
+    context). What a transform coder pays, where squared error alone would not tell a smooth block
+    from a noisy one (not normative)."""
+    u = scaled.abs().float()
+    coded = 0.1 + lam * (4 + 2 * torch.log2(u.clamp(min=1)))
+    return torch.minimum(u * u, coded)
+
+
+def to_predictors(vectors: np.ndarray, flat: np.ndarray) -> np.ndarray:
+    """The field with every flat block's vector set to its median predictor, in coding order (what
+    a decoder rebuilds from the vectors coded for the other blocks)."""
+    v = vectors.copy()
+    for i, j in wavefronts(*flat.shape):
+        f = flat[i, j]
+        v[i[f], j[f]] = predictors_at(v, i[f], j[f])
+    return v
+
+
+def vector_costs(vectors: np.ndarray, rate_of: RateOf) -> tuple[np.ndarray, np.ndarray]:
+    """(bits of each block's vector difference, bits of a zero difference in the same context)."""
+    d = vectors - median_prediction(vectors)
+    buckets = field_buckets(d)
+    return rate_of(d, buckets), rate_of(np.zeros_like(d), buckets)

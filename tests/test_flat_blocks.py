@@ -1,0 +1,147 @@
+"""Flat blocks (bitstream 2.4): the normative block means, the map in the motion substream, the
+binary tables, and the encoder's choice through a whole round trip."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.test_codec import decode, encode, make_weights
+
+from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
+from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
+from nvcodec.entropy.tables import PRECISION, binary_counts
+from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.config import TINY
+from nvcodec.models.flat_blocks import block_means, flatten, to_predictors
+from nvcodec.models.layout import frame_to_tensor, quantize_pixels
+from nvcodec.models.motion import FLAT_PROBABILITIES, MotionCoder, flat_contexts, median_prediction
+from nvcodec.models.nvc import NvcModel
+from nvcodec.sample import synthetic_frames
+from nvcodec.weights import random_model
+
+
+def _slow_means(fine: np.ndarray, block: int) -> np.ndarray:
+    """The rule of bitstream_spec.md 7.9.1 written out block by block."""
+    half = block // 2
+    out = fine.copy()
+    _, _, h, w = fine.shape
+    for r in range(0, h, half):
+        for c in range(0, w, half):
+            for planes in ([0, 1, 2, 3], [4], [5]):
+                region = fine[0, planes, r : r + half, c : c + half]
+                n = region.size
+                out[0, planes, r : r + half, c : c + half] = (int(region.sum()) + n // 2) // n
+    return out
+
+
+@settings(max_examples=20, deadline=None)
+@given(h=st.integers(1, 20), w=st.integers(1, 20), block=st.sampled_from([16, 32]), seed=st.integers(0, 99))
+def test_block_means_follow_the_spec_rule_at_every_size(h, w, block, seed):
+    fine = np.random.default_rng(seed).integers(0, 255 * 64 + 1, size=(1, 6, h, w), dtype=np.int32)
+    got = block_means(torch.from_numpy(fine), block).numpy()
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, _slow_means(fine, block))
+
+
+def test_flatten_changes_only_the_flagged_blocks():
+    rng = np.random.default_rng(1)
+    fine = torch.from_numpy(rng.integers(0, 255 * 64, size=(1, 6, 20, 28), dtype=np.int32))
+    flat = np.zeros((3, 4), dtype=bool)
+    flat[1, 2] = flat[2, 3] = True  # an inner block and a partial corner block
+    out = flatten(fine, flat, 16).numpy()
+    means = _slow_means(fine.numpy(), 16)
+    mask = np.zeros((20, 28), dtype=bool)
+    mask[8:16, 16:24] = mask[16:, 24:] = True
+    np.testing.assert_array_equal(out[..., mask], means[..., mask])
+    np.testing.assert_array_equal(out[..., ~mask], fine.numpy()[..., ~mask])
+
+
+def test_binary_tables_sum_to_the_coder_total_and_keep_their_probability():
+    for p in (1, 8, 128, 255):
+        counts = binary_counts(p)
+        assert counts.sum() + 2 == 1 << PRECISION  # frequencies are counts + 1 (5.2.2)
+        assert counts[1] + 1 == p << (PRECISION - 8)
+    with pytest.raises(ValueError):
+        binary_counts(0)
+
+
+def test_flags_round_trip_and_cost_what_their_probability_says():
+    rng = np.random.default_rng(2)
+    tables = NvcModel(TINY).probability_tables()
+    flags = rng.random((40, 50)) < 0.03
+    probabilities = np.where(np.arange(50) % 2, 8, 200)[None].repeat(40, axis=0)
+    encoder = SymbolEncoder(tables)
+    for row, p in zip(flags, probabilities):
+        encoder.add_flags(row, p)
+    data = encoder.finish()
+    decoder = SymbolDecoder(tables, data)
+    got = np.stack([decoder.read_flags(p) for p in probabilities])
+    decoder.finish()
+    np.testing.assert_array_equal(got, flags)
+    q = probabilities / 256
+    ideal = -np.where(flags, np.log2(q), np.log2(1 - q)).sum()
+    assert 8 * len(data) <= ideal + 64
+
+
+def test_flat_contexts_count_the_flat_blocks_above():
+    flat = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 0]], dtype=bool)
+    np.testing.assert_array_equal(flat_contexts(flat), [[0, 0, 0, 0], [1, 2, 2, 2], [0, 0, 0, 0]])
+
+
+def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
+    rng = np.random.default_rng(3)
+    model = random_model(TINY, 0)
+    tables, coder = model.probability_tables(), model.inter.motion
+    assert isinstance(coder, MotionCoder)
+    flat = rng.random((6, 9)) < 0.3
+    vectors = to_predictors(rng.integers(-40, 40, size=(6, 9, 2)), flat)
+    assert not (vectors - median_prediction(vectors))[flat].any()
+    with_map = coder.encode(vectors, 30, tables, flat)
+    got, got_flat = coder.decode(with_map, (6, 9), 30, tables, True)
+    np.testing.assert_array_equal(got, vectors)
+    np.testing.assert_array_equal(got_flat, flat)
+    without = coder.encode(vectors, 30, tables)
+    got, none = coder.decode(without, (6, 9), 30, tables, False)
+    assert none is None
+    np.testing.assert_array_equal(got, vectors)
+    assert len(FLAT_PROBABILITIES) == 4
+
+
+def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them():
+    """The synthetic clip's moving square uncovers what the reference never held: some blocks
+    come out flat; the decoder's pictures are the encoder's; with flat blocks off the stream is
+    2.3 (large blocks allowed) and has none."""
+    weights = make_weights(4)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, large_blocks=ToolMode.OFF)
+    source, coded, data = encode(weights, params, frames=4, seed=5)
+    assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    off = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, flat_blocks=ToolMode.OFF)
+    _, coded_off, data_off = encode(weights, off, frames=4, seed=5)
+    assert not any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded_off)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [h.version for h in headers] == [(2, 4), (2, 3)]
+    assert [bool(h.tools & Tools.FLAT_BLOCKS) for h in headers] == [True, False]
+
+
+def test_the_encoder_makes_flat_what_motion_cannot_predict_and_nothing_else():
+    """A flat grey target predicted from a textured reference: nearly every block goes flat, its
+    vector becomes its predictor, the others keep theirs; the reference predicting itself: none."""
+    model = make_weights(4).model
+    tables = model.probability_tables()
+    texture = frame_to_tensor(next(synthetic_frames(64, 48, 1, seed=6)))
+    reference = InterpolatedFrame(quantize_pixels(texture))
+    vectors = np.random.default_rng(7).integers(-8, 8, size=(3, 4, 2))
+    grey = torch.full_like(texture, 0.5)
+    moved, flat = model.inter.flat_blocks(grey, reference, 30, tables, vectors, 16)
+    assert flat is not None and flat.mean() > 0.9
+    np.testing.assert_array_equal(moved[~flat], vectors[~flat])
+    assert not (moved - median_prediction(moved))[flat].any()
+    still = np.zeros_like(vectors)
+    same, none = model.inter.flat_blocks(texture, reference, 30, tables, still, 16)
+    assert none is None and same is still
