@@ -38,7 +38,8 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     vectors, flat = inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
     coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, vectors, BLOCK, flat)
 
-    def encode_p() -> None:  # motion search aside: both filter trials and the enhancement decision
+    def encode_p() -> None:  # motion search aside: flat blocks, both filter trials, the enhancement
+        inter.flat_blocks(x, ref, 32, tables, coded.vectors, BLOCK)
         prediction = ref.predict(torch.from_numpy(coded.vectors), BLOCK)
         for refine in (None, model.context_filter):
             p = prediction.refined(refine) if refine else prediction

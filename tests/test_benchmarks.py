@@ -55,13 +55,13 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
               "nvcodec": run_nvcodec(weights, frames, 25, [10, 50], CodingParams()),
               "anchors": {"x264": run_anchor("x264", frames, 25)},
               "settings": {"x264": {"qps": [22], "command": "ffmpeg ..."}},
-              "nvcodec_settings": {"qps": [10, 50], "large_blocks": "auto"},
+              "nvcodec_settings": {"qps": [10, 50], "large_blocks": "auto", "flat_blocks": "off"},
               "environment": {"weights": {"path": "w", "sha256": "00" * 32, "config": "tiny"},
                               "date": "today", "machine": "here", "versions": {"pyav": "x"}}}  # fmt: skip
     (tmp_path / "rd_people.json").write_text(json.dumps(result))
     text = render(tmp_path, tmp_path / "RESULTS.md")
     assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
-    assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto`" in text
+    assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto --flat-blocks off`" in text
     if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
 

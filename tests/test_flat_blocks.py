@@ -2,6 +2,8 @@
 binary tables, and the encoder's choice through a whole round trip."""
 
 import io
+from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,14 +13,17 @@ from hypothesis import strategies as st
 from tests.test_codec import decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
+from nvcodec.codec.encoder import flat_blocks_possible, header_for
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.tables import PRECISION, binary_counts
+from nvcodec.errors import InputError
+from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import TINY
 from nvcodec.models.flat_blocks import block_means, flatten, to_predictors
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
-from nvcodec.models.motion import FLAT_PROBABILITIES, MotionCoder, flat_contexts, median_prediction
+from nvcodec.models.motion import flat_contexts, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
@@ -96,8 +101,8 @@ def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     rng = np.random.default_rng(3)
     model = random_model(TINY, 0)
     tables, coder = model.probability_tables(), model.inter.motion
-    assert isinstance(coder, MotionCoder)
     flat = rng.random((6, 9)) < 0.3
+    flat[2] = True  # a row with no vector to code: an empty group
     vectors = to_predictors(rng.integers(-40, 40, size=(6, 9, 2)), flat)
     assert not (vectors - median_prediction(vectors))[flat].any()
     with_map = coder.encode(vectors, 30, tables, flat)
@@ -108,20 +113,34 @@ def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     got, none = coder.decode(without, (6, 9), 30, tables, False)
     assert none is None
     np.testing.assert_array_equal(got, vectors)
-    assert len(FLAT_PROBABILITIES) == 4
 
 
-def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them():
+def test_a_map_of_only_flat_blocks_decodes_to_the_predictor_field():
+    """Every block flat (what a hostile stream can say): no difference is read, every vector is
+    its predictor from zero vectors, so all are zero."""
+    model = random_model(TINY, 0)
+    tables, coder = model.probability_tables(), model.inter.motion
+    flat = np.ones((4, 5), dtype=bool)
+    stream = coder.encode(np.zeros((4, 5, 2), dtype=np.int64), 30, tables, flat)
+    vectors, got = coder.decode(stream, (4, 5), 30, tables, True)
+    assert got.all() and not vectors.any()
+
+
+@pytest.mark.parametrize("large", [ToolMode.OFF, ToolMode.ON])
+def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large):
     """The synthetic clip's moving square uncovers what the reference never held: some blocks
-    come out flat; the decoder's pictures are the encoder's; with flat blocks off the stream is
-    2.3 (large blocks allowed) and has none."""
+    come out flat, with 16x16 and with 32x32 motion blocks (cut at the 70x45 picture's edges); the
+    decoder's pictures are the encoder's; with flat blocks off the stream is 2.3 (large blocks
+    allowed) and has none."""
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, large_blocks=ToolMode.OFF)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, large_blocks=large)
     source, coded, data = encode(weights, params, frames=4, seed=5)
     assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)
+    large_flag = [bool(c.record.flags & FrameFlags.LARGE_BLOCKS) for c in coded[1:]]
+    assert large_flag == [large == ToolMode.ON] * 3
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
-    off = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, flat_blocks=ToolMode.OFF)
+    off = replace(params, flat_blocks=ToolMode.OFF, large_blocks=ToolMode.AUTO)
     _, coded_off, data_off = encode(weights, off, frames=4, seed=5)
     assert not any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded_off)
     headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
@@ -145,3 +164,22 @@ def test_the_encoder_makes_flat_what_motion_cannot_predict_and_nothing_else():
     still = np.zeros_like(vectors)
     same, none = model.inter.flat_blocks(texture, reference, 30, tables, still, 16)
     assert none is None and same is still
+
+
+def test_flat_blocks_cannot_be_forced_on():
+    with pytest.raises(InputError, match="--flat-blocks is auto or off"):
+        CodingParams(flat_blocks=ToolMode.ON)
+
+
+@pytest.mark.parametrize(
+    ("params", "allowed"),
+    [
+        (CodingParams(), True),
+        (CodingParams(flat_blocks=ToolMode.OFF), False),
+        (CodingParams(intra_period=1), False),  # no P frames
+    ],
+)
+def test_header_allows_flat_blocks_where_a_p_frame_may_have_them(params, allowed):
+    header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
+    assert bool(header.tools & Tools.FLAT_BLOCKS) == allowed == flat_blocks_possible(params)
+    assert (header.version == (2, 4)) == allowed

@@ -9,7 +9,7 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, block_flag, picture_signature
+from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, block_flag, flat_flag, picture_signature
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
@@ -226,7 +226,7 @@ class Encoder(FrameLoop):
             (FrameFlags.FILTER if use else FrameFlags(0))
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
             | block_flag(out.block)
-            | (FrameFlags.FLAT_BLOCKS if out.flat is not None else FrameFlags(0))
+            | flat_flag(out.flat)
         )
         return out, flags
 

@@ -31,6 +31,11 @@ def block_flag(block: int) -> FrameFlags:
     return FrameFlags.LARGE_BLOCKS if block == LARGE_BLOCK else FrameFlags(0)
 
 
+def flat_flag(flat: np.ndarray | None) -> FrameFlags:
+    """The record flag of a P frame with this flat-block map (None: no map)."""
+    return FrameFlags(0) if flat is None else FrameFlags.FLAT_BLOCKS
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without it is an error."""
     if name == "auto":

@@ -80,6 +80,8 @@ class CodingParams:
             raise InputError(f"--intra-period must be -1 or 1..1000000, got {self.intra_period}")
         if not 0 <= self.refresh_period <= 65535:
             raise InputError(f"--refresh-period must be in 0..65535, got {self.refresh_period}")
+        if self.flat_blocks == ToolMode.ON:
+            raise InputError("--flat-blocks is auto or off (the encoder decides block by block)")
 
 
 @dataclass(frozen=True)

@@ -13,27 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from nvcodec.models.layout import block_sums, spread_blocks
 from nvcodec.models.motion import field_buckets, median_prediction, predictors_at, wavefronts
 from nvcodec.models.motion_search import RateOf
 
 LUMA_PHASES = 4  # channels 0..3 of a frame tensor are the four phases of full-resolution luma
-
-
-def block_sums(t: torch.Tensor, side: int) -> torch.Tensor:
-    """(C, Hb, Wb) sums of a (1, C, h, w) tensor over blocks of side x side samples (partial
-    blocks at the edges sum what they hold)."""
-    h, w = t.shape[-2:]
-    hb, wb = -(-h // side), -(-w // side)
-    padded = F.pad(t, (0, wb * side - w, 0, hb * side - h))
-    return padded.view(t.shape[1], hb, side, wb, side).sum(dim=(2, 4))
-
-
-def _per_block(values: torch.Tensor, half: int, h: int, w: int) -> torch.Tensor:
-    """(1, C, h, w) with each sample taking its block's value from (C, Hb, Wb)."""
-    spread = values.repeat_interleave(half, dim=1).repeat_interleave(half, dim=2)
-    return spread[None, :, :h, :w]
 
 
 def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
@@ -48,14 +33,14 @@ def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
     n = torch.stack([LUMA_PHASES * counts, counts, counts])
     means = (sums + n // 2) // n
     planes = torch.cat([means[:1].expand(LUMA_PHASES, -1, -1), means[1:]])
-    return _per_block(planes, half, h, w).to(torch.int32)
+    return spread_blocks(planes, half, h, w).to(torch.int32)
 
 
 def flatten(fine: torch.Tensor, flat: np.ndarray, block: int) -> torch.Tensor:
     """The prediction (1, 6, h, w) in 1/64 levels with the flagged (Hb, Wb) blocks made flat."""
     h, w = fine.shape[-2:]
     mask = torch.from_numpy(flat).to(fine.device)[None]
-    return torch.where(_per_block(mask, block // 2, h, w), block_means(fine, block), fine)
+    return torch.where(spread_blocks(mask, block // 2, h, w), block_means(fine, block), fine)
 
 
 def coding_cost(scaled: torch.Tensor, lam: float) -> torch.Tensor:

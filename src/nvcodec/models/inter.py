@@ -20,16 +20,9 @@ from nvcodec.entropy.context import CHANNELS
 from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
-from nvcodec.models.flat_blocks import (
-    block_means,
-    block_sums,
-    coding_cost,
-    flatten,
-    to_predictors,
-    vector_costs,
-)
+from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.layout import to_fine
+from nvcodec.models.layout import block_sums, to_fine
 from nvcodec.models.motion import MotionCoder, block_grid
 from nvcodec.models.motion_search import RateOf, search
 from nvcodec.models.motion_seed import MotionEstimator, seed

@@ -50,6 +50,22 @@ def from_fine(fine: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (fine.float() / FINE_PEAK).to(dtype)
 
 
+def block_sums(t: torch.Tensor, side: int) -> torch.Tensor:
+    """(C, Hb, Wb) sums of a (1, C, h, w) tensor over blocks of side x side samples (partial
+    blocks at the edges sum what they hold)."""
+    h, w = t.shape[-2:]
+    hb, wb = -(-h // side), -(-w // side)
+    padded = F.pad(t, (0, wb * side - w, 0, hb * side - h))
+    return padded.view(t.shape[1], hb, side, wb, side).sum(dim=(2, 4))
+
+
+def spread_blocks(values: torch.Tensor, side: int, h: int, w: int) -> torch.Tensor:
+    """(1, C, h, w) with each sample taking its side x side block's value from (C, Hb, Wb): the
+    inverse layout of block_sums."""
+    spread = values.repeat_interleave(side, dim=1).repeat_interleave(side, dim=2)
+    return spread[None, :, :h, :w]
+
+
 def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit grid (values stay in [0, 1]); what a decoder outputs."""
     return torch.round(x.clamp(0, 1) * 255) / 255

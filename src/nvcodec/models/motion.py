@@ -12,6 +12,10 @@ its y components, with table indices index_table[qp, component, bucket]. A block
 min(4, bit_length(2 |A| + |AL| + |AR|)), with |.| = |dx| + |dy| of the differences coded for the
 blocks above, above-left and above-right (0 outside the field, and in the first row): vectors
 that agree with their neighbours come in patches.
+
+On a P frame with flat blocks (models.flat_blocks, bitstream 2.4) the substream starts with their
+map, one binary group per row, each flag's probability chosen by how many of the three blocks
+above are flat; a flat block's difference is 0 and is not coded (its row group skips it).
 """
 
 from __future__ import annotations

@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.latent_codec import LAMBDA
+from nvcodec.models.layout import block_sums
 from nvcodec.models.motion import (
     MAX_VECTOR,
     difference_size,
@@ -74,11 +74,7 @@ class BlockSearch:
     def _sad(self, field: np.ndarray) -> np.ndarray:
         pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device), self.block)
         diff = (pred - self.target).abs().float() * 255
-        hb, wb, b = *self.grid, self.block
-        diff = F.pad(
-            diff, (0, wb * b - diff.shape[1], 0, hb * b - diff.shape[0])
-        )  # partial blocks at the edges
-        sad = diff.view(hb, b, wb, b).sum(dim=(1, 3)).cpu().numpy()
+        sad = block_sums(diff[None, None], self.block)[0].cpu().numpy()
         self.fields.append(field)
         self.sads.append(sad)
         return sad

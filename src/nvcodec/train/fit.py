@@ -162,7 +162,8 @@ def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range
 
 def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
     """Code a clip with the real encoder and count its symbols; returns the substream bits. No
-    tool is tried (each trial would be counted): 16x16 motion blocks, no filter, no enhancement."""
+    tool is tried (each trial would be counted): 16x16 motion blocks, no flat blocks, no filter,
+    no enhancement."""
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
     off = ToolMode.OFF
     encoder = Encoder(
@@ -177,9 +178,8 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             if rec.frame_type == FrameType.INTER:
                 shape = tuple(encoder.reference.picture.frame.shape)
                 grid = block_grid(shape, motion_block(rec.flags))
-                v, _ = weights.model.inter.motion.decode(
-                    rec.substreams[0], grid, rec.qp, encoder.tables, False
-                )
+                motion = weights.model.inter.motion  # no flat-block map: the tool is off above
+                v, _ = motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables, False)
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits
 
