@@ -22,8 +22,8 @@ limit, a child above the memory limit, or a hidden partial file left behind.
 from __future__ import annotations
 
 import argparse
-import json
 import io
+import json
 import os
 import random
 import re
