@@ -144,16 +144,18 @@ class InterCoder(nn.Module):
         before it: the choice made at the searched vectors is checked again at the predictors it
         gives (the mean read elsewhere is what made a single pass lose, on Cockatoo at qp 27-37)."""
 
-        def flat_cost(at: np.ndarray) -> np.ndarray:
-            fine = reference.predict(torch.from_numpy(at).to(x.device), block).fine
+        def flat_cost(fine: torch.Tensor) -> np.ndarray:
             return self._block_costs(x, Prediction.exact(block_means(fine, block), x.dtype), qp, block)
 
-        mc = reference.predict(torch.from_numpy(vectors).to(x.device), block)
+        def predicted(at: np.ndarray) -> Prediction:
+            return reference.predict(torch.from_numpy(at).to(x.device), block)
+
+        mc = predicted(vectors)
         mc_bits, zero_bits = vector_costs(vectors, self._rate_of(qp, tables))
         bound = self._block_costs(x, mc, qp, block) + INTER_LAMBDA * (mc_bits - zero_bits)
-        chosen = FLAT_MARGIN * flat_cost(vectors) < bound
+        chosen = FLAT_MARGIN * flat_cost(mc.fine) < bound
         if chosen.any():
-            chosen &= FLAT_MARGIN * flat_cost(to_predictors(vectors, chosen)) < bound
+            chosen &= FLAT_MARGIN * flat_cost(predicted(to_predictors(vectors, chosen)).fine) < bound
         if not chosen.any():
             return vectors, None
         return to_predictors(vectors, chosen), chosen
