@@ -3,8 +3,8 @@
     python -m benchmarks.fuzz [--cases 5000] [--seed 1] [--json benchmarks/results/fuzz.json]
 
 The base streams are coded with the tiny random model (a few frames of 96x64, one with periodic
-intra frames and every tool's flag, large motion blocks on every P frame; flat-block maps where the
-encoder chose them, which must be somewhere). Each case mutates one
+intra frames and every tool's flag, large motion blocks on every P frame; flat-block maps and table
+shifts where the encoder chose them, which must be somewhere). Each case mutates one
 of them: bit flips, truncation, inserted or deleted bytes anywhere, and hostile values in header
 and record fields with the CRCs recomputed, so that the checks behind the CRCs (field rules, the
 entropy decoder's end checks, picture sizes) are reached too. A case passes when nvdec ends in one
@@ -238,14 +238,18 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         (header_body,) = struct.unpack_from("<H", data, 6)
         header_len = 8 + header_body + 4
         bases.append(Base(name, data, decoded, header_len, record_spans(data, header_len)))
-    if not any(has_flat_map(b.data) for b in bases):
-        raise RuntimeError("no base stream has a flat-block map: the fuzz would not reach its parser")
+    for flag, what in (
+        (FrameFlags.FLAT_BLOCKS, "a flat-block map"),
+        (FrameFlags.TABLE_SHIFTS, "table shifts"),
+    ):
+        if not any(has_flag(b.data, flag) for b in bases):
+            raise RuntimeError(f"no base stream has {what}: the fuzz would not reach its parser")
     return bases
 
 
-def has_flat_map(data: bytes) -> bool:
-    """Whether some record of a stream carries a flat-block map (flags bit 4)."""
-    return any(r.flags & FrameFlags.FLAT_BLOCKS for r in BitstreamReader(io.BytesIO(data)))
+def has_flag(data: bytes, flag: FrameFlags) -> bool:
+    """Whether some record of a stream has this flag."""
+    return any(r.flags & flag for r in BitstreamReader(io.BytesIO(data)))
 
 
 def _child(case: Path, out: Path, weights: str) -> None:

@@ -245,8 +245,9 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
             lines.append(f"- **{name}** ({version}), QP {', '.join(map(str, s['qps']))}: `{s['command']}`")
         ours = clips[0].get("nvcodec_settings")  # absent from results measured before it was recorded
         if ours:
-            flat = f" --flat-blocks {ours['flat_blocks']}" if "flat_blocks" in ours else ""
-            command = f"nvenc --large-blocks {ours['large_blocks']}{flat}"
+            later = [("flat_blocks", "--flat-blocks"), ("table_shifts", "--table-shifts")]
+            extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
+            command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"
             lines.append(f"- **nvcodec**, qp {', '.join(map(str, ours['qps']))}: `{command}`")
         versions = env["versions"]
         lines += ["", "Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]

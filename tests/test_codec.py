@@ -96,7 +96,7 @@ def test_round_trip_is_bit_exact_with_every_tool_forced_on():
     source, coded, data = encode(weights, params)
     decoded = decode(make_weights(1, refiners=True), data)
     flags = [int(c.record.flags) for c in coded]
-    assert flags[0] == FrameFlags.ENHANCE
+    assert flags[0] & ~FrameFlags.TABLE_SHIFTS == FrameFlags.ENHANCE
     assert all(f & FrameFlags.FILTER and f & FrameFlags.ENHANCE for f in flags[1:])
     assert [bool(f & FrameFlags.REFRESH) for f in flags] == [False, False, True, False, True, False]
     for c, d in zip(coded, decoded):
@@ -168,7 +168,7 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     ],
 )
 def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, possible):
-    params = replace(params, flat_blocks=ToolMode.OFF)
+    params = replace(params, flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))
     assert bool(header.tools & Tools.LARGE_BLOCKS) == possible == large_blocks_possible(params)
     assert (header.version >= (2, 3)) == possible

@@ -141,7 +141,8 @@ def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypa
 
         monkeypatch.setattr(InterCoder, "flat_blocks", checkerboard)
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, large_blocks=large)
+    off_tools = dict(filter=ToolMode.OFF, enhance=ToolMode.OFF, table_shifts=ToolMode.OFF)  # 2.4 at most
+    params = CodingParams(qp=30, large_blocks=large, **off_tools)
     source, coded, data = encode(weights, params, frames=4, seed=5)
     assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)
     large_flag = [bool(c.record.flags & FrameFlags.LARGE_BLOCKS) for c in coded[1:]]
@@ -182,9 +183,9 @@ def test_flat_blocks_cannot_be_forced_on():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(), True),
-        (CodingParams(flat_blocks=ToolMode.OFF), False),
-        (CodingParams(intra_period=1), False),  # no P frames
+        (CodingParams(table_shifts=ToolMode.OFF), True),
+        (CodingParams(flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF), False),
+        (CodingParams(intra_period=1, table_shifts=ToolMode.OFF), False),  # no P frames
     ],
 )
 def test_header_allows_flat_blocks_where_a_p_frame_may_have_them(params, allowed):

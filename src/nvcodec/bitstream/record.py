@@ -32,6 +32,7 @@ class FrameFlags(IntFlag):
     REFRESH = 4
     LARGE_BLOCKS = 8  # one motion vector per 32x32 luma pixels, not 16x16
     FLAT_BLOCKS = 16  # the motion substream holds a flat-block map
+    TABLE_SHIFTS = 32  # the latent substream starts with table shifts
 
 
 ALL_FLAGS = int(
@@ -40,12 +41,15 @@ ALL_FLAGS = int(
     | FrameFlags.REFRESH
     | FrameFlags.LARGE_BLOCKS
     | FrameFlags.FLAT_BLOCKS
+    | FrameFlags.TABLE_SHIFTS
 )
+INTRA_FLAGS = FrameFlags.ENHANCE | FrameFlags.TABLE_SHIFTS  # the flags an intra frame may carry
 TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, the tool's name
     (FrameFlags.FILTER, Tools.FILTER, "contextual filter"),
     (FrameFlags.ENHANCE, Tools.ENHANCE, "enhancement"),
     (FrameFlags.LARGE_BLOCKS, Tools.LARGE_BLOCKS, "large motion blocks"),
     (FrameFlags.FLAT_BLOCKS, Tools.FLAT_BLOCKS, "flat blocks"),
+    (FrameFlags.TABLE_SHIFTS, Tools.TABLE_SHIFTS, "table shifts"),
 )
 
 
@@ -81,9 +85,9 @@ class FrameRecord:
         check_int("qp", self.qp, 0, MAX_QP)
         check_int("flags", self.flags, 0, ALL_FLAGS)
         object.__setattr__(self, "flags", FrameFlags(self.flags))
-        if self.frame_type == FrameType.INTRA and self.flags & ~FrameFlags.ENHANCE:
+        if self.frame_type == FrameType.INTRA and self.flags & ~INTRA_FLAGS:
             raise BitstreamError(
-                f"flags {int(self.flags)} on an intra frame (only enhancement, 2, is allowed)"
+                f"flags {int(self.flags)} on an intra frame (only enhancement, 2, and table shifts, 32, are allowed)"
             )
         if not all(isinstance(s, (bytes, bytearray, memoryview)) for s in self.substreams):
             raise BitstreamError("substreams must be bytes")

@@ -111,6 +111,14 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
     show_default=True,
     help="P-frame blocks predicted by their mean where motion fails (off: readable by 2.3 decoders).",
 )
+@click.option(
+    "--table-shifts",
+    "table_shifts",
+    type=click.Choice(["auto", "off"]),
+    default="auto",
+    show_default=True,
+    help="Frames rescale the latent's probability tables where that saves bits (off: readable by 2.4 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -143,6 +151,7 @@ def command(
     enhance_mode: str,
     large_blocks: str,
     flat_blocks: str,
+    table_shifts: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -165,6 +174,7 @@ def command(
         enhance=ToolMode(enhance_mode),
         large_blocks=ToolMode(large_blocks),
         flat_blocks=ToolMode(flat_blocks),
+        table_shifts=ToolMode(table_shifts),
     )
     job = EncodeJob(
         input=input,

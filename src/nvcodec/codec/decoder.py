@@ -84,15 +84,17 @@ class Decoder(FrameLoop):
 
     @torch.no_grad()
     def _decode(self, record: FrameRecord) -> DecodedFrame:
+        has_shifts = bool(record.flags & FrameFlags.TABLE_SHIFTS)
         if record.frame_type == FrameType.INTRA:
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
-            out = self.model.intra.decode(record.substreams[0], self._shape, record.qp, self.tables, like)
+            stream, qp = record.substreams[0], record.qp
+            out = self.model.intra.decode(stream, self._shape, qp, self.tables, like, has_shifts)
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             block = motion_block(record.flags)
             has_flat = bool(record.flags & FrameFlags.FLAT_BLOCKS)
-            args = (record.qp, self.tables, ref.symbols, block, has_flat, refine)
+            args = (record.qp, self.tables, ref.symbols, block, has_flat, refine, has_shifts)
             out = self.model.inter.decode(record.substreams, ref.picture, *args)
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)

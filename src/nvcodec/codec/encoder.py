@@ -9,7 +9,15 @@ import torch
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.bitstream.record import record_len_of
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
-from nvcodec.codec.frame_loop import CPU, FrameLoop, Picture, block_flag, flat_flag, picture_signature
+from nvcodec.codec.frame_loop import (
+    CPU,
+    FrameLoop,
+    Picture,
+    block_flag,
+    flat_flag,
+    picture_signature,
+    shift_flag,
+)
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
@@ -63,12 +71,18 @@ def flat_blocks_possible(params: CodingParams) -> bool:
     return params.intra_period != 1 and params.flat_blocks != ToolMode.OFF
 
 
+def table_shifts_possible(params: CodingParams) -> bool:
+    """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
+    return params.table_shifts != ToolMode.OFF
+
+
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
     tools = (
         (Tools.FILTER if params.filter != ToolMode.OFF else 0)
         | (Tools.ENHANCE if params.enhance != ToolMode.OFF else 0)
         | (Tools.LARGE_BLOCKS if large_blocks_possible(params) else 0)
         | (Tools.FLAT_BLOCKS if flat_blocks_possible(params) else 0)
+        | (Tools.TABLE_SHIFTS if table_shifts_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -111,6 +125,7 @@ class Encoder(FrameLoop):
         the header's bits count against the target (false for a segment after the first)."""
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
+        self.shifts = table_shifts_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
@@ -140,7 +155,7 @@ class Encoder(FrameLoop):
         x = frame_to_tensor(frame).to(self.device, self.dtype)
         if plan.frame_type == FrameType.INTRA:
             out, plan = self._encode_intra(x, plan)
-            flags, streams, x_hat = FrameFlags(0), (out.latent.stream,), out.x_hat
+            flags, streams, x_hat = shift_flag(out.latent.shifts), (out.latent.stream,), out.x_hat
             self.filter_decider.reset()
         else:
             out, flags = self._encode_inter(x, plan)
@@ -173,13 +188,13 @@ class Encoder(FrameLoop):
 
     def _encode_intra(self, x: torch.Tensor, plan: FramePlan) -> tuple[IntraOutput, FramePlan]:
         """Code an intra frame; rate control may send it back once at a higher qp."""
-        out = self.model.intra.encode(x, plan.qp, self.tables)
+        out = self.model.intra.encode(x, plan.qp, self.tables, self.shifts)
         if self.rate is not None:
             size = 4 + record_len_of((out.latent.stream,))  # what EncodedFrame.bytes will count
             qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * size)
             if qp is not None:
                 plan = replace(plan, qp=qp)
-                out = self.model.intra.encode(x, plan.qp, self.tables)
+                out = self.model.intra.encode(x, plan.qp, self.tables, self.shifts)
         return out, plan
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
@@ -195,7 +210,8 @@ class Encoder(FrameLoop):
             flat = None
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
-            out = inter.encode(x, ref.picture, plan.qp, self.tables, ref.symbols, vectors, block, flat)
+            args = (plan.qp, self.tables, ref.symbols, vectors, block, flat)
+            out = inter.encode(x, ref.picture, *args, shifts=self.shifts)
             return out, self._trial(out, x)
 
         pixels = self.width * self.height
@@ -213,7 +229,7 @@ class Encoder(FrameLoop):
         def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, off.flat, refine)
-            return self.model.inter.encode(x, ref.picture, *args)
+            return self.model.inter.encode(x, ref.picture, *args, shifts=self.shifts)
 
         mode = self.filter_mode
         use = mode == ToolMode.ON
@@ -227,6 +243,7 @@ class Encoder(FrameLoop):
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
             | block_flag(out.block)
             | flat_flag(out.flat)
+            | shift_flag(out.latent.shifts)
         )
         return out, flags
 

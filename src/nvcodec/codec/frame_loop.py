@@ -36,6 +36,11 @@ def flat_flag(flat: np.ndarray | None) -> FrameFlags:
     return FrameFlags(0) if flat is None else FrameFlags.FLAT_BLOCKS
 
 
+def shift_flag(shifts: np.ndarray | None) -> FrameFlags:
+    """The record flag of a frame whose latent has these table shifts (None: none coded)."""
+    return FrameFlags(0) if shifts is None else FrameFlags.TABLE_SHIFTS
+
+
 def resolve_device(name: str) -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without it is an error."""
     if name == "auto":

@@ -71,6 +71,7 @@ class CodingParams:
     enhance: ToolMode = ToolMode.AUTO
     large_blocks: ToolMode = ToolMode.AUTO  # 32x32 motion blocks on P frames
     flat_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks predicted by their mean (auto or off)
+    table_shifts: ToolMode = ToolMode.AUTO  # per-frame shifts of the latent's tables (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -82,6 +83,8 @@ class CodingParams:
             raise InputError(f"--refresh-period must be in 0..65535, got {self.refresh_period}")
         if self.flat_blocks == ToolMode.ON:
             raise InputError("--flat-blocks is auto or off (the encoder decides block by block)")
+        if self.table_shifts == ToolMode.ON:
+            raise InputError("--table-shifts is auto or off (the encoder decides frame by frame)")
 
 
 @dataclass(frozen=True)

@@ -178,11 +178,13 @@ class InterCoder(nn.Module):
         block: int,
         flat: np.ndarray | None,
         refine: Refine | None = None,
+        shifts: bool = False,
     ) -> InterOutput:
         """Code frame x with the vectors `search` chose for blocks of `block` luma pixels and the
-        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used."""
+        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used; `shifts`: table
+        shifts are allowed."""
         prediction = self._prediction(reference, vectors, block, flat, refine)
-        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous)
+        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
         stream = self.motion.encode(vectors, qp, tables, flat)
         return InterOutput(x_hat, vectors, block, flat, latent, stream)
@@ -214,12 +216,16 @@ class InterCoder(nn.Module):
         block: int,
         has_flat: bool,
         refine: Refine | None = None,
+        has_shifts: bool = False,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
-        `block` luma pixels; `has_flat`: its motion substream holds a flat-block map)."""
+        `block` luma pixels; `has_flat`: its motion substream holds a flat-block map;
+        `has_shifts`: its latent substream starts with table shifts)."""
         shape = tuple(reference.frame.shape)
         vectors, flat = self.motion.decode(streams[0], block_grid(shape, block), qp, tables, has_flat)
         prediction = self._prediction(reference, vectors, block, flat, refine)
         like = prediction.values
-        latent = self.latent.decode(streams[1], latent_positions(shape), qp, tables, like, previous)
+        latent = self.latent.decode(
+            streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
+        )
         return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, block, flat, latent)

@@ -33,8 +33,11 @@ class IntraCoder(nn.Module):
         self.latent = LatentCodec(intra=True, theta=INTRA_DEAD_ZONE, lam=LAMBDA)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, qp: int, tables: ProbabilityTables) -> IntraOutput:
-        latent = self.latent.encode(self.transform.analysis(x), qp, tables)
+    def encode(
+        self, x: torch.Tensor, qp: int, tables: ProbabilityTables, shifts: bool = False
+    ) -> IntraOutput:
+        """Code frame x; `shifts`: table shifts are allowed (entropy.table_shifts)."""
+        latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts)
         return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
 
     def reconstruct(self, y_hat: torch.Tensor, qp: int) -> torch.Tensor:
@@ -49,7 +52,11 @@ class IntraCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         like: torch.Tensor,
+        has_shifts: bool = False,
     ) -> IntraOutput:
-        """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype."""
-        latent = self.latent.decode(stream, latent_positions(frame_shape), qp, tables, like)
+        """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
+        `has_shifts`: its substream starts with table shifts."""
+        latent = self.latent.decode(
+            stream, latent_positions(frame_shape), qp, tables, like, has_shifts=has_shifts
+        )
         return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)

@@ -23,12 +23,22 @@ from nvcodec.entropy.context import (
     CHANNELS,
     DC_CHANNELS,
     PLANE_OF_CHANNEL,
+    PLANES,
     QPS,
     STEP_CHANNELS,
     STEPS,
     Y_CHANNELS,
     activity,
     buckets,
+)
+from nvcodec.entropy.table_shifts import (
+    GROUPS,
+    SHIFT_TABLE,
+    choose,
+    own_bits,
+    read_shifts,
+    shifted,
+    step_shifts,
 )
 from nvcodec.entropy.tables import SCALES
 
@@ -95,6 +105,7 @@ class LatentResult:
     y_hat: torch.Tensor
     symbols: np.ndarray  # (C, H, W) int64, as coded (DC residuals on intra frames)
     stream: bytes | None = None  # encoding only
+    shifts: np.ndarray | None = None  # the frame's table shifts (entropy.table_shifts); None: not coded
 
 
 # take(step, buckets) -> the step's symbols, both (channels of the step, H, W)
@@ -183,35 +194,84 @@ class LatentCodec(nn.Module):
             current = current + activity(symbols, STEP_CHANNELS[j])
         return symbols
 
-    def _indices(self, qp: int, j: int, bucket: np.ndarray) -> np.ndarray:
+    def _indices(self, qp: int, j: int, bucket: np.ndarray, shifts: np.ndarray | None = None) -> np.ndarray:
         table = self.index_table[qp].cpu().numpy().astype(np.int64)
-        return table[STEP_CHANNELS[j][:, None, None], bucket]
+        k = table[STEP_CHANNELS[j][:, None, None], bucket]
+        if shifts is None:
+            return k
+        return shifted(k, step_shifts(shifts, j, PLANE_OF_CHANNEL[STEP_CHANNELS[j]]))
 
     @torch.no_grad()
     def encode(
-        self, y: torch.Tensor, qp: int, tables: ProbabilityTables, previous: np.ndarray | None = None
+        self,
+        y: torch.Tensor,
+        qp: int,
+        tables: ProbabilityTables,
+        previous: np.ndarray | None = None,
+        shifts_allowed: bool = False,
     ) -> LatentResult:
-        """Quantise and code y; returns the decoder's own y_hat and the substream."""
+        """Quantise and code y; returns the decoder's own y_hat and the substream, with table
+        shifts where they are allowed and the encoder expects them to save bits."""
         scaled = self.scaled(y, qp)
-        s = self.to_symbols(self.quantize(scaled))
+        levels = self.quantize(scaled)
+        if shifts_allowed:
+            result = self._encode(y, scaled, levels, qp, tables, previous, adapt=True)
+            if result is not None:
+                return result
+        result = self._encode(y, scaled, levels, qp, tables, previous, adapt=False)
+        assert result is not None
+        return result
+
+    def _encode(
+        self,
+        y: torch.Tensor,
+        scaled: np.ndarray,
+        levels: np.ndarray,
+        qp: int,
+        tables: ProbabilityTables,
+        previous: np.ndarray | None,
+        adapt: bool,
+    ) -> LatentResult | None:
+        """Code the levels (each step's shifts chosen before and after its RD decisions when
+        `adapt`); None when the shifts would not pay for themselves."""
+        s = self.to_symbols(levels)
         seen = np.zeros_like(s)
-        encoder = SymbolEncoder(tables)
+        shifts = np.zeros(GROUPS, dtype=np.int64)
+        groups: list[tuple[np.ndarray, np.ndarray]] = []
+        saved = 0.0
 
         def take(j: int, bucket: np.ndarray) -> np.ndarray:
+            nonlocal saved
             channels = STEP_CHANNELS[j]
-            k = self._indices(qp, j, bucket)
+            planes = PLANE_OF_CHANNEL[channels]
             values = s[channels]
+            unshifted = self._indices(qp, j, bucket)
+            if adapt:
+                shifts[j * PLANES : (j + 1) * PLANES] = choose(tables, unshifted, values, planes)[0]
+            k = self._indices(qp, j, bucket, shifts if adapt else None)
             if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
                 values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
-            encoder.add(values, k)
+            if adapt:
+                chosen, gain = choose(tables, unshifted, values, planes)
+                shifts[j * PLANES : (j + 1) * PLANES] = chosen
+                saved += gain
+                k = self._indices(qp, j, bucket, shifts)
+            groups.append((values, k))
             seen[channels] = bucket
             return values
 
         s = self._steps(s.shape[1:], previous, take)
+        if adapt and saved <= GROUPS * own_bits(tables, 0):
+            return None
+        encoder = SymbolEncoder(tables)
+        if adapt:
+            encoder.add(shifts, np.full(GROUPS, SHIFT_TABLE))
+        for values, k in groups:
+            encoder.add(values, k)
         q = self.from_symbols(s)
         if self.observer is not None:
             self.observer(Coded(qp, scaled, q, s, seen))
-        return LatentResult(self.dequantize(q, qp, y), s, encoder.finish())
+        return LatentResult(self.dequantize(q, qp, y), s, encoder.finish(), shifts if adapt else None)
 
     @torch.no_grad()
     def decode(
@@ -222,12 +282,15 @@ class LatentCodec(nn.Module):
         tables: ProbabilityTables,
         like: torch.Tensor,
         previous: np.ndarray | None = None,
+        has_shifts: bool = False,
     ) -> LatentResult:
-        """Read a latent of (H, W) positions; `like` gives the device and dtype of y_hat."""
+        """Read a latent of (H, W) positions; `like` gives the device and dtype of y_hat;
+        `has_shifts`: the substream starts with table shifts."""
         decoder = SymbolDecoder(tables, stream)
-        s = self._steps(shape, previous, lambda j, bucket: decoder.read(self._indices(qp, j, bucket)))
+        shifts = read_shifts(decoder) if has_shifts else None
+        s = self._steps(shape, previous, lambda j, bucket: decoder.read(self._indices(qp, j, bucket, shifts)))
         decoder.finish()
-        return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s)
+        return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts)
 
 
 def latent_positions(frame_shape: tuple[int, ...]) -> tuple[int, int]:

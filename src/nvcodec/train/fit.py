@@ -167,7 +167,9 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
     off = ToolMode.OFF
     encoder = Encoder(
-        weights, CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off, flat_blocks=off), info
+        weights,
+        CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off, flat_blocks=off, table_shifts=off),
+        info,
     )
     bits = 0
     with observed(weights.model, counts):
