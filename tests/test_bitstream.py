@@ -473,6 +473,15 @@ def test_record_refusals() -> None:
             "frame 1: flat blocks flag set but the header's tools do not allow it",
         ),
         (h + raw_record(flags=16), "frame 0: flags 16 on an intra frame"),
+        (h + raw_record(flags=48), "frame 0: flags 48 on an intra frame"),  # table shifts and flat blocks
+        (
+            no_tools + raw_record(flags=32),
+            "frame 0: table shifts flag set but the header's tools do not allow it",
+        ),
+        (
+            no_tools + raw_record() + raw_record(frame_type=1, flags=32),
+            "frame 1: table shifts flag set but the header's tools do not allow it",
+        ),
         (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 1)"),
         (h + raw_record(subs=(b"", b"abcd")), "frame 0: n_substreams 2 on an intra frame (must be 1)"),
         (

@@ -13,12 +13,14 @@ from tests.test_codec import decode, encode, make_weights
 from nvcodec.bitstream import BitstreamReader, FrameFlags, FrameRecord, FrameType, Tools
 from nvcodec.codec.encoder import header_for, table_shifts_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.entropy import table_shifts
 from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.context import CHANNELS, PLANE_OF_CHANNEL, STEP_CHANNELS
 from nvcodec.entropy.table_shifts import GROUPS, SHIFT_LIMIT, SHIFT_TABLE, choose, read_shifts, shifted
 from nvcodec.entropy.tables import NUM_TABLES, SCALES
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import VideoInfo
+from nvcodec.models import latent_codec
 from nvcodec.models.config import TINY
 from nvcodec.models.latent_codec import LatentCodec
 from nvcodec.weights import random_model
@@ -81,7 +83,7 @@ def test_shifts_that_would_not_pay_for_themselves_are_not_coded():
 
 
 def test_each_group_of_symbols_is_read_with_its_own_shift():
-    """The rule of bitstream_spec.md 6.5 written out symbol by symbol: a stream coded with tables
+    """The rule of bitstream_spec.md 6.6 written out symbol by symbol: a stream coded with tables
     shifted per (step, plane) decodes through the codec's own reader."""
     codec, tables = _codec()
     rng = np.random.default_rng(5)
@@ -116,12 +118,31 @@ def _stream(codec: LatentCodec, tables, shifts: np.ndarray, symbols: np.ndarray,
     return encoder.finish()
 
 
-def test_a_shift_beyond_the_limit_is_a_bitstream_error():
+@pytest.mark.parametrize("bad", [SHIFT_LIMIT + 1, -SHIFT_LIMIT - 1, 40])  # 40: an escaped value
+def test_a_shift_beyond_the_limit_is_a_bitstream_error(bad):
     _, tables = _codec()
     encoder = SymbolEncoder(tables)
-    encoder.add(np.array([0] * (GROUPS - 1) + [SHIFT_LIMIT + 1]), np.full(GROUPS, SHIFT_TABLE))
-    with pytest.raises(BitstreamError, match=f"table shift {SHIFT_LIMIT + 1} outside"):
+    encoder.add(np.array([3] * (GROUPS - 1) + [bad]), np.full(GROUPS, SHIFT_TABLE))
+    with pytest.raises(BitstreamError, match=f"table shift {bad} outside -12..12"):
         read_shifts(SymbolDecoder(tables, encoder.finish()))
+    within = SymbolEncoder(tables)
+    within.add(np.array([-SHIFT_LIMIT, SHIFT_LIMIT] + [0] * (GROUPS - 2)), np.full(GROUPS, SHIFT_TABLE))
+    assert read_shifts(SymbolDecoder(tables, within.finish()))[:2].tolist() == [-SHIFT_LIMIT, SHIFT_LIMIT]
+
+
+def test_shifts_are_dropped_unless_their_saving_exceeds_their_own_cost(monkeypatch):
+    """At exactly the cost of 15 shifts of 0 the frame codes none; a bit more and it codes them."""
+    codec, tables = _codec()
+    y = torch.from_numpy(
+        np.random.default_rng(6).laplace(0, 0.01, size=(1, CHANNELS, 4, 4)).astype(np.float32)
+    )
+    threshold = GROUPS * table_shifts.own_bits(tables, 0)
+    for per_step, coded in ((threshold / 5, False), (threshold / 5 + 0.01, True)):
+        monkeypatch.setattr(
+            latent_codec, "choose", lambda *a, per_step=per_step: (np.array([1, 0, 0]), per_step)
+        )
+        result = codec.encode(y, 30, tables, shifts_allowed=True)
+        assert (result.shifts is not None) == coded
 
 
 def test_intra_frames_may_carry_the_flag():
@@ -134,12 +155,13 @@ def test_intra_frames_may_carry_the_flag():
 
 
 def test_encoder_flags_shifted_frames_and_the_decoder_follows():
-    """The synthetic clip coded with shifts allowed: some frame uses them, and the decoder's
+    """The synthetic clip coded with shifts allowed: some P frame uses them, and the decoder's
     pictures are the encoder's; with them off the stream is 2.4 and has none."""
     weights = make_weights(4)
     params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
     _, coded, data = encode(weights, params, frames=4, seed=5)
-    assert any(c.record.flags & FrameFlags.TABLE_SHIFTS for c in coded)
+    shifted_frames = [c.record.frame_type for c in coded if c.record.flags & FrameFlags.TABLE_SHIFTS]
+    assert FrameType.INTER in shifted_frames  # (intra latents: the round trips above)
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     _, coded_off, data_off = encode(weights, replace(params, table_shifts=ToolMode.OFF), frames=4, seed=5)
@@ -160,3 +182,24 @@ def test_table_shifts_cannot_be_forced_on():
 def test_header_allows_table_shifts_unless_they_are_off(params, allowed):
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.TABLE_SHIFTS) == allowed == table_shifts_possible(params)
+
+
+def test_the_frame_coders_pass_the_permission_to_their_latents(monkeypatch):
+    """Intra and inter latents are asked to try shifts exactly when the stream allows them (the
+    P frame's latent with its previous symbols, the intra one without)."""
+    asked = []
+    original = LatentCodec.encode
+
+    def spy(self, y, qp, tables, previous=None, shifts_allowed=False):
+        asked.append((self.intra, previous is None, shifts_allowed))
+        return original(self, y, qp, tables, previous, shifts_allowed)
+
+    monkeypatch.setattr(LatentCodec, "encode", spy)
+    weights = make_weights(4)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    encode(weights, params, frames=2)
+    assert (True, True, True) in asked and (False, False, True) in asked
+    assert all(allowed for *_, allowed in asked)
+    asked.clear()
+    encode(weights, replace(params, table_shifts=ToolMode.OFF), frames=2)
+    assert asked and not any(allowed for *_, allowed in asked)

@@ -87,7 +87,8 @@ class FrameRecord:
         object.__setattr__(self, "flags", FrameFlags(self.flags))
         if self.frame_type == FrameType.INTRA and self.flags & ~INTRA_FLAGS:
             raise BitstreamError(
-                f"flags {int(self.flags)} on an intra frame (only enhancement, 2, and table shifts, 32, are allowed)"
+                f"flags {int(self.flags)} on an intra frame "
+                "(only enhancement, 2, and table shifts, 32, are allowed)"
             )
         if not all(isinstance(s, (bytes, bytearray, memoryview)) for s in self.substreams):
             raise BitstreamError("substreams must be bytes")

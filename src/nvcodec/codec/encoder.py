@@ -125,7 +125,7 @@ class Encoder(FrameLoop):
         the header's bits count against the target (false for a segment after the first)."""
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
-        self.shifts = table_shifts_possible(params)
+        self.table_shifts = table_shifts_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
@@ -188,13 +188,13 @@ class Encoder(FrameLoop):
 
     def _encode_intra(self, x: torch.Tensor, plan: FramePlan) -> tuple[IntraOutput, FramePlan]:
         """Code an intra frame; rate control may send it back once at a higher qp."""
-        out = self.model.intra.encode(x, plan.qp, self.tables, self.shifts)
+        out = self.model.intra.encode(x, plan.qp, self.tables, self.table_shifts)
         if self.rate is not None:
             size = 4 + record_len_of((out.latent.stream,))  # what EncodedFrame.bytes will count
             qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * size)
             if qp is not None:
                 plan = replace(plan, qp=qp)
-                out = self.model.intra.encode(x, plan.qp, self.tables, self.shifts)
+                out = self.model.intra.encode(x, plan.qp, self.tables, self.table_shifts)
         return out, plan
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
@@ -211,7 +211,7 @@ class Encoder(FrameLoop):
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
             args = (plan.qp, self.tables, ref.symbols, vectors, block, flat)
-            out = inter.encode(x, ref.picture, *args, shifts=self.shifts)
+            out = inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
             return out, self._trial(out, x)
 
         pixels = self.width * self.height
@@ -229,7 +229,7 @@ class Encoder(FrameLoop):
         def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, off.flat, refine)
-            return self.model.inter.encode(x, ref.picture, *args, shifts=self.shifts)
+            return self.model.inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
 
         mode = self.filter_mode
         use = mode == ToolMode.ON

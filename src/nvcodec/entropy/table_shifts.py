@@ -13,6 +13,7 @@ instead of k: the same dead-zone family, a scale about 1.245^d times as large (b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import numpy as np
@@ -38,9 +39,22 @@ def step_shifts(shifts: np.ndarray, step: int, planes: np.ndarray) -> np.ndarray
     return shifts[step * PLANES + planes][:, None, None]
 
 
-def _descend(cost, start: int = 0) -> int:
-    """The d of least cost(d) reached from `start` by steps of one while the cost falls."""
-    best, here = start, cost(start)
+def read_shifts(decoder: SymbolDecoder) -> np.ndarray:
+    """A frame's GROUPS shifts, from the start of its latent substream."""
+    shifts = decoder.read(np.full(GROUPS, SHIFT_TABLE))
+    if np.abs(shifts).max() > SHIFT_LIMIT:
+        raise BitstreamError(
+            f"table shift {int(shifts[np.abs(shifts).argmax()])} outside -{SHIFT_LIMIT}..{SHIFT_LIMIT}"
+        )
+    return shifts
+
+
+# The encoder's choice (not normative).
+
+
+def _descend(cost: Callable[[int], float]) -> int:
+    """The d of least cost(d) reached from 0 by steps of one while the cost falls."""
+    best, here = 0, cost(0)
     for direction in (-1, 1):
         while abs(best + direction) <= SHIFT_LIMIT and (there := cost(best + direction)) < here:
             best, here = best + direction, there
@@ -84,11 +98,8 @@ def _group_bits(
     return float((tables.magnitude_bits(shifted(k, d), magnitudes) * counts).sum()) + own_bits(tables, d)
 
 
-def read_shifts(decoder: SymbolDecoder) -> np.ndarray:
-    """A frame's GROUPS shifts, from the start of its latent substream."""
-    shifts = decoder.read(np.full(GROUPS, SHIFT_TABLE))
-    if np.abs(shifts).max() > SHIFT_LIMIT:
-        raise BitstreamError(
-            f"table shift {int(shifts[np.abs(shifts).argmax()])} outside -{SHIFT_LIMIT}..{SHIFT_LIMIT}"
-        )
-    return shifts
+def worth_coding(tables: ProbabilityTables, saved: float) -> bool:
+    """Whether shifts whose choice saved `saved` bits (each group against shift 0, its own bits
+    counted) still save bits once all GROUPS of them are coded. The comparison is on the levels
+    decided with the shifts, not on those the frame would have without them."""
+    return saved > GROUPS * own_bits(tables, 0)

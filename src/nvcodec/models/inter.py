@@ -178,13 +178,13 @@ class InterCoder(nn.Module):
         block: int,
         flat: np.ndarray | None,
         refine: Refine | None = None,
-        shifts: bool = False,
+        shifts_allowed: bool = False,
     ) -> InterOutput:
         """Code frame x with the vectors `search` chose for blocks of `block` luma pixels and the
-        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used; `shifts`: table
-        shifts are allowed."""
+        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used; table shifts
+        allowed or not."""
         prediction = self._prediction(reference, vectors, block, flat, refine)
-        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts)
+        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
         stream = self.motion.encode(vectors, qp, tables, flat)
         return InterOutput(x_hat, vectors, block, flat, latent, stream)

@@ -34,10 +34,10 @@ class IntraCoder(nn.Module):
 
     @torch.no_grad()
     def encode(
-        self, x: torch.Tensor, qp: int, tables: ProbabilityTables, shifts: bool = False
+        self, x: torch.Tensor, qp: int, tables: ProbabilityTables, shifts_allowed: bool = False
     ) -> IntraOutput:
-        """Code frame x; `shifts`: table shifts are allowed (entropy.table_shifts)."""
-        latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts)
+        """Code frame x (table shifts allowed or not: entropy.table_shifts)."""
+        latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
         return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
 
     def reconstruct(self, y_hat: torch.Tensor, qp: int) -> torch.Tensor:

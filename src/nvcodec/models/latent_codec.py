@@ -35,10 +35,10 @@ from nvcodec.entropy.table_shifts import (
     GROUPS,
     SHIFT_TABLE,
     choose,
-    own_bits,
     read_shifts,
     shifted,
     step_shifts,
+    worth_coding,
 )
 from nvcodec.entropy.tables import SCALES
 
@@ -121,6 +121,17 @@ class Coded:
     levels: np.ndarray  # q
     symbols: np.ndarray  # s
     buckets: np.ndarray  # the context bucket of each symbol
+
+
+@dataclass
+class Decisions:
+    """The encoder's symbols for one latent, step by step, with the tables each group is coded with."""
+
+    symbols: np.ndarray  # s, (C, H, W)
+    buckets: np.ndarray  # the context bucket of each symbol
+    groups: list[tuple[np.ndarray, np.ndarray]]  # (symbols, table indices) of each step, in order
+    shifts: np.ndarray | None  # the table shifts (None: not coded)
+    saved: float  # the bits the shifts' choice estimated it saved (0 without shifts)
 
 
 def rd_levels(
@@ -214,64 +225,64 @@ class LatentCodec(nn.Module):
         shifts where they are allowed and the encoder expects them to save bits."""
         scaled = self.scaled(y, qp)
         levels = self.quantize(scaled)
-        if shifts_allowed:
-            result = self._encode(y, scaled, levels, qp, tables, previous, adapt=True)
-            if result is not None:
-                return result
-        result = self._encode(y, scaled, levels, qp, tables, previous, adapt=False)
-        assert result is not None
-        return result
+        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed)
+        if decided.shifts is not None and not worth_coding(tables, decided.saved):
+            decided = self._decide(scaled, levels, qp, tables, previous, adapt=False)
+        return self._write(y, scaled, qp, tables, decided)
 
-    def _encode(
+    def _decide(
         self,
-        y: torch.Tensor,
         scaled: np.ndarray,
         levels: np.ndarray,
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray | None,
         adapt: bool,
-    ) -> LatentResult | None:
-        """Code the levels (each step's shifts chosen before and after its RD decisions when
-        `adapt`); None when the shifts would not pay for themselves."""
+    ) -> Decisions:
+        """The symbols to code, step by step, each step's RD decisions made with its tables (with
+        `adapt`, shifted as chosen on the step's levels before those decisions, then chosen again
+        on the decided ones)."""
         s = self.to_symbols(levels)
         seen = np.zeros_like(s)
         shifts = np.zeros(GROUPS, dtype=np.int64)
         groups: list[tuple[np.ndarray, np.ndarray]] = []
-        saved = 0.0
+        gains: list[float] = []
 
         def take(j: int, bucket: np.ndarray) -> np.ndarray:
-            nonlocal saved
             channels = STEP_CHANNELS[j]
             planes = PLANE_OF_CHANNEL[channels]
+            group = slice(j * PLANES, (j + 1) * PLANES)
             values = s[channels]
             unshifted = self._indices(qp, j, bucket)
             if adapt:
-                shifts[j * PLANES : (j + 1) * PLANES] = choose(tables, unshifted, values, planes)[0]
-            k = self._indices(qp, j, bucket, shifts if adapt else None)
+                shifts[group] = choose(tables, unshifted, values, planes)[0]
+            k = shifted(unshifted, step_shifts(shifts, j, planes))
             if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
                 values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
             if adapt:
-                chosen, gain = choose(tables, unshifted, values, planes)
-                shifts[j * PLANES : (j + 1) * PLANES] = chosen
-                saved += gain
-                k = self._indices(qp, j, bucket, shifts)
+                shifts[group], gain = choose(tables, unshifted, values, planes)
+                gains.append(gain)
+                k = shifted(unshifted, step_shifts(shifts, j, planes))
             groups.append((values, k))
             seen[channels] = bucket
             return values
 
         s = self._steps(s.shape[1:], previous, take)
-        if adapt and saved <= GROUPS * own_bits(tables, 0):
-            return None
+        return Decisions(s, seen, groups, shifts if adapt else None, sum(gains))
+
+    def _write(
+        self, y: torch.Tensor, scaled: np.ndarray, qp: int, tables: ProbabilityTables, decided: Decisions
+    ) -> LatentResult:
+        """The substream of the decided symbols (the shifts first when there are any)."""
         encoder = SymbolEncoder(tables)
-        if adapt:
-            encoder.add(shifts, np.full(GROUPS, SHIFT_TABLE))
-        for values, k in groups:
+        if decided.shifts is not None:
+            encoder.add(decided.shifts, np.full(GROUPS, SHIFT_TABLE))
+        for values, k in decided.groups:
             encoder.add(values, k)
-        q = self.from_symbols(s)
+        q = self.from_symbols(decided.symbols)
         if self.observer is not None:
-            self.observer(Coded(qp, scaled, q, s, seen))
-        return LatentResult(self.dequantize(q, qp, y), s, encoder.finish(), shifts if adapt else None)
+            self.observer(Coded(qp, scaled, q, decided.symbols, decided.buckets))
+        return LatentResult(self.dequantize(q, qp, y), decided.symbols, encoder.finish(), decided.shifts)
 
     @torch.no_grad()
     def decode(
