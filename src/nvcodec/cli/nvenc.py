@@ -28,6 +28,7 @@ from nvcodec.cli.common import (
 from nvcodec.codec.schedule import DEFAULT_QP, CodingParams, RateTarget, ToolMode
 
 TOOL_MODES = click.Choice([m.value for m in ToolMode])
+DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for each block or frame
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -106,7 +107,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option(
     "--flat-blocks",
     "flat_blocks",
-    type=click.Choice(["auto", "off"]),
+    type=DECIDED_MODES,
     default="auto",
     show_default=True,
     help="P-frame blocks predicted by their mean where motion fails (off: readable by 2.3 decoders).",
@@ -114,7 +115,7 @@ TOOL_MODES = click.Choice([m.value for m in ToolMode])
 @click.option(
     "--table-shifts",
     "table_shifts",
-    type=click.Choice(["auto", "off"]),
+    type=DECIDED_MODES,
     default="auto",
     show_default=True,
     help="Frames rescale the latent's probability tables where that saves bits (off: readable by 2.4 decoders).",

@@ -34,9 +34,10 @@ def shifted(k: np.ndarray, d: np.ndarray | int) -> np.ndarray:
     return family * SCALES + np.clip(index + d, 0, SCALES - 1)
 
 
-def step_shifts(shifts: np.ndarray, step: int, planes: np.ndarray) -> np.ndarray:
-    """The shift of each channel of a step, shaped (channels, 1, 1), from a frame's GROUPS shifts."""
-    return shifts[step * PLANES + planes][:, None, None]
+def shift_step(k: np.ndarray, shifts: np.ndarray, step: int, planes: np.ndarray) -> np.ndarray:
+    """Table indices k (channels, H, W) of one step, each channel's moved by the frame's shift of
+    its plane (planes: (channels,)) at that step."""
+    return shifted(k, shifts[step * PLANES + planes][:, None, None])
 
 
 def read_shifts(decoder: SymbolDecoder) -> np.ndarray:

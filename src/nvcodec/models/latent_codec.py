@@ -36,8 +36,7 @@ from nvcodec.entropy.table_shifts import (
     SHIFT_TABLE,
     choose,
     read_shifts,
-    shifted,
-    step_shifts,
+    shift_step,
     worth_coding,
 )
 from nvcodec.entropy.tables import SCALES
@@ -208,9 +207,7 @@ class LatentCodec(nn.Module):
     def _indices(self, qp: int, j: int, bucket: np.ndarray, shifts: np.ndarray | None = None) -> np.ndarray:
         table = self.index_table[qp].cpu().numpy().astype(np.int64)
         k = table[STEP_CHANNELS[j][:, None, None], bucket]
-        if shifts is None:
-            return k
-        return shifted(k, step_shifts(shifts, j, PLANE_OF_CHANNEL[STEP_CHANNELS[j]]))
+        return k if shifts is None else shift_step(k, shifts, j, PLANE_OF_CHANNEL[STEP_CHANNELS[j]])
 
     @torch.no_grad()
     def encode(
@@ -254,15 +251,16 @@ class LatentCodec(nn.Module):
             group = slice(j * PLANES, (j + 1) * PLANES)
             values = s[channels]
             unshifted = self._indices(qp, j, bucket)
-            if adapt:
-                shifts[group] = choose(tables, unshifted, values, planes)[0]
-            k = shifted(unshifted, step_shifts(shifts, j, planes))
-            if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
-                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
+            gain = 0.0
             if adapt:
                 shifts[group], gain = choose(tables, unshifted, values, planes)
-                gains.append(gain)
-                k = shifted(unshifted, step_shifts(shifts, j, planes))
+            k = shift_step(unshifted, shifts, j, planes)
+            if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
+                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
+                if adapt:  # chosen again on the decided levels: the shifts coded
+                    shifts[group], gain = choose(tables, unshifted, values, planes)
+                    k = shift_step(unshifted, shifts, j, planes)
+            gains.append(gain)
             groups.append((values, k))
             seen[channels] = bucket
             return values
