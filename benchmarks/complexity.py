@@ -19,6 +19,7 @@ from nvcodec.models.compensation import BLOCK, InterpolatedFrame
 from nvcodec.models.config import CONFIGS
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.models.macs import kmacs_per_pixel
+from nvcodec.models.motion import MotionField
 from nvcodec.outputs import write_file
 from nvcodec.weights import random_model
 
@@ -34,23 +35,25 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     intra = model.intra.encode(x, 32, tables)
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
-    vectors = inter.search(x, ref, 32, tables, inter.flow(x, ref), BLOCK)
-    vectors, flat = inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
-    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, vectors, BLOCK, flat)
+    flow = inter.flow(x, ref)
+    vectors = inter.search(x, ref, 32, tables, flow, BLOCK)
+    plain, flat = inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
+    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, MotionField(plain, BLOCK, flat))
 
-    def encode_p() -> None:  # motion search aside: flat blocks, both filter trials, the enhancement
-        inter.flat_blocks(x, ref, 32, tables, coded.vectors, BLOCK)
-        prediction = ref.predict(torch.from_numpy(coded.vectors), BLOCK)
+    def encode_p() -> None:  # motion search aside: flat and split blocks, both filter trials, the enhancement
+        inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
+        inter.split_blocks(x, ref, 32, tables, flow, MotionField(plain, BLOCK, flat))
+        prediction = ref.predict(torch.from_numpy(coded.field.vectors), coded.field.unit)
         for refine in (None, model.context_filter):
             p = prediction.refined(refine) if refine else prediction
             inter.synthesis(inter.analysis(x, p), p, 30)
         model.enhancer(prediction.values)
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement
-        has_flat = coded.flat is not None
-        inter.decode(
-            coded.streams, ref, 32, tables, intra.latent.symbols, BLOCK, has_flat, model.context_filter
-        )
+        f = coded.field
+        has_flat, has_split = f.flat is not None, f.split is not None
+        args = (32, tables, intra.latent.symbols, BLOCK, has_flat, has_split)
+        inter.decode(coded.streams, ref, *args, refine=model.context_filter)
         model.enhancer(ref.frame)
 
     with torch.no_grad():

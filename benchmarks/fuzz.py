@@ -241,6 +241,7 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
     for flag, what in (
         (FrameFlags.FLAT_BLOCKS, "a flat-block map"),
         (FrameFlags.TABLE_SHIFTS, "table shifts"),
+        (FrameFlags.SPLIT_BLOCKS, "split blocks"),
     ):
         if not any(has_flag(b.data, flag) for b in bases):
             raise RuntimeError(f"no base stream has {what}: the fuzz would not reach its parser")

@@ -245,7 +245,11 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
             lines.append(f"- **{name}** ({version}), QP {', '.join(map(str, s['qps']))}: `{s['command']}`")
         ours = clips[0].get("nvcodec_settings")  # absent from results measured before it was recorded
         if ours:
-            later = [("flat_blocks", "--flat-blocks"), ("table_shifts", "--table-shifts")]
+            later = [
+                ("flat_blocks", "--flat-blocks"),
+                ("table_shifts", "--table-shifts"),
+                ("split_blocks", "--split-blocks"),
+            ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"
             lines.append(f"- **nvcodec**, qp {', '.join(map(str, ours['qps']))}: `{command}`")

@@ -168,7 +168,7 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     ],
 )
 def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, possible):
-    params = replace(params, flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF)
+    params = replace(params, flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))
     assert bool(header.tools & Tools.LARGE_BLOCKS) == possible == large_blocks_possible(params)
     assert (header.version >= (2, 3)) == possible

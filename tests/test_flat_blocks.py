@@ -24,7 +24,7 @@ from nvcodec.models.config import TINY
 from nvcodec.models.flat_blocks import block_means, flatten, to_predictors
 from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
-from nvcodec.models.motion import flat_contexts, median_prediction
+from nvcodec.models.motion import MotionField, map_contexts, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
@@ -93,9 +93,9 @@ def test_flags_round_trip_and_cost_what_their_probability_says():
     assert 8 * len(data) <= ideal + 64
 
 
-def test_flat_contexts_count_the_flat_blocks_above():
+def test_map_contexts_count_the_flat_blocks_above():
     flat = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [1, 1, 1, 0]], dtype=bool)
-    np.testing.assert_array_equal(flat_contexts(flat), [[0, 0, 0, 0], [1, 2, 2, 2], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(map_contexts(flat), [[0, 0, 0, 0], [1, 2, 2, 2], [0, 0, 0, 0]])
 
 
 def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
@@ -106,12 +106,14 @@ def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     flat[2] = True  # a row with no vector to code: an empty group
     vectors = to_predictors(rng.integers(-40, 40, size=(6, 9, 2)), flat)
     assert not (vectors - median_prediction(vectors))[flat].any()
-    with_map = coder.encode(vectors, 30, tables, flat)
-    got, got_flat = coder.decode(with_map, (6, 9), 30, tables, True)
+    with_map = coder.encode(MotionField(vectors, 16, flat), 30, tables)
+    field = coder.decode(with_map, (6, 9), 30, tables, True)
+    got, got_flat = field.vectors, field.flat
     np.testing.assert_array_equal(got, vectors)
     np.testing.assert_array_equal(got_flat, flat)
-    without = coder.encode(vectors, 30, tables)
-    got, none = coder.decode(without, (6, 9), 30, tables, False)
+    without = coder.encode(MotionField(vectors, 16), 30, tables)
+    field = coder.decode(without, (6, 9), 30, tables, False)
+    got, none = field.vectors, field.flat
     assert none is None
     np.testing.assert_array_equal(got, vectors)
 
@@ -122,8 +124,9 @@ def test_a_map_of_only_flat_blocks_decodes_to_the_predictor_field():
     model = random_model(TINY, 0)
     tables, coder = model.probability_tables(), model.inter.motion
     flat = np.ones((4, 5), dtype=bool)
-    stream = coder.encode(np.zeros((4, 5, 2), dtype=np.int64), 30, tables, flat)
-    vectors, got = coder.decode(stream, (4, 5), 30, tables, True)
+    stream = coder.encode(MotionField(np.zeros((4, 5, 2), dtype=np.int64), 16, flat), 30, tables)
+    field = coder.decode(stream, (4, 5), 30, tables, True)
+    vectors, got = field.vectors, field.flat
     assert got.all() and not vectors.any()
 
 
@@ -141,7 +144,9 @@ def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypa
 
         monkeypatch.setattr(InterCoder, "flat_blocks", checkerboard)
     weights = make_weights(4)
-    off_tools = dict(filter=ToolMode.OFF, enhance=ToolMode.OFF, table_shifts=ToolMode.OFF)  # 2.4 at most
+    off_tools = dict(
+        filter=ToolMode.OFF, enhance=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF
+    )
     params = CodingParams(qp=30, large_blocks=large, **off_tools)
     source, coded, data = encode(weights, params, frames=4, seed=5)
     assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)
@@ -183,8 +188,8 @@ def test_flat_blocks_cannot_be_forced_on():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(table_shifts=ToolMode.OFF), True),
-        (CodingParams(flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF), False),
+        (CodingParams(table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF), True),
+        (CodingParams(flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF), False),
         (CodingParams(intra_period=1, table_shifts=ToolMode.OFF), False),  # no P frames
     ],
 )

@@ -33,6 +33,7 @@ class FrameFlags(IntFlag):
     LARGE_BLOCKS = 8  # one motion vector per 32x32 luma pixels, not 16x16
     FLAT_BLOCKS = 16  # the motion substream holds a flat-block map
     TABLE_SHIFTS = 32  # the latent substream starts with table shifts
+    SPLIT_BLOCKS = 64  # the motion substream holds a split map; vectors per 8x8 unit
 
 
 ALL_FLAGS = int(
@@ -42,6 +43,7 @@ ALL_FLAGS = int(
     | FrameFlags.LARGE_BLOCKS
     | FrameFlags.FLAT_BLOCKS
     | FrameFlags.TABLE_SHIFTS
+    | FrameFlags.SPLIT_BLOCKS
 )
 INTRA_FLAGS = FrameFlags.ENHANCE | FrameFlags.TABLE_SHIFTS  # the flags an intra frame may carry
 TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, the tool's name
@@ -50,6 +52,7 @@ TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, th
     (FrameFlags.LARGE_BLOCKS, Tools.LARGE_BLOCKS, "large motion blocks"),
     (FrameFlags.FLAT_BLOCKS, Tools.FLAT_BLOCKS, "flat blocks"),
     (FrameFlags.TABLE_SHIFTS, Tools.TABLE_SHIFTS, "table shifts"),
+    (FrameFlags.SPLIT_BLOCKS, Tools.SPLIT_BLOCKS, "split blocks"),
 )
 
 
@@ -89,6 +92,10 @@ class FrameRecord:
             raise BitstreamError(
                 f"flags {int(self.flags)} on an intra frame "
                 "(only enhancement, 2, and table shifts, 32, are allowed)"
+            )
+        if self.flags & FrameFlags.SPLIT_BLOCKS and self.flags & FrameFlags.LARGE_BLOCKS:
+            raise BitstreamError(
+                f"flags {int(self.flags)}: split blocks (64) and large blocks (8) exclude each other"
             )
         if not all(isinstance(s, (bytes, bytearray, memoryview)) for s in self.substreams):
             raise BitstreamError("substreams must be bytes")

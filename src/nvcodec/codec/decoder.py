@@ -94,7 +94,8 @@ class Decoder(FrameLoop):
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             block = motion_block(record.flags)
             has_flat = bool(record.flags & FrameFlags.FLAT_BLOCKS)
-            args = (record.qp, self.tables, ref.symbols, block, has_flat, refine, has_shifts)
+            has_split = bool(record.flags & FrameFlags.SPLIT_BLOCKS)
+            args = (record.qp, self.tables, ref.symbols, block, has_flat, has_split, refine, has_shifts)
             out = self.model.inter.decode(record.substreams, ref.picture, *args)
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)

@@ -13,8 +13,7 @@ from nvcodec.codec.frame_loop import (
     CPU,
     FrameLoop,
     Picture,
-    block_flag,
-    flat_flag,
+    motion_flags,
     picture_signature,
     shift_flag,
 )
@@ -26,6 +25,7 @@ from nvcodec.models.compensation import BLOCK, LARGE_BLOCK
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.layout import frame_to_tensor, weighted_mse
+from nvcodec.models.motion import MotionField
 from nvcodec.weights import Weights
 
 
@@ -71,6 +71,13 @@ def flat_blocks_possible(params: CodingParams) -> bool:
     return params.intra_period != 1 and params.flat_blocks != ToolMode.OFF
 
 
+def split_blocks_possible(params: CodingParams) -> bool:
+    """Whether a P frame may split its motion blocks (then the stream is version 2.6): only
+    frames with 16x16 blocks can."""
+    small = params.large_blocks != ToolMode.ON
+    return params.intra_period != 1 and params.split_blocks != ToolMode.OFF and small
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -83,6 +90,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         | (Tools.LARGE_BLOCKS if large_blocks_possible(params) else 0)
         | (Tools.FLAT_BLOCKS if flat_blocks_possible(params) else 0)
         | (Tools.TABLE_SHIFTS if table_shifts_possible(params) else 0)
+        | (Tools.SPLIT_BLOCKS if split_blocks_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -210,7 +218,10 @@ class Encoder(FrameLoop):
             flat = None
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
-            args = (plan.qp, self.tables, ref.symbols, vectors, block, flat)
+            field = MotionField(vectors, block, flat)
+            if block == BLOCK and split_blocks_possible(self.params):
+                field = inter.split_blocks(x, ref.picture, plan.qp, self.tables, flow, field)
+            args = (plan.qp, self.tables, ref.symbols, field)
             out = inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
             return out, self._trial(out, x)
 
@@ -228,7 +239,7 @@ class Encoder(FrameLoop):
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
-            args = (plan.qp, self.tables, ref.symbols, off.vectors, off.block, off.flat, refine)
+            args = (plan.qp, self.tables, ref.symbols, off.field, refine)
             return self.model.inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
 
         mode = self.filter_mode
@@ -241,8 +252,7 @@ class Encoder(FrameLoop):
         flags = (
             (FrameFlags.FILTER if use else FrameFlags(0))
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
-            | block_flag(out.block)
-            | flat_flag(out.flat)
+            | motion_flags(out.field)
             | shift_flag(out.latent.shifts)
         )
         return out, flags

@@ -14,6 +14,7 @@ from nvcodec.errors import InputError
 from nvcodec.frame import Frame
 from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
+from nvcodec.models.motion import MotionField
 from nvcodec.models.nvc import NvcModel
 from nvcodec.weights import Weights
 
@@ -26,14 +27,13 @@ def motion_block(flags: FrameFlags) -> int:
     return LARGE_BLOCK if flags & FrameFlags.LARGE_BLOCKS else BLOCK
 
 
-def block_flag(block: int) -> FrameFlags:
-    """The record flag of a P frame coded with motion blocks of `block` luma pixels."""
-    return FrameFlags.LARGE_BLOCKS if block == LARGE_BLOCK else FrameFlags(0)
-
-
-def flat_flag(flat: np.ndarray | None) -> FrameFlags:
-    """The record flag of a P frame with this flat-block map (None: no map)."""
-    return FrameFlags(0) if flat is None else FrameFlags.FLAT_BLOCKS
+def motion_flags(field: MotionField) -> FrameFlags:
+    """The record flags of a P frame's motion: its block side, its flat-block and split maps."""
+    return (
+        (FrameFlags.LARGE_BLOCKS if field.block == LARGE_BLOCK else FrameFlags(0))
+        | (FrameFlags(0) if field.flat is None else FrameFlags.FLAT_BLOCKS)
+        | (FrameFlags(0) if field.split is None else FrameFlags.SPLIT_BLOCKS)
+    )
 
 
 def shift_flag(shifts: np.ndarray | None) -> FrameFlags:

@@ -72,6 +72,7 @@ class CodingParams:
     large_blocks: ToolMode = ToolMode.AUTO  # 32x32 motion blocks on P frames
     flat_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks predicted by their mean (auto or off)
     table_shifts: ToolMode = ToolMode.AUTO  # per-frame shifts of the latent's tables (auto or off)
+    split_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks split into four vectors (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class CodingParams:
             raise InputError("--flat-blocks is auto or off (the encoder decides block by block)")
         if self.table_shifts == ToolMode.ON:
             raise InputError("--table-shifts is auto or off (the encoder decides frame by frame)")
+        if self.split_blocks == ToolMode.ON:
+            raise InputError("--split-blocks is auto or off (the encoder decides block by block)")
 
 
 @dataclass(frozen=True)

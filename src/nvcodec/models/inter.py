@@ -8,7 +8,7 @@ x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (mod
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -23,8 +23,15 @@ from nvcodec.models.deblock import deblock
 from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.layout import block_sums, to_fine
-from nvcodec.models.motion import MotionCoder, block_grid
-from nvcodec.models.motion_search import RateOf, search
+from nvcodec.models.motion import (
+    DELTA_BUCKET,
+    MotionCoder,
+    MotionField,
+    block_grid,
+    spread_units,
+    units_by_block,
+)
+from nvcodec.models.motion_search import RateOf, search, search_units
 from nvcodec.models.motion_seed import MotionEstimator, seed
 from nvcodec.models.transform import PATCH, BlockTransform
 
@@ -41,15 +48,15 @@ INTER_LAMBDA = 0.19
 # Against 1.0, on 24 frames at qps 22-37 (BD-rate against --flat-blocks off): Cockatoo -4.5% instead
 # of -3.3%, Cactus +0.4% instead of +1.1%.
 FLAT_MARGIN = 1.25
+# The encoder's estimate, in bits, of a split flag when it weighs four vectors against one.
+SPLIT_FLAG_BITS = 1.0
 Refine = Callable[[torch.Tensor], torch.Tensor]  # the in-loop filter applied to the prediction
 
 
 @dataclass
 class InterOutput:
     x_hat: torch.Tensor
-    vectors: np.ndarray  # (Hb, Wb, 2) quarter luma pixels
-    block: int  # luma pixels per side of the motion blocks
-    flat: np.ndarray | None  # (Hb, Wb) the flat blocks (models.flat_blocks); None: no map coded
+    field: MotionField
     latent: LatentResult
     motion_stream: bytes | None = None
 
@@ -160,6 +167,43 @@ class InterCoder(nn.Module):
             return vectors, None
         return to_predictors(vectors, chosen), chosen
 
+    @torch.no_grad()
+    def split_blocks(
+        self,
+        x: torch.Tensor,
+        reference: InterpolatedFrame,
+        qp: int,
+        tables: ProbabilityTables,
+        flow: torch.Tensor,
+        field: MotionField,
+    ) -> MotionField:
+        """The field with the blocks split whose four unit vectors, searched on 8x8 units from
+        the block's own, lower the estimated residual cost (flat_blocks.coding_cost) by more
+        than lambda times their deltas' bits and a split flag's; flat blocks stay whole.
+        Unchanged when no block is split (not normative)."""
+        unit = field.block // 2
+        whole = spread_units(field.vectors)
+        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
+        step, rate_of = base_step(qp) * 255, self._rate_of(qp, tables)
+        fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole)
+        deltas = units_by_block(fine - whole)
+        one = self._residual_costs(x, reference, qp, field.vectors, field.block)
+        four = units_by_block(self._residual_costs(x, reference, qp, fine, unit)).sum(axis=-1)
+        delta_bits = rate_of(deltas, np.full(deltas.shape[:3], DELTA_BUCKET)).sum(axis=-1)
+        split = four + INTER_LAMBDA * (delta_bits + SPLIT_FLAG_BITS) < one
+        if field.flat is not None:
+            split &= ~field.flat
+        if not split.any():
+            return field
+        return replace(field, split=split, deltas=np.where(split[..., None, None], deltas, 0))
+
+    def _residual_costs(
+        self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, vectors: np.ndarray, block: int
+    ) -> np.ndarray:
+        """(Hb, Wb) estimated D + lambda R of each block's residual under motion compensation."""
+        prediction = reference.predict(torch.from_numpy(vectors).to(x.device), block)
+        return self._block_costs(x, prediction, qp, block)
+
     def _block_costs(self, x: torch.Tensor, prediction: Prediction, qp: int, block: int) -> np.ndarray:
         """(Hb, Wb) estimated D + lambda R of each motion block's residual, in squared steps."""
         scaled = self.analysis(x, prediction) / self.latent.steps(qp, x)
@@ -174,33 +218,26 @@ class InterCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray,
-        vectors: np.ndarray,
-        block: int,
-        flat: np.ndarray | None,
+        field: MotionField,
         refine: Refine | None = None,
         shifts_allowed: bool = False,
     ) -> InterOutput:
-        """Code frame x with the vectors `search` chose for blocks of `block` luma pixels and the
-        flat blocks `flat_blocks` chose; `refine` is the in-loop filter when used; table shifts
-        allowed or not."""
-        prediction = self._prediction(reference, vectors, block, flat, refine)
+        """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
+        `split_blocks`); `refine` is the in-loop filter when used; table shifts allowed or not."""
+        prediction = self._prediction(reference, field, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
         x_hat = self.synthesis(latent.y_hat, prediction, qp)
-        stream = self.motion.encode(vectors, qp, tables, flat)
-        return InterOutput(x_hat, vectors, block, flat, latent, stream)
+        stream = self.motion.encode(field, qp, tables)
+        return InterOutput(x_hat, field, latent, stream)
 
     @staticmethod
-    def _prediction(
-        reference: InterpolatedFrame,
-        vectors: np.ndarray,
-        block: int,
-        flat: np.ndarray | None,
-        refine: Refine | None,
-    ) -> Prediction:
+    def _prediction(reference: InterpolatedFrame, field: MotionField, refine: Refine | None) -> Prediction:
         """x~: motion compensation, flat blocks made flat, then the in-loop filter when used."""
-        prediction = reference.predict(torch.from_numpy(vectors).to(reference.frame.device), block)
-        if flat is not None:
-            prediction = Prediction.exact(flatten(prediction.fine, flat, block), reference.frame.dtype)
+        vectors = torch.from_numpy(field.unit_vectors()).to(reference.frame.device)
+        prediction = reference.predict(vectors, field.unit)
+        if field.flat is not None:
+            flat = flatten(prediction.fine, field.flat, field.block)
+            prediction = Prediction.exact(flat, reference.frame.dtype)
         if refine is not None:
             prediction = prediction.refined(refine)
         return prediction
@@ -215,17 +252,19 @@ class InterCoder(nn.Module):
         previous: np.ndarray,
         block: int,
         has_flat: bool,
+        has_split: bool,
         refine: Refine | None = None,
         has_shifts: bool = False,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
-        `block` luma pixels; `has_flat`: its motion substream holds a flat-block map;
-        `has_shifts`: its latent substream starts with table shifts)."""
+        `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
+        map, a split map; `has_shifts`: its latent substream starts with table shifts)."""
         shape = tuple(reference.frame.shape)
-        vectors, flat = self.motion.decode(streams[0], block_grid(shape, block), qp, tables, has_flat)
-        prediction = self._prediction(reference, vectors, block, flat, refine)
+        grid = block_grid(shape, block)
+        field = self.motion.decode(streams[0], grid, qp, tables, has_flat, has_split, block)
+        prediction = self._prediction(reference, field, refine)
         like = prediction.values
         latent = self.latent.decode(
             streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
         )
-        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), vectors, block, flat, latent)
+        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), field, latent)

@@ -16,11 +16,20 @@ that agree with their neighbours come in patches.
 On a P frame with flat blocks (models.flat_blocks, bitstream 2.4) the substream starts with their
 map, one binary group per row, each flag's probability chosen by how many of the three blocks
 above are flat; a flat block's difference is 0 and is not coded (its row group skips it).
+
+Split blocks (bitstream 2.6): a 16x16 block that is not flat may be split into four 8x8 units,
+each with its own vector, the block's vector plus a *delta*. The split map follows the flat map,
+coded as it is; after the rows of differences, one group per row of blocks holds the deltas of
+its split blocks (the x components of each block's units top-left, top-right, bottom-left,
+bottom-right, block after block, then the y components), with the tables of bucket 4. The block
+vectors, their predictors and their contexts are those of a field without split blocks: a split
+only refines the prediction inside its block, and costs its four deltas.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -35,6 +44,58 @@ VECTOR_BUCKETS = 5
 # The probability, in 1/256, that a block is flat (models.flat_blocks) given how many of the blocks
 # above-left, above and above-right are: flat blocks come in patches.
 FLAT_PROBABILITIES = (24, 72, 112, 144)
+# The probability, in 1/256, that a block that is not flat is split, by how many of the blocks
+# above-left, above and above-right are.
+SPLIT_PROBABILITIES = (24, 64, 112, 160)
+UNITS = 4  # a split block's units: top-left, top-right, bottom-left, bottom-right
+# Deltas are coded with the tables of the widest bucket: measured on the deltas the encoder chose
+# (Foreman qp 32, Cockatoo qp 27), 28.1 and 40.5 bits per split block, against 27.9 and 52.4 with
+# bucket 0's and no better with a context from the previous unit's delta.
+DELTA_BUCKET = VECTOR_BUCKETS - 1
+
+
+@dataclass
+class MotionField:
+    """A P frame's motion: one vector per block, the blocks' side, the flat blocks and the split
+    blocks with their units' deltas."""
+
+    vectors: np.ndarray  # (Hb, Wb, 2) quarter luma pixels
+    block: int  # luma pixels per side of the motion blocks
+    flat: np.ndarray | None = None  # (Hb, Wb) flat blocks (models.flat_blocks); None: no map coded
+    split: np.ndarray | None = None  # (Hb, Wb) split blocks; None: no map coded
+    deltas: np.ndarray | None = None  # (Hb, Wb, UNITS, 2) each unit's vector minus its block's
+
+    @property
+    def unit(self) -> int:
+        """Luma pixels per side of what one vector of `unit_vectors` covers."""
+        return self.block if self.split is None else self.block // 2
+
+    def unit_vectors(self) -> np.ndarray:
+        """The vectors motion compensation reads: the blocks', or with split blocks one per 8x8
+        unit (Hu, Wu, 2) = the block's vector plus the unit's delta (0 in blocks not split)."""
+        if self.split is None:
+            return self.vectors
+        return unit_field(self.vectors[:, :, None] + np.where(self.split[..., None, None], self.deltas, 0))
+
+
+def spread_units(per_block: np.ndarray) -> np.ndarray:
+    """(2Hb, 2Wb, ...) each block's value (Hb, Wb, ...) on its four units."""
+    return np.repeat(np.repeat(per_block, 2, axis=0), 2, axis=1)
+
+
+def units_by_block(units: np.ndarray) -> np.ndarray:
+    """(Hb, Wb, UNITS, ...) a unit field (2Hb, 2Wb, ...) gathered block by block, in unit order."""
+    hu, wu = units.shape[:2]
+    rest = units.shape[2:]
+    split = units.reshape(hu // 2, 2, wu // 2, 2, *rest).swapaxes(1, 2)
+    return split.reshape(hu // 2, wu // 2, UNITS, *rest)
+
+
+def unit_field(by_block: np.ndarray) -> np.ndarray:
+    """The unit field (2Hb, 2Wb, ...) of values gathered block by block (units_by_block's inverse)."""
+    hb, wb = by_block.shape[:2]
+    rest = by_block.shape[3:]
+    return by_block.reshape(hb, wb, 2, 2, *rest).swapaxes(1, 2).reshape(2 * hb, 2 * wb, *rest)
 
 
 def median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -118,11 +179,33 @@ def field_buckets(diff: np.ndarray) -> np.ndarray:
     return buckets
 
 
-def flat_contexts(flat: np.ndarray) -> np.ndarray:
-    """(Hb, Wb) how many of each block's above-left, above and above-right blocks are flat (0 in
-    the first row and outside the field)."""
-    framed = np.pad(flat.astype(np.int64), ((1, 0), (1, 1)))[:-1]
+def map_contexts(blocks: np.ndarray) -> np.ndarray:
+    """(Hb, Wb) how many of each block's above-left, above and above-right blocks are set in a
+    binary block map (0 in the first row and outside the field)."""
+    framed = np.pad(blocks.astype(np.int64), ((1, 0), (1, 1)))[:-1]
     return framed[:, :-2] + framed[:, 1:-1] + framed[:, 2:]
+
+
+def _map_rows(
+    blocks: np.ndarray, table: tuple[int, ...], skip: np.ndarray | None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(flags, probabilities) of each row of a binary block map, the blocks in `skip` left out."""
+    probabilities = np.asarray(table)[map_contexts(blocks)]
+    keep = np.ones(blocks.shape, dtype=bool) if skip is None else ~skip
+    return [(blocks[i, keep[i]], probabilities[i, keep[i]]) for i in range(blocks.shape[0])]
+
+
+def _read_map(
+    decoder: SymbolDecoder, grid: tuple[int, int], table: tuple[int, ...], skip: np.ndarray | None = None
+) -> np.ndarray:
+    """A binary block map read row by row, each flag's probability from the row above; the
+    blocks in `skip` have no flag (0)."""
+    blocks = np.zeros(grid, dtype=bool)
+    keep = np.ones(grid, dtype=bool) if skip is None else ~skip
+    for i in range(grid[0]):
+        contexts = map_contexts(blocks[max(i - 1, 0) : i + 1])[-1]
+        blocks[i, keep[i]] = decoder.read_flags(np.asarray(table)[contexts[keep[i]]])
+    return blocks
 
 
 def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:
@@ -153,40 +236,66 @@ class MotionCoder(nn.Module):
         """(2, VECTOR_BUCKETS) table indices of the x and y differences at this qp."""
         return self.index_table[qp].cpu().numpy().astype(np.int64)
 
-    def encode(
-        self, vectors: np.ndarray, qp: int, tables: ProbabilityTables, flat: np.ndarray | None = None
-    ) -> bytes:
-        """The motion substream: the flat-block map when there is one, then the differences of
-        the other blocks (a flat block's vector must be its predictor)."""
+    def delta_indices(self, qp: int) -> np.ndarray:
+        """(2,) table indices of the x and y components of deltas at this qp."""
+        return self.qp_indices(qp)[:, DELTA_BUCKET]
+
+    def encode(self, field: MotionField, qp: int, tables: ProbabilityTables) -> bytes:
+        """The motion substream: the flat-block map and the split map when there are, the
+        differences of the blocks that are not flat (a flat block's vector must be its
+        predictor), then the deltas of the split blocks."""
+        vectors, flat, split = field.vectors, field.flat, field.split
         d = vectors - median_prediction(vectors)
         encoder = SymbolEncoder(tables)
+        rows = [] if flat is None else _map_rows(flat, FLAT_PROBABILITIES, None)
+        rows += [] if split is None else _map_rows(split, SPLIT_PROBABILITIES, flat)
+        for flags, probabilities in rows:
+            encoder.add_flags(flags, probabilities)
         coded = np.ones(d.shape[:2], dtype=bool)
         if flat is not None:
             assert not d[flat].any(), "a flat block's vector is its predictor"
-            probabilities = np.asarray(FLAT_PROBABILITIES)[flat_contexts(flat)]
-            for i in range(d.shape[0]):
-                encoder.add_flags(flat[i], probabilities[i])
             coded = ~flat
         for i in range(d.shape[0]):
             indices = self.row_indices(qp, d[i - 1] if i else None, d.shape[1])
             encoder.add(d[i, coded[i]].T, indices[:, coded[i]])
+        if split is not None:
+            assert flat is None or not (split & flat).any(), "a flat block is never split"
+            delta_indices = self.delta_indices(qp)[:, None]
+            for i in range(d.shape[0]):
+                deltas = field.deltas[i, split[i]].reshape(-1, 2).T
+                encoder.add(deltas, np.broadcast_to(delta_indices, deltas.shape))
         return encoder.finish()
 
     def decode(
-        self, stream: bytes, grid: tuple[int, int], qp: int, tables: ProbabilityTables, has_flat: bool
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """(vectors, the flat-block map or None) from a motion substream; `has_flat`: the record
-        says it holds a map."""
+        self,
+        stream: bytes,
+        grid: tuple[int, int],
+        qp: int,
+        tables: ProbabilityTables,
+        has_flat: bool,
+        has_split: bool = False,
+        block: int = 16,
+    ) -> MotionField:
+        """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
+        `has_split`: the record says it holds a flat-block map, a split map."""
         decoder = SymbolDecoder(tables, stream)
-        flat = np.zeros(grid, dtype=bool) if has_flat else None
-        if flat is not None:
-            for i in range(grid[0]):
-                above_and_row = flat_contexts(flat[max(i - 1, 0) : i + 1])[-1]
-                flat[i] = decoder.read_flags(np.asarray(FLAT_PROBABILITIES)[above_and_row])
+        flat = _read_map(decoder, grid, FLAT_PROBABILITIES) if has_flat else None
+        split = _read_map(decoder, grid, SPLIT_PROBABILITIES, flat) if has_split else None
         coded = np.ones(grid, dtype=bool) if flat is None else ~flat
         d = np.zeros((*grid, 2), dtype=np.int64)
         for i in range(grid[0]):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
+        deltas = None
+        if split is not None:
+            deltas = np.zeros((*grid, UNITS, 2), dtype=np.int64)
+            delta_indices = self.delta_indices(qp)[:, None]
+            for i in range(grid[0]):
+                n = int(split[i].sum())
+                read = decoder.read(np.broadcast_to(delta_indices, (2, n * UNITS)))
+                deltas[i, split[i]] = read.T.reshape(n, UNITS, 2)
         decoder.finish()
-        return np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR), flat
+        vectors = np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
+        if deltas is not None:
+            deltas = np.clip(vectors[:, :, None] + deltas, -MAX_VECTOR, MAX_VECTOR) - vectors[:, :, None]
+        return MotionField(vectors, block, flat, split, deltas)

@@ -25,6 +25,7 @@ from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.latent_codec import LAMBDA
 from nvcodec.models.layout import block_sums
 from nvcodec.models.motion import (
+    DELTA_BUCKET,
     MAX_VECTOR,
     difference_size,
     field_buckets,
@@ -43,6 +44,7 @@ DIRECTIONS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 
 # -0.9% and -1.6% against it (SATD instead of SAD: -1.5% and -0.7%, and slower).
 SAD_LAMBDA = math.sqrt(LAMBDA)
 ORDERED_PASSES = 3
+UNIT = 8  # luma pixels per side of the units of split blocks
 
 RateOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # differences (..., 2), buckets (...) -> bits
 
@@ -58,6 +60,7 @@ class BlockSearch:
         step_8bit: float,
         rate_of: RateOf,
         block: int,
+        start: np.ndarray | None = None,
     ):
         self.target = target_luma
         self.reference = reference
@@ -68,7 +71,7 @@ class BlockSearch:
         self.grid = (-(-h // block), -(-w // block))
         self.fields: list[np.ndarray] = []
         self.sads: list[np.ndarray] = []
-        self.best = np.zeros((*self.grid, 2), dtype=np.int64)
+        self.best = np.zeros((*self.grid, 2), dtype=np.int64) if start is None else start
         self.best_sad = self._sad(self.best)
 
     def _sad(self, field: np.ndarray) -> np.ndarray:
@@ -82,11 +85,15 @@ class BlockSearch:
     def _bits(self, diff: np.ndarray) -> np.ndarray:
         return self.rate_of(diff, field_buckets(diff))
 
+    def _predictors(self) -> np.ndarray:
+        """What each block's vector is coded against: the median of the best field so far."""
+        return median_prediction(self.best)
+
     def consider(self, field: np.ndarray) -> None:
         """Keep, block by block, the vectors of `field` where they cost less. Both are priced
         against the predictors of the current best field (the best's own rate changes with it)."""
         field = np.clip(field, -MAX_VECTOR, MAX_VECTOR)
-        predictor = median_prediction(self.best)
+        predictor = self._predictors()
         sad = self._sad(field)
         cost = sad + self.lam * self._bits(field - predictor)
         better = cost < self.best_sad + self.lam * self._bits(self.best - predictor)
@@ -144,4 +151,45 @@ def search(
         s.consider(median_prediction(s.best))
         s.propagate()
     s.decide_in_order()
+    return s.best
+
+
+class UnitSearch(BlockSearch):
+    """The search of the 8x8 units of split blocks (models.motion): a unit's vector is coded as its
+    delta from its block's vector, with the delta tables, so that is what its rate is."""
+
+    def __init__(
+        self,
+        target_luma: torch.Tensor,
+        reference: InterpolatedFrame,
+        step_8bit: float,
+        rate_of: RateOf,
+        blocks: np.ndarray,
+    ):
+        super().__init__(target_luma, reference, step_8bit, rate_of, UNIT, start=blocks)
+        self.blocks = blocks
+
+    def _bits(self, diff: np.ndarray) -> np.ndarray:
+        return self.rate_of(diff, np.full(diff.shape[:2], DELTA_BUCKET))
+
+    def _predictors(self) -> np.ndarray:
+        return self.blocks
+
+
+def search_units(
+    target_luma: torch.Tensor,
+    reference: InterpolatedFrame,
+    seed: np.ndarray,
+    step_8bit: float,
+    rate_of: RateOf,
+    blocks: np.ndarray,
+) -> np.ndarray:
+    """(2Hb, 2Wb, 2) quarter-pixel vectors of the 8x8 units, from their blocks' vectors `blocks`
+    spread over the units (2Hb, 2Wb, 2): SpyNet's unit means, the neighbours' vectors (the other
+    side of a motion edge), then a pixel and its fractions around the best."""
+    s = UnitSearch(target_luma, reference, step_8bit, rate_of, blocks)
+    s.consider(np.round(seed / 4).astype(np.int64) * 4)
+    s.propagate()
+    s.refine(WHOLE_STEPS[-1:])
+    s.refine(FRACTION_STEPS)
     return s.best

@@ -168,7 +168,15 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
     off = ToolMode.OFF
     encoder = Encoder(
         weights,
-        CodingParams(qp=qp, filter=off, enhance=off, large_blocks=off, flat_blocks=off, table_shifts=off),
+        CodingParams(
+            qp=qp,
+            filter=off,
+            enhance=off,
+            large_blocks=off,
+            flat_blocks=off,
+            table_shifts=off,
+            split_blocks=off,
+        ),
         info,
     )
     bits = 0
@@ -181,7 +189,7 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
                 shape = tuple(encoder.reference.picture.frame.shape)
                 grid = block_grid(shape, motion_block(rec.flags))
                 motion = weights.model.inter.motion  # no flat-block map: the tool is off above
-                v, _ = motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables, False)
+                v = motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables, False).vectors
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits
 

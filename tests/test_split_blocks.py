@@ -1,0 +1,142 @@
+"""Split blocks (bitstream 2.6): a 16x16 motion block with four 8x8 units, each the block's
+vector plus a coded delta; the map and deltas in the motion substream, the units' compensation,
+and the encoder's choice through a whole round trip."""
+
+import io
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.test_codec import decode, encode, make_weights
+
+from nvcodec.bitstream import BitstreamReader, FrameFlags, FrameRecord, FrameType, Tools
+from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.errors import BitstreamError, InputError
+from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.config import TINY
+from nvcodec.models.flat_blocks import to_predictors
+from nvcodec.models.inter import InterCoder
+from nvcodec.models.layout import frame_to_tensor, quantize_pixels
+from nvcodec.models.motion import MAX_VECTOR, MotionField, unit_field, units_by_block
+from nvcodec.sample import synthetic_frames
+from nvcodec.weights import random_model
+
+
+def test_units_are_ordered_top_left_top_right_bottom_left_bottom_right():
+    field = np.arange(4 * 6).reshape(4, 6)  # 2 x 3 blocks of 2 x 2 units
+    by_block = units_by_block(field)
+    assert by_block.shape == (2, 3, 4)
+    assert by_block[0, 1].tolist() == [2, 3, 8, 9] and by_block[1, 2].tolist() == [16, 17, 22, 23]
+    np.testing.assert_array_equal(unit_field(by_block), field)
+
+
+def test_unit_vectors_add_the_deltas_of_split_blocks_only():
+    vectors = np.array([[[4, 0], [-8, 12]]])
+    split = np.array([[True, False]])
+    deltas = np.zeros((1, 2, 4, 2), dtype=np.int64)
+    deltas[0, 0] = [[1, 0], [0, 2], [-3, 0], [5, 5]]
+    deltas[0, 1] = 99  # not split: never read
+    units = MotionField(vectors, 16, None, split, deltas).unit_vectors()
+    assert units.shape == (2, 4, 2)
+    assert units[:, :2].reshape(4, 2).tolist() == [[5, 0], [4, 2], [1, 0], [9, 5]]
+    assert (units[:, 2:] == [-8, 12]).all()
+    assert MotionField(vectors, 16).unit_vectors() is vectors
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_motion_substream_round_trips_flat_and_split_maps_and_deltas(hb, wb, seed):
+    rng = np.random.default_rng(seed)
+    flat = rng.random((hb, wb)) < 0.25
+    split = (rng.random((hb, wb)) < 0.5) & ~flat
+    if hb > 1:
+        split[0] = False  # a row with no split block: an empty group of deltas
+    vectors = to_predictors(rng.integers(-40, 41, size=(hb, wb, 2)), flat)
+    deltas = np.where(split[..., None, None], rng.integers(-6, 7, size=(hb, wb, 4, 2)), 0)
+    model = random_model(TINY, 0)
+    coder, tables = model.inter.motion, model.probability_tables()
+    stream = coder.encode(MotionField(vectors, 16, flat, split, deltas), 30, tables)
+    got = coder.decode(stream, (hb, wb), 30, tables, True, True)
+    np.testing.assert_array_equal(got.vectors, vectors)
+    np.testing.assert_array_equal(got.flat, flat)
+    np.testing.assert_array_equal(got.split, split)
+    np.testing.assert_array_equal(got.deltas, deltas)
+    without = coder.encode(MotionField(vectors, 16, flat), 30, tables)
+    assert len(without) <= len(stream)
+    assert coder.decode(without, (hb, wb), 30, tables, True, False).split is None
+
+
+def test_hostile_deltas_are_clamped_with_the_vectors():
+    model = random_model(TINY, 0)
+    coder, tables = model.inter.motion, model.probability_tables()
+    vectors = np.array([[[MAX_VECTOR - 2, -MAX_VECTOR]]])
+    deltas = np.array([[[[10, -10], [0, 0], [-5, 3], [1 << 20, 0]]]])
+    stream = coder.encode(MotionField(vectors, 16, None, np.ones((1, 1), bool), deltas), 30, tables)
+    got = coder.decode(stream, (1, 1), 30, tables, False, True).unit_vectors()
+    assert got.reshape(4, 2).tolist() == [
+        [MAX_VECTOR, -MAX_VECTOR], [MAX_VECTOR - 2, -MAX_VECTOR], [MAX_VECTOR - 7, 3 - MAX_VECTOR], [MAX_VECTOR, -MAX_VECTOR]
+    ]  # fmt: skip
+
+
+def test_split_flags_exclude_large_blocks_and_intra_frames():
+    with pytest.raises(
+        BitstreamError, match=r"split blocks \(64\) and large blocks \(8\) exclude each other"
+    ):
+        FrameRecord(FrameType.INTER, 30, FrameFlags.SPLIT_BLOCKS | FrameFlags.LARGE_BLOCKS, (b"", b""), 0, 0)
+    with pytest.raises(BitstreamError, match="on an intra frame"):
+        FrameRecord(FrameType.INTRA, 30, FrameFlags.SPLIT_BLOCKS, (b"",), 0, 0)
+
+
+def test_split_blocks_cannot_be_forced_on():
+    with pytest.raises(InputError, match="--split-blocks is auto or off"):
+        CodingParams(split_blocks=ToolMode.ON)
+
+
+def test_the_encoder_splits_blocks_that_straddle_two_motions():
+    """Left of x = 40 the picture moved 3 pixels right, right of it 3 pixels left: the blocks
+    that straddle x = 40 (16-pixel column 2) split, and their units take the two motions."""
+    model = make_weights(4).model
+    tables = model.probability_tables()
+    texture = frame_to_tensor(next(synthetic_frames(96, 48, 1, seed=6)))
+    reference = InterpolatedFrame(quantize_pixels(texture))
+    luma = reference.luma
+    moved = torch.cat([torch.roll(luma, 3, dims=1)[:, :40], torch.roll(luma, -3, dims=1)[:, 40:]], dim=1)
+    target = texture.clone()
+    target[:, :4] = torch.nn.functional.pixel_unshuffle(moved[None, None].float() / 255, 2)
+    inter = model.inter
+    vectors = inter.search(target, reference, 22, tables, torch.zeros(1, 2, 24, 48), 16)
+    field = inter.split_blocks(
+        target, reference, 22, tables, torch.zeros(1, 2, 24, 48), MotionField(vectors, 16)
+    )
+    assert field.split is not None and field.split[:, 2].all()
+    units = field.unit_vectors()[:, 4:6]  # the 8-pixel unit columns 4 and 5 of block column 2
+    assert (units[:, 0, 0] == -12).all() and (units[:, 1, 0] == 12).all()
+
+
+def checkerboard_split(self, x, reference, qp, tables, flow, field):
+    """Every other block that is not flat split, its units moved 1..3 quarter pixels."""
+    split = (np.indices(field.vectors.shape[:2]).sum(axis=0) % 2).astype(bool)
+    if field.flat is not None:
+        split &= ~field.flat
+    deltas = np.where(split[..., None, None], 1 + np.arange(8).reshape(4, 2) % 3, 0)
+    return replace(field, split=split, deltas=deltas)
+
+
+def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(monkeypatch):
+    """A forced checkerboard of split blocks: the decoder's pictures are the encoder's; with
+    split blocks off the stream is 2.5 and has none."""
+    monkeypatch.setattr(InterCoder, "split_blocks", checkerboard_split)
+    weights = make_weights(4)
+    params = CodingParams(qp=30, large_blocks=ToolMode.OFF, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    _, coded, data = encode(weights, params, frames=4, seed=5)
+    assert all(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded[1:])
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    _, coded_off, data_off = encode(weights, replace(params, split_blocks=ToolMode.OFF), frames=4, seed=5)
+    assert not any(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded_off)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [h.version for h in headers] == [(2, 6), (2, 5)]
+    assert [bool(h.tools & Tools.SPLIT_BLOCKS) for h in headers] == [True, False]
