@@ -43,7 +43,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     def encode_p() -> None:  # motion search aside: flat and split blocks, both filter trials, the enhancement
         inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
         inter.split_blocks(x, ref, 32, tables, flow, MotionField(plain, BLOCK, flat))
-        prediction = ref.predict(torch.from_numpy(coded.field.vectors), coded.field.unit)
+        prediction = ref.predict(torch.from_numpy(coded.field.unit_vectors()), coded.field.unit)
         for refine in (None, model.context_filter):
             p = prediction.refined(refine) if refine else prediction
             inter.synthesis(inter.analysis(x, p), p, 30)
@@ -51,9 +51,12 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
 
     def decode_p() -> None:  # with the in-loop filter and the enhancement
         f = coded.field
-        has_flat, has_split = f.flat is not None, f.split is not None
-        args = (32, tables, intra.latent.symbols, BLOCK, has_flat, has_split)
-        inter.decode(coded.streams, ref, *args, refine=model.context_filter)
+        flags = dict(
+            block=BLOCK, has_flat=f.flat is not None, has_split=f.split is not None, has_shifts=False
+        )
+        inter.decode(
+            coded.streams, ref, 32, tables, intra.latent.symbols, **flags, refine=model.context_filter
+        )
         model.enhancer(ref.frame)
 
     with torch.no_grad():

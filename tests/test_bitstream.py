@@ -483,6 +483,11 @@ def test_record_refusals() -> None:
             no_tools + raw_record() + raw_record(frame_type=1, flags=32),
             "frame 1: table shifts flag set but the header's tools do not allow it",
         ),
+        (
+            no_tools + raw_record() + raw_record(frame_type=1, flags=64),
+            "frame 1: split blocks flag set but the header's tools do not allow it",
+        ),
+        (h + raw_record(flags=64), "frame 0: flags 64 on an intra frame"),
         (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 1)"),
         (h + raw_record(subs=(b"", b"abcd")), "frame 0: n_substreams 2 on an intra frame (must be 1)"),
         (

@@ -4,6 +4,7 @@ and the encoder's choice through a whole round trip."""
 
 import io
 from dataclasses import replace
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -13,14 +14,16 @@ from hypothesis import strategies as st
 from tests.test_codec import decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, FrameRecord, FrameType, Tools
+from nvcodec.codec.encoder import header_for, split_blocks_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.errors import BitstreamError, InputError
+from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import TINY
 from nvcodec.models.flat_blocks import to_predictors
 from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
-from nvcodec.models.motion import MAX_VECTOR, MotionField, unit_field, units_by_block
+from nvcodec.models.motion import MAX_VECTOR, MotionField, spread_units, unit_field, units_by_block
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
 
@@ -59,14 +62,14 @@ def test_motion_substream_round_trips_flat_and_split_maps_and_deltas(hb, wb, see
     model = random_model(TINY, 0)
     coder, tables = model.inter.motion, model.probability_tables()
     stream = coder.encode(MotionField(vectors, 16, flat, split, deltas), 30, tables)
-    got = coder.decode(stream, (hb, wb), 30, tables, True, True)
+    got = coder.decode(stream, (hb, wb), 30, tables, block=16, has_flat=True, has_split=True)
     np.testing.assert_array_equal(got.vectors, vectors)
     np.testing.assert_array_equal(got.flat, flat)
     np.testing.assert_array_equal(got.split, split)
     np.testing.assert_array_equal(got.deltas, deltas)
     without = coder.encode(MotionField(vectors, 16, flat), 30, tables)
     assert len(without) <= len(stream)
-    assert coder.decode(without, (hb, wb), 30, tables, True, False).split is None
+    assert coder.decode(without, (hb, wb), 30, tables, block=16, has_flat=True, has_split=False).split is None
 
 
 def test_hostile_deltas_are_clamped_with_the_vectors():
@@ -75,19 +78,48 @@ def test_hostile_deltas_are_clamped_with_the_vectors():
     vectors = np.array([[[MAX_VECTOR - 2, -MAX_VECTOR]]])
     deltas = np.array([[[[10, -10], [0, 0], [-5, 3], [1 << 20, 0]]]])
     stream = coder.encode(MotionField(vectors, 16, None, np.ones((1, 1), bool), deltas), 30, tables)
-    got = coder.decode(stream, (1, 1), 30, tables, False, True).unit_vectors()
+    got = coder.decode(stream, (1, 1), 30, tables, block=16, has_flat=False, has_split=True).unit_vectors()
+    top, bottom = MAX_VECTOR, -MAX_VECTOR
     assert got.reshape(4, 2).tolist() == [
-        [MAX_VECTOR, -MAX_VECTOR], [MAX_VECTOR - 2, -MAX_VECTOR], [MAX_VECTOR - 7, 3 - MAX_VECTOR], [MAX_VECTOR, -MAX_VECTOR]
-    ]  # fmt: skip
+        [top, bottom],
+        [top - 2, bottom],
+        [top - 7, bottom + 3],
+        [top, bottom],
+    ]
 
 
-def test_split_flags_exclude_large_blocks_and_intra_frames():
-    with pytest.raises(
-        BitstreamError, match=r"split blocks \(64\) and large blocks \(8\) exclude each other"
-    ):
-        FrameRecord(FrameType.INTER, 30, FrameFlags.SPLIT_BLOCKS | FrameFlags.LARGE_BLOCKS, (b"", b""), 0, 0)
+def test_split_blocks_are_refused_on_intra_frames():
     with pytest.raises(BitstreamError, match="on an intra frame"):
         FrameRecord(FrameType.INTRA, 30, FrameFlags.SPLIT_BLOCKS, (b"",), 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("params", "allowed"),
+    [
+        (CodingParams(), True),
+        (CodingParams(large_blocks=ToolMode.ON), True),  # 32x32 blocks split into 16x16 units
+        (CodingParams(split_blocks=ToolMode.OFF), False),
+        (CodingParams(intra_period=1), False),  # no P frames
+    ],
+)
+def test_header_allows_split_blocks_where_a_p_frame_may_have_them(params, allowed):
+    header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
+    assert bool(header.tools & Tools.SPLIT_BLOCKS) == allowed == split_blocks_possible(params)
+    assert (header.version == (2, 6)) == allowed
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([16, 32]))
+def test_units_of_a_whole_block_predict_what_the_block_does(seed, block):
+    """Motion compensation of a field of units carrying their blocks' vectors gives the blocks'
+    prediction exactly (bitstream_spec.md 7.9), fractions, borders and far vectors included."""
+    rng = np.random.default_rng(seed)
+    reference = InterpolatedFrame(quantize_pixels(frame_to_tensor(next(synthetic_frames(80, 48, 1, seed=3)))))
+    vectors = rng.integers(-70, 71, size=(-(-48 // block), -(-80 // block), 2))
+    vectors[0, 0] = [MAX_VECTOR, -MAX_VECTOR]
+    whole = reference.predict(torch.from_numpy(vectors), block).fine
+    units = reference.predict(torch.from_numpy(spread_units(vectors)), block // 2).fine
+    assert torch.equal(whole, units)
 
 
 def test_split_blocks_cannot_be_forced_on():
@@ -95,25 +127,27 @@ def test_split_blocks_cannot_be_forced_on():
         CodingParams(split_blocks=ToolMode.ON)
 
 
-def test_the_encoder_splits_blocks_that_straddle_two_motions():
-    """Left of x = 40 the picture moved 3 pixels right, right of it 3 pixels left: the blocks
-    that straddle x = 40 (16-pixel column 2) split, and their units take the two motions."""
+@pytest.mark.parametrize(("block", "edge"), [(16, 40), (32, 48)])
+def test_the_encoder_splits_blocks_that_straddle_two_motions(block, edge):
+    """Left of x = edge the picture moved 3 pixels right, right of it 3 pixels left: the blocks
+    that straddle the edge split, and their units on either side take the two motions (with
+    32x32 blocks the 48-row picture cuts the second row of blocks: its units inside count)."""
     model = make_weights(4).model
     tables = model.probability_tables()
     texture = frame_to_tensor(next(synthetic_frames(96, 48, 1, seed=6)))
     reference = InterpolatedFrame(quantize_pixels(texture))
     luma = reference.luma
-    moved = torch.cat([torch.roll(luma, 3, dims=1)[:, :40], torch.roll(luma, -3, dims=1)[:, 40:]], dim=1)
+    moved = torch.cat([torch.roll(luma, 3, dims=1)[:, :edge], torch.roll(luma, -3, dims=1)[:, edge:]], dim=1)
     target = texture.clone()
     target[:, :4] = torch.nn.functional.pixel_unshuffle(moved[None, None].float() / 255, 2)
-    inter = model.inter
-    vectors = inter.search(target, reference, 22, tables, torch.zeros(1, 2, 24, 48), 16)
-    field = inter.split_blocks(
-        target, reference, 22, tables, torch.zeros(1, 2, 24, 48), MotionField(vectors, 16)
-    )
-    assert field.split is not None and field.split[:, 2].all()
-    units = field.unit_vectors()[:, 4:6]  # the 8-pixel unit columns 4 and 5 of block column 2
-    assert (units[:, 0, 0] == -12).all() and (units[:, 1, 0] == 12).all()
+    inter, flow = model.inter, torch.zeros(1, 2, 24, 48)
+    vectors = inter.search(target, reference, 22, tables, flow, block)
+    field = inter.split_blocks(target, reference, 22, tables, flow, MotionField(vectors, block))
+    assert field.split is not None and field.split[:, edge // block].all()
+    assert field.split.sum() == field.split.shape[0]  # the blocks of one motion stay whole
+    unit = block // 2
+    inside = field.unit_vectors()[: 48 // unit, edge // unit - 1 : edge // unit + 1]
+    assert (inside[:, 0, 0] == -12).all() and (inside[:, 1, 0] == 12).all()
 
 
 def checkerboard_split(self, x, reference, qp, tables, flow, field):
@@ -125,14 +159,17 @@ def checkerboard_split(self, x, reference, qp, tables, flow, field):
     return replace(field, split=split, deltas=deltas)
 
 
-def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(monkeypatch):
-    """A forced checkerboard of split blocks: the decoder's pictures are the encoder's; with
-    split blocks off the stream is 2.5 and has none."""
+@pytest.mark.parametrize("large", [ToolMode.OFF, ToolMode.ON])
+def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, monkeypatch):
+    """A forced checkerboard of split blocks, of 16x16 blocks into 8x8 units or of 32x32 blocks
+    (cut at the 70x45 picture's edges) into 16x16 units: the decoder's pictures are the
+    encoder's; with split blocks off the stream is 2.5 and has none."""
     monkeypatch.setattr(InterCoder, "split_blocks", checkerboard_split)
     weights = make_weights(4)
-    params = CodingParams(qp=30, large_blocks=ToolMode.OFF, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    params = CodingParams(qp=30, large_blocks=large, filter=ToolMode.OFF, enhance=ToolMode.OFF)
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert all(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded[1:])
+    assert all(bool(c.record.flags & FrameFlags.LARGE_BLOCKS) == (large == ToolMode.ON) for c in coded[1:])
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     _, coded_off, data_off = encode(weights, replace(params, split_blocks=ToolMode.OFF), frames=4, seed=5)

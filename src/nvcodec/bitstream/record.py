@@ -33,7 +33,7 @@ class FrameFlags(IntFlag):
     LARGE_BLOCKS = 8  # one motion vector per 32x32 luma pixels, not 16x16
     FLAT_BLOCKS = 16  # the motion substream holds a flat-block map
     TABLE_SHIFTS = 32  # the latent substream starts with table shifts
-    SPLIT_BLOCKS = 64  # the motion substream holds a split map; vectors per 8x8 unit
+    SPLIT_BLOCKS = 64  # the motion substream holds a split map; split blocks have four vectors
 
 
 ALL_FLAGS = int(
@@ -92,10 +92,6 @@ class FrameRecord:
             raise BitstreamError(
                 f"flags {int(self.flags)} on an intra frame "
                 "(only enhancement, 2, and table shifts, 32, are allowed)"
-            )
-        if self.flags & FrameFlags.SPLIT_BLOCKS and self.flags & FrameFlags.LARGE_BLOCKS:
-            raise BitstreamError(
-                f"flags {int(self.flags)}: split blocks (64) and large blocks (8) exclude each other"
             )
         if not all(isinstance(s, (bytes, bytearray, memoryview)) for s in self.substreams):
             raise BitstreamError("substreams must be bytes")

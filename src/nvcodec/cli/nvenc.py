@@ -126,7 +126,7 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     type=DECIDED_MODES,
     default="auto",
     show_default=True,
-    help="P-frame 16x16 blocks split into four 8x8 vectors where that pays (off: readable by 2.5 decoders).",
+    help="Motion blocks split into four vectors of half their side where that pays (off: readable by 2.5 decoders).",
 )
 @MAX_SIZE
 @WEIGHTS

@@ -92,11 +92,18 @@ class Decoder(FrameLoop):
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
-            block = motion_block(record.flags)
-            has_flat = bool(record.flags & FrameFlags.FLAT_BLOCKS)
-            has_split = bool(record.flags & FrameFlags.SPLIT_BLOCKS)
-            args = (record.qp, self.tables, ref.symbols, block, has_flat, has_split, refine, has_shifts)
-            out = self.model.inter.decode(record.substreams, ref.picture, *args)
+            out = self.model.inter.decode(
+                record.substreams,
+                ref.picture,
+                record.qp,
+                self.tables,
+                ref.symbols,
+                block=motion_block(record.flags),
+                has_flat=bool(record.flags & FrameFlags.FLAT_BLOCKS),
+                has_split=bool(record.flags & FrameFlags.SPLIT_BLOCKS),
+                has_shifts=has_shifts,
+                refine=refine,
+            )
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement

@@ -72,10 +72,8 @@ def flat_blocks_possible(params: CodingParams) -> bool:
 
 
 def split_blocks_possible(params: CodingParams) -> bool:
-    """Whether a P frame may split its motion blocks (then the stream is version 2.6): only
-    frames with 16x16 blocks can."""
-    small = params.large_blocks != ToolMode.ON
-    return params.intra_period != 1 and params.split_blocks != ToolMode.OFF and small
+    """Whether a P frame may split its motion blocks (then the stream is version 2.6)."""
+    return params.intra_period != 1 and params.split_blocks != ToolMode.OFF
 
 
 def table_shifts_possible(params: CodingParams) -> bool:
@@ -219,7 +217,7 @@ class Encoder(FrameLoop):
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
             field = MotionField(vectors, block, flat)
-            if block == BLOCK and split_blocks_possible(self.params):
+            if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, ref.picture, plan.qp, self.tables, flow, field)
             args = (plan.qp, self.tables, ref.symbols, field)
             out = inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)

@@ -177,18 +177,21 @@ class InterCoder(nn.Module):
         flow: torch.Tensor,
         field: MotionField,
     ) -> MotionField:
-        """The field with the blocks split whose four unit vectors, searched on 8x8 units from
-        the block's own, lower the estimated residual cost (flat_blocks.coding_cost) by more
+        """The field with the blocks split whose four unit vectors, searched on units of half the
+        block's side from the block's own, lower the estimated residual cost (flat_blocks.coding_cost) by more
         than lambda times their deltas' bits and a split flag's; flat blocks stay whole.
         Unchanged when no block is split (not normative)."""
         unit = field.block // 2
         whole = spread_units(field.vectors)
         target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
         step, rate_of = base_step(qp) * 255, self._rate_of(qp, tables)
-        fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole)
+        fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole, unit)
         deltas = units_by_block(fine - whole)
         one = self._residual_costs(x, reference, qp, field.vectors, field.block)
-        four = units_by_block(self._residual_costs(x, reference, qp, fine, unit)).sum(axis=-1)
+        per_unit = np.zeros(whole.shape[:2])  # units outside the picture cost nothing
+        costs = self._residual_costs(x, reference, qp, fine, unit)
+        per_unit[: costs.shape[0], : costs.shape[1]] = costs
+        four = units_by_block(per_unit).sum(axis=-1)
         delta_bits = rate_of(deltas, np.full(deltas.shape[:3], DELTA_BUCKET)).sum(axis=-1)
         split = four + INTER_LAMBDA * (delta_bits + SPLIT_FLAG_BITS) < one
         if field.flat is not None:
@@ -250,18 +253,21 @@ class InterCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         previous: np.ndarray,
+        *,
         block: int,
         has_flat: bool,
         has_split: bool,
+        has_shifts: bool,
         refine: Refine | None = None,
-        has_shifts: bool = False,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
-        field = self.motion.decode(streams[0], grid, qp, tables, has_flat, has_split, block)
+        field = self.motion.decode(
+            streams[0], grid, qp, tables, block=block, has_flat=has_flat, has_split=has_split
+        )
         prediction = self._prediction(reference, field, refine)
         like = prediction.values
         latent = self.latent.decode(

@@ -1,7 +1,8 @@
 """Motion: the block vector field, coded against the median of decoded neighbours.
 
-A P frame carries one vector per 16x16 luma block in quarter pixels. Each vector is coded as its
-difference from a predictor made of already decoded vectors (bitstream_spec.md, 7.2):
+A P frame carries one vector per 16x16 (or, frame by frame, 32x32) luma block in quarter pixels.
+Each vector is coded as its difference from a predictor made of already decoded vectors
+(bitstream_spec.md, 7.2):
 
     row 0:   the left neighbour (0 for the first block)
     below:   componentwise median(A, B, C), B the block above, A the left one (B in column 0),
@@ -17,13 +18,14 @@ On a P frame with flat blocks (models.flat_blocks, bitstream 2.4) the substream 
 map, one binary group per row, each flag's probability chosen by how many of the three blocks
 above are flat; a flat block's difference is 0 and is not coded (its row group skips it).
 
-Split blocks (bitstream 2.6): a 16x16 block that is not flat may be split into four 8x8 units,
-each with its own vector, the block's vector plus a *delta*. The split map follows the flat map,
-coded as it is; after the rows of differences, one group per row of blocks holds the deltas of
-its split blocks (the x components of each block's units top-left, top-right, bottom-left,
-bottom-right, block after block, then the y components), with the tables of bucket 4. The block
-vectors, their predictors and their contexts are those of a field without split blocks: a split
-only refines the prediction inside its block, and costs its four deltas.
+Split blocks (bitstream 2.6): a block that is not flat may be split into four units of half its
+side (8x8 in a 16x16 block, 16x16 in a 32x32 one), each with its own vector, the block's vector
+plus a *delta*. The split map follows the flat map, coded as it is; after the rows of
+differences, one group per row of blocks holds the deltas of its split blocks (the x components
+of each block's units top-left, top-right, bottom-left, bottom-right, block after block, then
+the y components), with the tables of bucket 4. The block vectors, their predictors and their
+contexts are those of a field without split blocks: a split only refines the prediction inside
+its block, and costs its four deltas.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ UNITS = 4  # a split block's units: top-left, top-right, bottom-left, bottom-rig
 DELTA_BUCKET = VECTOR_BUCKETS - 1
 
 
-@dataclass
+@dataclass(frozen=True)
 class MotionField:
     """A P frame's motion: one vector per block, the blocks' side, the flat blocks and the split
     blocks with their units' deltas."""
@@ -71,11 +73,12 @@ class MotionField:
         return self.block if self.split is None else self.block // 2
 
     def unit_vectors(self) -> np.ndarray:
-        """The vectors motion compensation reads: the blocks', or with split blocks one per 8x8
-        unit (Hu, Wu, 2) = the block's vector plus the unit's delta (0 in blocks not split)."""
+        """The vectors motion compensation reads: the blocks', or with split blocks one per unit
+        (2Hb, 2Wb, 2), the block's vector plus the unit's delta (0 in blocks not split), clamped."""
         if self.split is None:
             return self.vectors
-        return unit_field(self.vectors[:, :, None] + np.where(self.split[..., None, None], self.deltas, 0))
+        deltas = np.where(self.split[..., None, None], self.deltas, 0)
+        return np.clip(unit_field(self.vectors[:, :, None] + deltas), -MAX_VECTOR, MAX_VECTOR)
 
 
 def spread_units(per_block: np.ndarray) -> np.ndarray:
@@ -260,11 +263,26 @@ class MotionCoder(nn.Module):
             encoder.add(d[i, coded[i]].T, indices[:, coded[i]])
         if split is not None:
             assert flat is None or not (split & flat).any(), "a flat block is never split"
-            delta_indices = self.delta_indices(qp)[:, None]
-            for i in range(d.shape[0]):
-                deltas = field.deltas[i, split[i]].reshape(-1, 2).T
-                encoder.add(deltas, np.broadcast_to(delta_indices, deltas.shape))
+            self._add_deltas(encoder, qp, split, field.deltas)
         return encoder.finish()
+
+    def _add_deltas(self, encoder: SymbolEncoder, qp: int, split: np.ndarray, deltas: np.ndarray) -> None:
+        """One group per row of blocks: the x components of its split blocks' deltas, then the y."""
+        indices = self.delta_indices(qp)[:, None]
+        for i in range(split.shape[0]):
+            row = deltas[i, split[i]].reshape(-1, 2).T
+            encoder.add(row, np.broadcast_to(indices, row.shape))
+
+    def _read_deltas(self, decoder: SymbolDecoder, qp: int, split: np.ndarray) -> np.ndarray:
+        """(Hb, Wb, UNITS, 2) the deltas of the split blocks (0 elsewhere), row group by row group."""
+        deltas = np.zeros((*split.shape, UNITS, 2), dtype=np.int64)
+        indices = self.delta_indices(qp)[:, None]
+        for i in range(split.shape[0]):
+            n = int(split[i].sum())
+            deltas[i, split[i]] = decoder.read(np.broadcast_to(indices, (2, n * UNITS))).T.reshape(
+                n, UNITS, 2
+            )
+        return deltas
 
     def decode(
         self,
@@ -272,9 +290,10 @@ class MotionCoder(nn.Module):
         grid: tuple[int, int],
         qp: int,
         tables: ProbabilityTables,
+        *,
+        block: int,
         has_flat: bool,
-        has_split: bool = False,
-        block: int = 16,
+        has_split: bool,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
         `has_split`: the record says it holds a flat-block map, a split map."""
@@ -286,16 +305,7 @@ class MotionCoder(nn.Module):
         for i in range(grid[0]):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
-        deltas = None
-        if split is not None:
-            deltas = np.zeros((*grid, UNITS, 2), dtype=np.int64)
-            delta_indices = self.delta_indices(qp)[:, None]
-            for i in range(grid[0]):
-                n = int(split[i].sum())
-                read = decoder.read(np.broadcast_to(delta_indices, (2, n * UNITS)))
-                deltas[i, split[i]] = read.T.reshape(n, UNITS, 2)
+        deltas = None if split is None else self._read_deltas(decoder, qp, split)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
-        if deltas is not None:
-            deltas = np.clip(vectors[:, :, None] + deltas, -MAX_VECTOR, MAX_VECTOR) - vectors[:, :, None]
         return MotionField(vectors, block, flat, split, deltas)

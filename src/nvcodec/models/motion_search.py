@@ -44,7 +44,6 @@ DIRECTIONS = ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 
 # -0.9% and -1.6% against it (SATD instead of SAD: -1.5% and -0.7%, and slower).
 SAD_LAMBDA = math.sqrt(LAMBDA)
 ORDERED_PASSES = 3
-UNIT = 8  # luma pixels per side of the units of split blocks
 
 RateOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # differences (..., 2), buckets (...) -> bits
 
@@ -71,7 +70,7 @@ class BlockSearch:
         self.grid = (-(-h // block), -(-w // block))
         self.fields: list[np.ndarray] = []
         self.sads: list[np.ndarray] = []
-        self.best = np.zeros((*self.grid, 2), dtype=np.int64) if start is None else start
+        self.best = np.zeros((*self.grid, 2), dtype=np.int64) if start is None else start.copy()
         self.best_sad = self._sad(self.best)
 
     def _sad(self, field: np.ndarray) -> np.ndarray:
@@ -155,7 +154,7 @@ def search(
 
 
 class UnitSearch(BlockSearch):
-    """The search of the 8x8 units of split blocks (models.motion): a unit's vector is coded as its
+    """The search of the units of split blocks (models.motion): a unit's vector is coded as its
     delta from its block's vector, with the delta tables, so that is what its rate is."""
 
     def __init__(
@@ -165,8 +164,11 @@ class UnitSearch(BlockSearch):
         step_8bit: float,
         rate_of: RateOf,
         blocks: np.ndarray,
+        unit: int,
     ):
-        super().__init__(target_luma, reference, step_8bit, rate_of, UNIT, start=blocks)
+        h, w = target_luma.shape
+        blocks = blocks[: -(-h // unit), : -(-w // unit)]  # the units inside the picture
+        super().__init__(target_luma, reference, step_8bit, rate_of, unit, start=blocks)
         self.blocks = blocks
 
     def _bits(self, diff: np.ndarray) -> np.ndarray:
@@ -183,13 +185,17 @@ def search_units(
     step_8bit: float,
     rate_of: RateOf,
     blocks: np.ndarray,
+    unit: int,
 ) -> np.ndarray:
-    """(2Hb, 2Wb, 2) quarter-pixel vectors of the 8x8 units, from their blocks' vectors `blocks`
-    spread over the units (2Hb, 2Wb, 2): SpyNet's unit means, the neighbours' vectors (the other
-    side of a motion edge), then a pixel and its fractions around the best."""
-    s = UnitSearch(target_luma, reference, step_8bit, rate_of, blocks)
-    s.consider(np.round(seed / 4).astype(np.int64) * 4)
+    """(2Hb, 2Wb, 2) quarter-pixel vectors of units of unit x unit luma pixels, from their blocks'
+    vectors `blocks` spread over the units (2Hb, 2Wb, 2): SpyNet's unit means, the neighbours'
+    vectors (the other side of a motion edge), then a pixel and its fractions around the best.
+    Units outside the picture (blocks cut by its edge) keep their block's vector."""
+    s = UnitSearch(target_luma, reference, step_8bit, rate_of, blocks, unit)
+    s.consider(np.round(seed[: s.grid[0], : s.grid[1]] / 4).astype(np.int64) * 4)
     s.propagate()
     s.refine(WHOLE_STEPS[-1:])
     s.refine(FRACTION_STEPS)
-    return s.best
+    found = blocks.copy()
+    found[: s.grid[0], : s.grid[1]] = s.best
+    return found

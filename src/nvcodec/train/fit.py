@@ -187,9 +187,11 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             counts.substreams += len(rec.substreams)
             if rec.frame_type == FrameType.INTER:
                 shape = tuple(encoder.reference.picture.frame.shape)
-                grid = block_grid(shape, motion_block(rec.flags))
+                block = motion_block(rec.flags)
+                grid = block_grid(shape, block)
                 motion = weights.model.inter.motion  # no flat-block map: the tool is off above
-                v = motion.decode(rec.substreams[0], grid, rec.qp, encoder.tables, False).vectors
+                args = (rec.substreams[0], grid, rec.qp, encoder.tables)
+                v = motion.decode(*args, block=block, has_flat=False, has_split=False).vectors
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits
 
