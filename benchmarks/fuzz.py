@@ -224,8 +224,13 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         "periodic-tools": CodingParams(
             qp=36, filter=ToolMode.ON, enhance=ToolMode.ON, large_blocks=ToolMode.ON
         ),
+        "unsplit": CodingParams(qp=30, split_blocks=ToolMode.OFF),  # where this clip has flat blocks
     }
-    segments = {"one-intra": SegmentLength(), "periodic-tools": SegmentLength(frames=2)}
+    segments = {
+        "one-intra": SegmentLength(),
+        "periodic-tools": SegmentLength(frames=2),
+        "unsplit": SegmentLength(),
+    }
     bases = []
     for name, params in settings.items():
         nvc, out = folder / f"{name}.nvc", folder / f"{name}.y4m"
