@@ -54,6 +54,20 @@ def decode(weights: Weights, data: bytes, **options):
     return [decoder.decode(r) for r in reader]
 
 
+def check_tool(weights: Weights, coded: list, data: bytes, off: CodingParams, flag: FrameFlags, bit: Tools,
+               versions: tuple[tuple[int, int], tuple[int, int]]) -> None:  # fmt: skip
+    """A tool's round trip (4 frames of seed 5, coded as `coded`/`data`): the decoder's pictures
+    are the encoder's, and coded with `off` no record has `flag`, the header not `bit`, and the
+    version falls from versions[0] to versions[1]."""
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    _, coded_off, data_off = encode(weights, off, frames=4, seed=5)
+    assert not any(c.record.flags & flag for c in coded_off)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [h.version for h in headers] == list(versions)
+    assert [bool(h.tools & bit) for h in headers] == [True, False]
+
+
 def test_schedule_types_qp_and_refresh():
     params = CodingParams(qp=40, intra_period=4, refresh_period=3, qp_offsets=(0, 6, 4, 6, 2, 6, 4, 6))
     plans = [plan_frame(i, params) for i in range(9)]
