@@ -158,16 +158,23 @@ def checkerboard_split(self, x, reference, qp, tables, flow, field):
     return replace(field, split=split, deltas=deltas)
 
 
-@pytest.mark.parametrize("large", [ToolMode.OFF, ToolMode.ON])
-def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, monkeypatch):
+@pytest.mark.parametrize(
+    ("large", "refine"),
+    [(ToolMode.OFF, ToolMode.OFF), (ToolMode.ON, ToolMode.OFF), (ToolMode.OFF, ToolMode.ON)],
+)
+def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, refine, monkeypatch):
     """A forced checkerboard of split blocks, of 16x16 blocks into 8x8 units or of 32x32 blocks
-    (cut at the 70x45 picture's edges) into 16x16 units: the decoder's pictures are the
+    (cut at the 70x45 picture's edges) into 16x16 units, beside the flat blocks the encoder
+    chooses (16x16, no filter), and with the in-loop filter on every P frame: the decoder's pictures are the
     encoder's; with split blocks off the stream is 2.5 and has none."""
     monkeypatch.setattr(InterCoder, "split_blocks", checkerboard_split)
-    weights = make_weights(4)
-    params = CodingParams(qp=30, large_blocks=large, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    weights = make_weights(4, refiners=refine == ToolMode.ON)
+    params = CodingParams(qp=30, large_blocks=large, filter=refine, enhance=ToolMode.OFF)
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert all(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded[1:])
     assert all(bool(c.record.flags & FrameFlags.LARGE_BLOCKS) == (large == ToolMode.ON) for c in coded[1:])
+    assert all(bool(c.record.flags & FrameFlags.FILTER) == (refine == ToolMode.ON) for c in coded[1:])
+    if large == refine == ToolMode.OFF:
+        assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)  # flat and split blocks together
     off = replace(params, split_blocks=ToolMode.OFF)
     check_tool(weights, coded, data, off, FrameFlags.SPLIT_BLOCKS, Tools.SPLIT_BLOCKS, ((2, 6), (2, 5)))
