@@ -15,6 +15,7 @@ from tests.test_codec import check_tool, encode, make_weights
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Tools
 from nvcodec.codec.encoder import header_for, split_blocks_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.entropy.coder import SymbolEncoder
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import InterpolatedFrame
@@ -178,3 +179,25 @@ def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, refine,
         assert any(c.record.flags & FrameFlags.FLAT_BLOCKS for c in coded)  # flat and split blocks together
     off = replace(params, split_blocks=ToolMode.OFF)
     check_tool(weights, coded, data, off, FrameFlags.SPLIT_BLOCKS, Tools.SPLIT_BLOCKS, ((2, 6), (2, 5)))
+
+
+def test_the_spec_example_of_split_blocks():
+    """bitstream_spec.md 5.4.3: the 2 x 3 field with block (1, 1) split, group by group."""
+    model = random_model(TINY, 0)
+    coder, tables, qp = model.inter.motion, model.probability_tables(), 30
+    vectors = np.array([[[4, 0], [4, 0], [5, 1]], [[3, 3], [8, 0], [-1, 7]]])
+    split = np.array([[False, False, False], [False, True, False]])
+    deltas = np.zeros((2, 3, 4, 2), dtype=np.int64)
+    deltas[1, 1] = [[1, 0], [0, 0], [-2, 1], [0, 3]]
+    tm = coder.qp_indices(qp)  # Tm[qp][component][bucket]
+    by_hand = SymbolEncoder(tables)
+    by_hand.add_flags([0, 0, 0], [24, 24, 24])
+    by_hand.add_flags([0, 1, 0], [24, 24, 24])
+    by_hand.add(np.array([[4, 0, 1], [0, 0, 1]]), np.array([tm[:, 0]] * 3).T)
+    by_hand.add(np.array([[-1, 4, -6], [3, -1, 7]]), tm[:, [4, 3, 3]])
+    by_hand.add(np.zeros((2, 0), dtype=np.int64), np.zeros((2, 0), dtype=np.int64))
+    by_hand.add(np.array([[1, 0, -2, 0], [0, 0, 1, 3]]), np.array([tm[:, 4]] * 4).T)
+    stream = coder.encode(MotionField(vectors, 16, None, split, deltas), qp, tables)
+    assert stream == by_hand.finish()
+    field = coder.decode(stream, (2, 3), qp, tables, block=16, has_flat=False, has_split=True)
+    assert units_by_block(field.unit_vectors())[1, 1].tolist() == [[9, 0], [8, 0], [6, 1], [8, 3]]
