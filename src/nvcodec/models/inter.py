@@ -117,9 +117,15 @@ class InterCoder(nn.Module):
         block: int,
     ) -> np.ndarray:
         """The encoder's vectors for frame x, one per block x block luma pixels (not normative)."""
-        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
-        rate_of = self._rate_of(qp, tables)
-        return search(target, reference, seed(flow, block), base_step(qp) * 255, rate_of, block)
+        target, step, rate_of = self._search_terms(x, qp, tables)
+        return search(target, reference, seed(flow, block), step, rate_of, block)
+
+    def _search_terms(
+        self, x: torch.Tensor, qp: int, tables: ProbabilityTables
+    ) -> tuple[torch.Tensor, float, RateOf]:
+        """What the motion searches match and price: the full-resolution target luma, the
+        quantiser step on 8-bit levels, the vectors' bits."""
+        return F.pixel_shuffle(x[:, :4], 2)[0, 0], base_step(qp) * 255, self._rate_of(qp, tables)
 
     def _rate_of(self, qp: int, tables: ProbabilityTables) -> RateOf:
         """The bits of vector differences in their context buckets, from the coder's tables."""
@@ -178,13 +184,12 @@ class InterCoder(nn.Module):
         field: MotionField,
     ) -> MotionField:
         """The field with the blocks split whose four unit vectors, searched on units of half the
-        block's side from the block's own, lower the estimated residual cost (flat_blocks.coding_cost) by more
-        than lambda times their deltas' bits and a split flag's; flat blocks stay whole.
-        Unchanged when no block is split (not normative)."""
+        block's side from the block's own, lower the estimated residual cost
+        (flat_blocks.coding_cost) by more than lambda times their deltas' bits and a split
+        flag's; flat blocks stay whole. Unchanged when no block is split (not normative)."""
         unit = field.block // 2
         whole = spread_units(field.vectors)
-        target = F.pixel_shuffle(x[:, :4], 2)[0, 0]
-        step, rate_of = base_step(qp) * 255, self._rate_of(qp, tables)
+        target, step, rate_of = self._search_terms(x, qp, tables)
         fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole, unit)
         deltas = units_by_block(fine - whole)
         one = self._residual_costs(x, reference, qp, field.vectors, field.block)
