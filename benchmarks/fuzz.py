@@ -222,9 +222,10 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
     settings = {
         "one-intra": CodingParams(qp=30),
         "periodic-tools": CodingParams(
-            qp=36, filter=ToolMode.ON, enhance=ToolMode.ON, large_blocks=ToolMode.ON
+            qp=36, filter=ToolMode.ON, enhance=ToolMode.ON, large_blocks=ToolMode.ON, six_tap=ToolMode.ON
         ),
-        "unsplit": CodingParams(qp=30, split_blocks=ToolMode.OFF),  # where this clip has flat blocks
+        # eight taps, no split blocks: where this clip has flat blocks
+        "unsplit": CodingParams(qp=30, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF),
     }
     segments = {
         "one-intra": SegmentLength(),
@@ -247,6 +248,7 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         (FrameFlags.FLAT_BLOCKS, "a flat-block map"),
         (FrameFlags.TABLE_SHIFTS, "table shifts"),
         (FrameFlags.SPLIT_BLOCKS, "split blocks"),
+        (FrameFlags.SIX_TAP, "six-tap filters"),
     ):
         if not any(has_flag(b.data, flag) for b in bases):
             raise RuntimeError(f"no base stream has {what}: the fuzz would not reach its parser")

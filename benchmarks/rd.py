@@ -3,7 +3,7 @@
     python -m benchmarks.rd [--clips foreman,cockatoo,cactus,people] [--frames N] [--qps 0,22,27,32,37,42,63]
                             [--anchors x264,x265,svt-av1] [--weights PATH] [--out benchmarks/results]
                             [--large-blocks auto|on|off] [--flat-blocks auto|off] [--table-shifts auto|off]
-                            [--split-blocks auto|off]
+                            [--split-blocks auto|off] [--six-tap auto|on|off]
 
 Writes one JSON per clip (every point with its per-frame bits and PSNR). Conditions: low delay,
 one intra frame, YUV 4:2:0 8-bit, PSNR-YUV 6:1:1, rates from the real bitstream sizes.
@@ -133,6 +133,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "flat_blocks": params.flat_blocks.value,
         "table_shifts": params.table_shifts.value,
         "split_blocks": params.split_blocks.value,
+        "six_tap": params.six_tap.value,
     }
     return result
 
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flat-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--table-shifts", choices=["auto", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--split-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
+    parser.add_argument("--six-tap", choices=["auto", "on", "off"], default="auto", help="as nvenc's option")
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             flat_blocks=ToolMode(args.flat_blocks),
             table_shifts=ToolMode(args.table_shifts),
             split_blocks=ToolMode(args.split_blocks),
+            six_tap=ToolMode(args.six_tap),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

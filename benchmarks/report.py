@@ -249,6 +249,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("flat_blocks", "--flat-blocks"),
                 ("table_shifts", "--table-shifts"),
                 ("split_blocks", "--split-blocks"),
+                ("six_tap", "--six-tap"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"

@@ -306,8 +306,9 @@ def test_writer_refusals() -> None:
         (dict(weights_hash=b"1234567"), "weights_hash must be 8 bytes"),
         (dict(intra_period=0), "intra_period 0 outside 1..1000000"),
         (dict(refresh_period=65536), "refresh_period"),
-        (dict(tools=4), "tools 4: bits 2 and 7 must be 0"),
-        (dict(tools=128), "tools 128: bits 2 and 7 must be 0"),
+        (dict(tools=4), "tools 4: bit 2 must be 0"),
+        (dict(tools=132), "tools 132: bit 2 must be 0"),
+        (dict(tools=128, version=(2, 6)), "tools 128: six-tap filters (bit 7) need version 2.7"),
         (dict(tools=64, version=(2, 5)), "tools 64: split blocks (bit 6) need version 2.6"),
         (dict(tools=32, version=(2, 4)), "tools 32: table shifts (bit 5) need version 2.5"),
         (dict(tools=16, version=(2, 3)), "tools 16: flat blocks (bit 4) need version 2.4"),
@@ -315,7 +316,7 @@ def test_writer_refusals() -> None:
         (dict(tools=8, version=(2, 2)), "tools 8: large motion blocks (bit 3) need version 2.3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
-        (dict(version=(2, 7)), "bitstream version 2.7 is newer than this decoder"),
+        (dict(version=(2, 8)), "bitstream version 2.8 is newer than this decoder"),
         (dict(version=(2, 0), sar=(10, 11)), "a sample aspect ratio needs version 2.1"),
         (dict(sar=(0, 11)), "sar_num 0 outside 1..65535"),
         (dict(version=(3, 0)), "bitstream version 3.0 is newer than this decoder"),
@@ -334,7 +335,8 @@ def test_header_construction_refusals(kwargs: dict, message: str) -> None:
     [
         (dict(frame_type=2), "invalid frame_type 2"),
         (dict(qp=64), "qp 64 outside 0..63"),
-        (dict(flags=128), "flags 128 outside 0..127"),
+        (dict(flags=256), "flags 256 outside 0..255"),
+        (dict(flags=128), "flags 128 on an intra frame"),
         (dict(flags=8), "flags 8 on an intra frame"),
         (dict(flags=1), "flags 1 on an intra frame"),
         (dict(substreams=(b"abcd", b"")), "2 substreams on an intra frame (must be 1)"),
@@ -374,9 +376,9 @@ def test_file_level_refusals() -> None:
     assert refused(b"GIF89a" + good) == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89P") == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89NV") == "truncated header: expected at least 8 bytes, got 3"
-    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.6); upgrade nvcodec"
+    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.7); upgrade nvcodec"
     assert refused(raw_header(major=3)) == newer
-    assert refused(raw_header(minor=7)).startswith("bitstream version 2.7 is newer than this decoder")
+    assert refused(raw_header(minor=8)).startswith("bitstream version 2.8 is newer than this decoder")
     assert refused(raw_header(major=255, minor=255)).startswith("bitstream version 255.255 is newer")
     assert refused(raw_header(major=0, minor=9)) == "bitstream version 0.9 is not a released nvcodec version"
     # a version-1 stream (nvcodec 0.1, model v1) is refused with a pointer to the release that reads it
@@ -427,7 +429,8 @@ def test_file_level_refusals() -> None:
         (dict(intra=0), "intra_period 0 outside 1..1000000"),
         (dict(intra=-2), "intra_period -2 outside"),
         (dict(intra=1_000_001), "intra_period 1000001 outside"),
-        (dict(tools=4), "tools 4: bits 2 and 7 must be 0"),
+        (dict(tools=4), "tools 4: bit 2 must be 0"),
+        (dict(tools=128, minor=6), "tools 128: six-tap filters (bit 7) need version 2.7"),
         (dict(tools=8, minor=2), "tools 8: large motion blocks (bit 3) need version 2.3"),
         (dict(offsets=(0, 0), n=0), "number of qp offsets 0 outside 1..64"),
         (dict(offsets=(0, 0), n=1), "header_len 44 does not match its fields (43 bytes)"),
@@ -449,7 +452,7 @@ def test_record_refusals() -> None:
         (h + raw_record(frame_type=1), "frame 0: the first record must be an intra frame"),
         (h + raw_record(frame_type=2, n=2), "frame 0: invalid frame_type 2 (0 = intra, 1 = inter)"),
         (h + raw_record(qp=64), "frame 0: qp 64 outside 0..63"),
-        (h + raw_record(flags=128), "frame 0: flags 128 outside 0..127"),
+        (h + raw_record(flags=128), "frame 0: flags 128 on an intra frame"),
         (h + raw_record(flags=8), "frame 0: flags 8 on an intra frame"),
         (h + raw_record(flags=1), "frame 0: flags 1 on an intra frame"),
         (h + raw_record(flags=4), "frame 0: flags 4 on an intra frame"),
@@ -488,6 +491,10 @@ def test_record_refusals() -> None:
             "frame 1: split blocks flag set but the header's tools do not allow it",
         ),
         (h + raw_record(flags=64), "frame 0: flags 64 on an intra frame"),
+        (
+            no_tools + raw_record() + raw_record(frame_type=1, flags=128),
+            "frame 1: six-tap filters flag set but the header's tools do not allow it",
+        ),
         (h + raw_record(subs=(b"abcd",) * 3), "frame 0: n_substreams 3 on an intra frame (must be 1)"),
         (h + raw_record(subs=(b"", b"abcd")), "frame 0: n_substreams 2 on an intra frame (must be 1)"),
         (

@@ -154,7 +154,8 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
         Trial, "rd_cost", lambda self, qp, pixels: costs.append(self) or real_cost(self, qp, pixels)
     )
     weights = make_weights(3)
-    source, coded, data = encode(weights, CodingParams(qp=44, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    params = CodingParams(qp=44, filter=ToolMode.OFF, enhance=ToolMode.OFF, six_tap=ToolMode.OFF)
+    source, coded, data = encode(weights, params)
     assert len(costs) == 2 * (len(coded) - 1)  # two trials per P frame
     for i, c in enumerate(coded[1:]):
         small, large = costs[2 * i], costs[2 * i + 1]
@@ -165,7 +166,7 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     costs.clear()
-    _, fine, _ = encode(weights, CodingParams(qp=20, filter=ToolMode.OFF, enhance=ToolMode.OFF))
+    _, fine, _ = encode(weights, replace(params, qp=20))
     assert len(costs) == len(fine) - 1  # below LARGE_BLOCKS_FROM_QP: one search, 16x16
     assert not any(c.record.flags & FrameFlags.LARGE_BLOCKS for c in fine)
 
@@ -182,7 +183,10 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     ],
 )
 def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, possible):
-    params = replace(params, flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF)
+    later = dict(
+        flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF
+    )
+    params = replace(params, **later)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))
     assert bool(header.tools & Tools.LARGE_BLOCKS) == possible == large_blocks_possible(params)
     assert (header.version >= (2, 3)) == possible

@@ -144,7 +144,11 @@ def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypa
         monkeypatch.setattr(InterCoder, "flat_blocks", checkerboard)
     weights = make_weights(4)
     off_tools = dict(
-        filter=ToolMode.OFF, enhance=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF
+        filter=ToolMode.OFF,
+        enhance=ToolMode.OFF,
+        table_shifts=ToolMode.OFF,
+        split_blocks=ToolMode.OFF,
+        six_tap=ToolMode.OFF,
     )
     params = CodingParams(qp=30, large_blocks=large, **off_tools)
     source, coded, data = encode(weights, params, frames=4, seed=5)
@@ -181,7 +185,7 @@ def test_flat_blocks_cannot_be_forced_on():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF), True),
+        (CodingParams(table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF), True),
         (CodingParams(flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF), False),
         (CodingParams(intra_period=1, table_shifts=ToolMode.OFF), False),  # no P frames
     ],

@@ -112,7 +112,7 @@ def test_bad_positions_are_refused(text: str) -> None:
 def test_segments_start_with_intra_frames_and_the_index_points_at_them(segmented: dict) -> None:
     nvc = segmented["nvc"]
     info = read_info(nvc)
-    assert info.error is None and info.header.version == (2, 6) and info.header.intra_period == PERIOD
+    assert info.error is None and info.header.version == (2, 7) and info.header.intra_period == PERIOD
     assert [f.frame_type for f in info.frames] == [0 if i % PERIOD == 0 else 1 for i in range(FRAMES)]
     starts, offset = [], info.header_bytes
     for f in info.frames:
@@ -196,7 +196,7 @@ def test_one_segment_is_coded_here_whatever_jobs_says(cli: Cli, segmented: dict,
         nvenc, [segmented["source"], "-o", nvc, "--jobs", "2", "--weights", cli.weights]
     )  # not quiet
     assert res.code == 0 and "the video is one segment, so it is coded here" in res.err
-    assert read_info(nvc).header.version == (2, 6) and read_info(nvc).index is None  # split blocks, no index
+    assert read_info(nvc).header.version == (2, 7) and read_info(nvc).index is None  # six taps, no index
 
 
 def test_seeking_past_the_end_is_refused(cli: Cli, segmented: dict, tmp_path: Path) -> None:

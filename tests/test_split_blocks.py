@@ -96,9 +96,12 @@ def test_split_blocks_are_refused_on_intra_frames():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(), True),
-        (CodingParams(large_blocks=ToolMode.ON), True),  # 32x32 blocks split into 16x16 units
-        (CodingParams(split_blocks=ToolMode.OFF), False),
+        (CodingParams(six_tap=ToolMode.OFF), True),
+        (
+            CodingParams(large_blocks=ToolMode.ON, six_tap=ToolMode.OFF),
+            True,
+        ),  # 32x32 blocks split into 16x16 units
+        (CodingParams(split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF), False),
         (CodingParams(intra_period=1), False),  # no P frames
     ],
 )
@@ -170,7 +173,9 @@ def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, refine,
     encoder's; with split blocks off the stream is 2.5 and has none."""
     monkeypatch.setattr(InterCoder, "split_blocks", checkerboard_split)
     weights = make_weights(4, refiners=refine == ToolMode.ON)
-    params = CodingParams(qp=30, large_blocks=large, filter=refine, enhance=ToolMode.OFF)
+    params = CodingParams(
+        qp=30, large_blocks=large, filter=refine, enhance=ToolMode.OFF, six_tap=ToolMode.OFF
+    )
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert all(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded[1:])
     assert all(bool(c.record.flags & FrameFlags.LARGE_BLOCKS) == (large == ToolMode.ON) for c in coded[1:])

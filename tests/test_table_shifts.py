@@ -157,7 +157,10 @@ def test_encoder_flags_shifted_frames_and_the_decoder_follows():
     """The synthetic clip coded with shifts allowed: some P frame uses them, and the decoder's
     pictures are the encoder's; with them off the stream is 2.4 and has none."""
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, split_blocks=ToolMode.OFF)
+    off_tools = dict(
+        filter=ToolMode.OFF, enhance=ToolMode.OFF, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF
+    )
+    params = CodingParams(qp=30, **off_tools)
     _, coded, data = encode(weights, params, frames=4, seed=5)
     shifted_frames = [c.record.frame_type for c in coded if c.record.flags & FrameFlags.TABLE_SHIFTS]
     assert FrameType.INTER in shifted_frames  # (intra latents: the round trips above)

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 6)  # the newest version this code reads and writes
+VERSION = (2, 7)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -22,6 +22,7 @@ BLOCKS_VERSION = (2, 3)  # adds large motion blocks (tools and flags bit 3)
 FLAT_VERSION = (2, 4)  # adds flat blocks (tools and flags bit 4)
 SHIFTS_VERSION = (2, 5)  # adds table shifts (tools and flags bit 5)
 SPLIT_VERSION = (2, 6)  # adds split blocks (tools and flags bit 6)
+SIX_TAP_VERSION = (2, 7)  # adds the six-tap interpolation filters (tools and flags bit 7)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -30,6 +31,7 @@ VERSIONS = (
     FLAT_VERSION,
     SHIFTS_VERSION,
     SPLIT_VERSION,
+    SIX_TAP_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -62,6 +64,7 @@ class Tools(IntFlag):
     FLAT_BLOCKS = 16
     TABLE_SHIFTS = 32
     SPLIT_BLOCKS = 64
+    SIX_TAP = 128
 
 
 ALL_TOOLS = int(
@@ -71,12 +74,14 @@ ALL_TOOLS = int(
     | Tools.FLAT_BLOCKS
     | Tools.TABLE_SHIFTS
     | Tools.SPLIT_BLOCKS
+    | Tools.SIX_TAP
 )
 TOOL_VERSIONS = (  # tools that need a version newer than 2.0: bit, version, name
     (Tools.LARGE_BLOCKS, BLOCKS_VERSION, "large motion blocks (bit 3)"),
     (Tools.FLAT_BLOCKS, FLAT_VERSION, "flat blocks (bit 4)"),
     (Tools.TABLE_SHIFTS, SHIFTS_VERSION, "table shifts (bit 5)"),
     (Tools.SPLIT_BLOCKS, SPLIT_VERSION, "split blocks (bit 6)"),
+    (Tools.SIX_TAP, SIX_TAP_VERSION, "six-tap filters (bit 7)"),
 )
 
 
@@ -100,7 +105,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.6)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.7)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -158,7 +163,7 @@ class Header:
             raise BitstreamError("a segment index needs version 2.2")
         check_int("tools", self.tools, 0, 0xFF)
         if self.tools & ~ALL_TOOLS:
-            raise BitstreamError(f"tools {self.tools}: bits 2 and 7 must be 0")
+            raise BitstreamError(f"tools {self.tools}: bit 2 must be 0")
         for bit, version, name in TOOL_VERSIONS:
             if tools & bit and self.version < version:
                 raise BitstreamError(f"tools {self.tools}: {name} need version {version[0]}.{version[1]}")

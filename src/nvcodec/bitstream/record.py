@@ -34,6 +34,7 @@ class FrameFlags(IntFlag):
     FLAT_BLOCKS = 16  # the motion substream holds a flat-block map
     TABLE_SHIFTS = 32  # the latent substream starts with table shifts
     SPLIT_BLOCKS = 64  # the motion substream holds a split map; split blocks have four vectors
+    SIX_TAP = 128  # motion compensation interpolates with the six-tap filters
 
 
 ALL_FLAGS = int(
@@ -44,6 +45,7 @@ ALL_FLAGS = int(
     | FrameFlags.FLAT_BLOCKS
     | FrameFlags.TABLE_SHIFTS
     | FrameFlags.SPLIT_BLOCKS
+    | FrameFlags.SIX_TAP
 )
 INTRA_FLAGS = FrameFlags.ENHANCE | FrameFlags.TABLE_SHIFTS  # the flags an intra frame may carry
 TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, the tool's name
@@ -53,6 +55,7 @@ TOOL_FLAGS = (  # a record's flag of a tool, the header's bit that allows it, th
     (FrameFlags.FLAT_BLOCKS, Tools.FLAT_BLOCKS, "flat blocks"),
     (FrameFlags.TABLE_SHIFTS, Tools.TABLE_SHIFTS, "table shifts"),
     (FrameFlags.SPLIT_BLOCKS, Tools.SPLIT_BLOCKS, "split blocks"),
+    (FrameFlags.SIX_TAP, Tools.SIX_TAP, "six-tap filters"),
 )
 
 

@@ -128,6 +128,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     show_default=True,
     help="Motion blocks split into four vectors of half their side where that pays (off: readable by 2.5 decoders).",
 )
+@click.option(
+    "--six-tap",
+    "six_tap",
+    type=TOOL_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames interpolated with H.264's six-tap filters instead of HEVC's eight-tap ones; auto tries "
+    "both on the first P frame of each group of the qp schedule (off: readable by 2.6 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -162,6 +171,7 @@ def command(
     flat_blocks: str,
     table_shifts: str,
     split_blocks: str,
+    six_tap: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -186,6 +196,7 @@ def command(
         flat_blocks=ToolMode(flat_blocks),
         table_shifts=ToolMode(table_shifts),
         split_blocks=ToolMode(split_blocks),
+        six_tap=ToolMode(six_tap),
     )
     job = EncodeJob(
         input=input,

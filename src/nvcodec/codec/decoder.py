@@ -13,6 +13,7 @@ from nvcodec.codec.frame_loop import (
     SIGNATURE_SCALE,
     FrameLoop,
     Picture,
+    filter_set,
     motion_block,
     picture_signature,
 )
@@ -94,7 +95,7 @@ class Decoder(FrameLoop):
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             out = self.model.inter.decode(
                 record.substreams,
-                ref.picture,
+                ref.picture.through(filter_set(record.flags)),
                 record.qp,
                 self.tables,
                 ref.symbols,

@@ -13,6 +13,7 @@ from nvcodec.codec.frame_loop import (
     CPU,
     FrameLoop,
     Picture,
+    filter_set_flag,
     motion_flags,
     picture_signature,
     shift_flag,
@@ -21,7 +22,14 @@ from nvcodec.codec.rate_control import RateContext, RateController, make_control
 from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
-from nvcodec.models.compensation import BLOCK, LARGE_BLOCK
+from nvcodec.models.compensation import (
+    BLOCK,
+    HEVC_FILTERS,
+    LARGE_BLOCK,
+    SIX_TAP_FILTERS,
+    FilterSet,
+    InterpolatedFrame,
+)
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.layout import frame_to_tensor, weighted_mse
@@ -76,6 +84,11 @@ def split_blocks_possible(params: CodingParams) -> bool:
     return params.intra_period != 1 and params.split_blocks != ToolMode.OFF
 
 
+def six_tap_possible(params: CodingParams) -> bool:
+    """Whether a P frame may use the six-tap filters (then the stream is version 2.7)."""
+    return params.intra_period != 1 and params.six_tap != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -89,6 +102,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         | (Tools.FLAT_BLOCKS if flat_blocks_possible(params) else 0)
         | (Tools.TABLE_SHIFTS if table_shifts_possible(params) else 0)
         | (Tools.SPLIT_BLOCKS if split_blocks_possible(params) else 0)
+        | (Tools.SIX_TAP if six_tap_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -136,6 +150,7 @@ class Encoder(FrameLoop):
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
         self.filter_decider = FilterDecider(info.frame_count)
+        self.filters = HEVC_FILTERS  # the interpolation filters of the current group of P frames
         self.rate: RateController | None = None
         if params.rate is not None:
             pixels = info.width * info.height
@@ -206,39 +221,54 @@ class Encoder(FrameLoop):
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))
 
-    def _motion(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, Trial]:
-        """The frame coded without the filter, with the motion block size of least D + lambda R."""
+    def _motion(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, Trial, InterpolatedFrame]:
+        """The frame coded without the in-loop filter, with the motion block size and the
+        interpolation filters of least D + lambda R, and the reference read through them."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
 
-        def coded(block: int) -> tuple[InterOutput, Trial]:
-            vectors = inter.search(x, ref.picture, plan.qp, self.tables, flow, block)
+        def coded(picture: InterpolatedFrame, block: int) -> tuple[InterOutput, Trial, InterpolatedFrame]:
+            vectors = inter.search(x, picture, plan.qp, self.tables, flow, block)
             flat = None
             if flat_blocks_possible(self.params):
-                vectors, flat = inter.flat_blocks(x, ref.picture, plan.qp, self.tables, vectors, block)
+                vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block)
             field = MotionField(vectors, block, flat)
             if split_blocks_possible(self.params):
-                field = inter.split_blocks(x, ref.picture, plan.qp, self.tables, flow, field)
+                field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             args = (plan.qp, self.tables, ref.symbols, field)
-            out = inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
-            return out, self._trial(out, x)
+            out = inter.encode(x, picture, *args, shifts_allowed=self.table_shifts)
+            return out, self._trial(out, x), picture
 
         pixels = self.width * self.height
-        return min(
-            map(coded, block_sizes(self.params.large_blocks, plan.qp)),
-            key=lambda c: c[1].rd_cost(plan.qp, pixels),
-        )
+        tries = [
+            (ref.picture.through(filters), block)
+            for filters in self._filter_sets(plan)
+            for block in block_sizes(self.params.large_blocks, plan.qp)
+        ]
+        best = min((coded(*t) for t in tries), key=lambda c: c[1].rd_cost(plan.qp, pixels))
+        self.filters = best[2].filters
+        return best
+
+    def _filter_sets(self, plan: FramePlan) -> tuple[FilterSet, ...]:
+        """The interpolation filters tried on this P frame: in auto mode both on the first P frame
+        of each group of the qp schedule, then the winner until the next group (not normative)."""
+        mode = self.params.six_tap
+        if mode != ToolMode.AUTO:
+            return (SIX_TAP_FILTERS if mode == ToolMode.ON else HEVC_FILTERS,)
+        if (plan.position - 1) % len(self.params.qp_offsets) == 0:
+            return HEVC_FILTERS, SIX_TAP_FILTERS
+        return (self.filters,)
 
     def _encode_inter(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, FrameFlags]:
         ref = self.reference
         if plan.refresh:
             self.filter_decider.reset()
-        off, off_trial = self._motion(x, plan)
+        off, off_trial, picture = self._motion(x, plan)
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.field, refine)
-            return self.model.inter.encode(x, ref.picture, *args, shifts_allowed=self.table_shifts)
+            return self.model.inter.encode(x, picture, *args, shifts_allowed=self.table_shifts)
 
         mode = self.filter_mode
         use = mode == ToolMode.ON
@@ -251,6 +281,7 @@ class Encoder(FrameLoop):
             (FrameFlags.FILTER if use else FrameFlags(0))
             | (FrameFlags.REFRESH if plan.refresh else FrameFlags(0))
             | motion_flags(out.field)
+            | filter_set_flag(picture.filters)
             | shift_flag(out.latent.shifts)
         )
         return out, flags

@@ -12,7 +12,14 @@ import torch
 from nvcodec.bitstream import FrameFlags
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
-from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame
+from nvcodec.models.compensation import (
+    BLOCK,
+    HEVC_FILTERS,
+    LARGE_BLOCK,
+    SIX_TAP_FILTERS,
+    FilterSet,
+    InterpolatedFrame,
+)
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.motion import MotionField
 from nvcodec.models.nvc import NvcModel
@@ -34,6 +41,16 @@ def motion_flags(field: MotionField) -> FrameFlags:
         | (FrameFlags(0) if field.flat is None else FrameFlags.FLAT_BLOCKS)
         | (FrameFlags(0) if field.split is None else FrameFlags.SPLIT_BLOCKS)
     )
+
+
+def filter_set_flag(filters: FilterSet) -> FrameFlags:
+    """The record flag of a P frame interpolated through `filters`."""
+    return FrameFlags.SIX_TAP if filters == SIX_TAP_FILTERS else FrameFlags(0)
+
+
+def filter_set(flags: FrameFlags) -> FilterSet:
+    """The interpolation filters of a P frame, from its record's flags."""
+    return SIX_TAP_FILTERS if flags & FrameFlags.SIX_TAP else HEVC_FILTERS
 
 
 def shift_flag(shifts: np.ndarray | None) -> FrameFlags:

@@ -2,19 +2,24 @@
 
 A vector (vx, vy) is in quarter luma pixels; block b of 16x16 luma pixels (8x8 chroma) is
 predicted by reading the reference at (x + vx/4, y + vy/4) in luma and (x + vx/8, y + vy/8) in
-chroma. Fractional positions are interpolated with HEVC's separable filters (8 taps, quarter pel
-for luma; 4 taps, eighth pel for chroma), horizontally then vertically, on the reference's 8-bit
-levels in 32-bit integers, then rounded to 1/64 of a level: pred = clip((sum + 32) >> 6, 0, 255 * 64)
-(HEVC's 14-bit intermediate precision), and pred / (255 * 64) is the prediction. Integer
-arithmetic makes the prediction the same on every device and in every float precision, so a
-reference that agrees gives a prediction that agrees (floating-point sums would differ in the
-last bit, and each difference would grow through the frames that follow). Outside the picture
-the border is replicated. Every block is filtered from its own patch of the reference, so a
-whole vector field costs one gather and two small weighted sums.
+chroma. Fractional positions are interpolated with separable filters, horizontally then
+vertically, on the reference's 8-bit levels in 32-bit integers, then rounded to 1/64 of a level:
+pred = clip((sum + 32) >> 6, 0, 255 * 64) (HEVC's 14-bit intermediate precision), and
+pred / (255 * 64) is the prediction. A P frame uses one of two filter sets (bitstream_spec.md 7.9):
+HEVC's (8 taps, quarter pel for luma; 4 taps, eighth pel for chroma), or, on frames flagged for
+them, the six-tap set: H.264's half-pel filter (1, -5, 20, 20, -5, 1) / 32, quarter positions the
+mean of that and the nearer whole pixel, bilinear chroma. The six taps reproduce the predictions
+of an H.264 source (most video a user has was H.264 once) more closely; the eight taps are sharper.
+Integer arithmetic makes the prediction the same on every device and in every float precision,
+so a reference that agrees gives a prediction that agrees (floating-point sums would differ in
+the last bit, and each difference would grow through the frames that follow). Outside the
+picture the border is replicated. Every block is filtered from its own patch of the reference,
+so a whole vector field costs one gather and two small weighted sums.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,21 +30,48 @@ from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, to_fine
 
 BLOCK = 16  # luma pixels per side of a motion block
 LARGE_BLOCK = 32  # the side on P frames flagged for large blocks (bitstream_spec.md, 4.3)
-LUMA_FILTERS = (  # taps at offsets -3..4, sum 64, for phases 0, 1/4, 1/2, 3/4
-    (0, 0, 0, 64, 0, 0, 0, 0),
-    (-1, 4, -10, 58, 17, -5, 1, 0),
-    (-1, 4, -11, 40, 40, -11, 4, -1),
-    (0, 1, -5, 17, 58, -10, 4, -1),
+
+
+@dataclass(frozen=True)
+class FilterSet:
+    """Interpolation filters: taps summing to 64 for each luma quarter phase (offsets -3..4) and
+    each chroma eighth phase (offsets -1..2)."""
+
+    name: str
+    luma: tuple[tuple[int, ...], ...]
+    chroma: tuple[tuple[int, ...], ...]
+
+
+HEVC_FILTERS = FilterSet(
+    "eight-tap",
+    luma=(
+        (0, 0, 0, 64, 0, 0, 0, 0),
+        (-1, 4, -10, 58, 17, -5, 1, 0),
+        (-1, 4, -11, 40, 40, -11, 4, -1),
+        (0, 1, -5, 17, 58, -10, 4, -1),
+    ),
+    chroma=(
+        (0, 64, 0, 0),
+        (-2, 58, 10, -2),
+        (-4, 54, 16, -2),
+        (-6, 46, 28, -4),
+        (-4, 36, 36, -4),
+        (-4, 28, 46, -6),
+        (-2, 16, 54, -4),
+        (-2, 10, 58, -2),
+    ),
 )
-CHROMA_FILTERS = (  # taps at offsets -1..2, sum 64, for phases 0, 1/8, ..., 7/8
-    (0, 64, 0, 0),
-    (-2, 58, 10, -2),
-    (-4, 54, 16, -2),
-    (-6, 46, 28, -4),
-    (-4, 36, 36, -4),
-    (-4, 28, 46, -6),
-    (-2, 16, 54, -4),
-    (-2, 10, 58, -2),
+# H.264's half-pel filter (1, -5, 20, 20, -5, 1) / 32 at 1/64; a quarter phase is its mean with the
+# nearer whole pixel. Chroma is bilinear in eighths, as H.264's.
+SIX_TAP_FILTERS = FilterSet(
+    "six-tap",
+    luma=(
+        (0, 0, 0, 64, 0, 0, 0, 0),
+        (0, 1, -5, 52, 20, -5, 1, 0),
+        (0, 2, -10, 40, 40, -10, 2, 0),
+        (0, 1, -5, 20, 52, -5, 1, 0),
+    ),
+    chroma=tuple((0, 64 - 8 * d, 8 * d, 0) for d in range(8)),
 )
 
 
@@ -111,15 +143,27 @@ class Prediction:
 
 class InterpolatedFrame:
     """A decoded reference frame tensor (1, 6, h, w) on the 8-bit grid, ready to be read by block
-    vectors."""
+    vectors through one filter set."""
 
-    def __init__(self, frame: torch.Tensor) -> None:
+    def __init__(self, frame: torch.Tensor, filters: FilterSet = HEVC_FILTERS) -> None:
         self.frame = frame
         levels = torch.round(frame.float() * 255).to(torch.int32)
         self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
         self.chroma = levels[0, 4:]
-        self.luma_filters = _bank(LUMA_FILTERS, frame.device)
-        self.chroma_filters = _bank(CHROMA_FILTERS, frame.device)
+        self._use(filters)
+
+    def _use(self, filters: FilterSet) -> None:
+        self.filters = filters
+        self.luma_filters = _bank(filters.luma, self.frame.device)
+        self.chroma_filters = _bank(filters.chroma, self.frame.device)
+
+    def through(self, filters: FilterSet) -> InterpolatedFrame:
+        """The same reference read through `filters` (the planes are shared, not copied)."""
+        if filters == self.filters:
+            return self
+        other = copy.copy(self)
+        other._use(filters)
+        return other
 
     def predict_luma(self, vectors: torch.Tensor, block: int) -> torch.Tensor:
         """(H, W) full-resolution luma prediction, on [0, 1] like the frame."""

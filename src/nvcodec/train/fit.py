@@ -176,6 +176,7 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             flat_blocks=off,
             table_shifts=off,
             split_blocks=off,
+            six_tap=off,
         ),
         info,
     )
