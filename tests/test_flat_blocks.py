@@ -186,7 +186,15 @@ def test_flat_blocks_cannot_be_forced_on():
     ("params", "allowed"),
     [
         (CodingParams(table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF), True),
-        (CodingParams(flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF), False),
+        (
+            CodingParams(
+                flat_blocks=ToolMode.OFF,
+                table_shifts=ToolMode.OFF,
+                split_blocks=ToolMode.OFF,
+                six_tap=ToolMode.OFF,
+            ),
+            False,
+        ),
         (CodingParams(intra_period=1, table_shifts=ToolMode.OFF), False),  # no P frames
     ],
 )

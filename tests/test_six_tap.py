@@ -10,8 +10,8 @@ import torch
 from tests.test_codec import check_tool, encode, make_weights
 
 from nvcodec.bitstream import FrameFlags, Tools
-from nvcodec.codec.encoder import Encoder, header_for, six_tap_possible
-from nvcodec.codec.frame_loop import filter_set, filter_set_flag
+from nvcodec.codec.encoder import SIX_TAP_UNTIL_QP, Encoder, header_for, six_tap_possible
+from nvcodec.codec.frame_loop import interpolation_flag, interpolation_of
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import HEVC_FILTERS, SIX_TAP_FILTERS, InterpolatedFrame
@@ -57,9 +57,9 @@ def test_a_reference_read_through_other_filters_shares_its_planes():
 
 
 def test_the_flag_names_the_filters():
-    assert filter_set_flag(SIX_TAP_FILTERS) == FrameFlags.SIX_TAP and filter_set_flag(HEVC_FILTERS) == 0
-    assert filter_set(FrameFlags.SIX_TAP | FrameFlags.FILTER) == SIX_TAP_FILTERS
-    assert filter_set(FrameFlags.SPLIT_BLOCKS) == HEVC_FILTERS
+    assert interpolation_flag(SIX_TAP_FILTERS) == FrameFlags.SIX_TAP and interpolation_flag(HEVC_FILTERS) == 0
+    assert interpolation_of(FrameFlags.SIX_TAP | FrameFlags.FILTER) == SIX_TAP_FILTERS
+    assert interpolation_of(FrameFlags.SPLIT_BLOCKS) == HEVC_FILTERS
 
 
 @pytest.mark.parametrize(
@@ -77,35 +77,45 @@ def test_header_allows_six_taps_where_a_p_frame_may_use_them(params, allowed):
     assert (header.version == (2, 7)) == allowed
 
 
-def test_six_taps_forced_on_flag_every_p_frame_and_the_decoder_follows():
-    """Every P frame interpolated with six taps: the decoder's pictures are the encoder's; with the
-    tool off the stream is 2.6 and no record has the flag."""
-    weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, six_tap=ToolMode.ON)
+@pytest.mark.parametrize("refine", [ToolMode.OFF, ToolMode.ON])
+def test_six_taps_forced_on_flag_every_p_frame_and_the_decoder_follows(refine):
+    """Every P frame interpolated with six taps, with the in-loop filter off and on (its trial
+    reads the same six-tap reference): the decoder's pictures are the encoder's; with the tool off
+    the stream is 2.6 and no record has the flag."""
+    weights = make_weights(4, refiners=refine == ToolMode.ON)
+    params = CodingParams(qp=30, filter=refine, enhance=ToolMode.OFF, six_tap=ToolMode.ON)
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert not coded[0].record.flags & FrameFlags.SIX_TAP  # intra frames carry no motion
     assert all(c.record.flags & FrameFlags.SIX_TAP for c in coded[1:])
+    assert all(bool(c.record.flags & FrameFlags.FILTER) == (refine == ToolMode.ON) for c in coded[1:])
     off = replace(params, six_tap=ToolMode.OFF)
     check_tool(weights, coded, data, off, FrameFlags.SIX_TAP, Tools.SIX_TAP, ((2, 7), (2, 6)))
 
 
 def test_auto_tries_both_sets_on_the_first_p_frame_of_each_group_and_keeps_the_winner(monkeypatch):
     """With offsets of period 3, frames 1, 4 and 7 try both sets and the frames after each use its
-    winner (the stream decodes to the encoder's pictures whichever wins)."""
+    winner (the stream decodes to the encoder's pictures whichever wins); above SIX_TAP_UNTIL_QP
+    no frame tries the six taps."""
     tried: list[tuple[int, int]] = []
-    choose = Encoder._filter_sets
+    choose = Encoder._interpolations
 
     def recording(self, plan):
         sets = choose(self, plan)
         tried.append((plan.index, len(sets)))
         return sets
 
-    monkeypatch.setattr(Encoder, "_filter_sets", recording)
+    monkeypatch.setattr(Encoder, "_interpolations", recording)
     weights = make_weights(4)
     params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, qp_offsets=(0, 2, 1))
     _, coded, data = encode(weights, params, frames=9, seed=5)
     assert tried == [(1, 2), (2, 1), (3, 1), (4, 2), (5, 1), (6, 1), (7, 2), (8, 1)]
     flags = [bool(c.record.flags & FrameFlags.SIX_TAP) for c in coded]
     assert flags[2:4] == [flags[1]] * 2 and flags[5:7] == [flags[4]] * 2 and flags[8] == flags[7]
-    check_tool(weights, coded, data, replace(params, six_tap=ToolMode.OFF), FrameFlags.SIX_TAP, Tools.SIX_TAP,
-               ((2, 7), (2, 6)))  # fmt: skip
+    off = replace(params, six_tap=ToolMode.OFF)
+    check_tool(weights, coded, data, off, FrameFlags.SIX_TAP, Tools.SIX_TAP, ((2, 7), (2, 6)))
+    tried.clear()
+    _, coarse, _ = encode(
+        weights, replace(params, qp=SIX_TAP_UNTIL_QP), frames=5, seed=5
+    )  # P frames above it
+    assert tried == [(1, 1), (2, 1), (3, 1), (4, 1)]
+    assert not any(c.record.flags & FrameFlags.SIX_TAP for c in coarse)

@@ -13,7 +13,7 @@ from nvcodec.codec.frame_loop import (
     SIGNATURE_SCALE,
     FrameLoop,
     Picture,
-    filter_set,
+    interpolation_of,
     motion_block,
     picture_signature,
 )
@@ -95,7 +95,7 @@ class Decoder(FrameLoop):
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             out = self.model.inter.decode(
                 record.substreams,
-                ref.picture.through(filter_set(record.flags)),
+                ref.picture.through(interpolation_of(record.flags)),
                 record.qp,
                 self.tables,
                 ref.symbols,

@@ -43,12 +43,13 @@ def motion_flags(field: MotionField) -> FrameFlags:
     )
 
 
-def filter_set_flag(filters: FilterSet) -> FrameFlags:
-    """The record flag of a P frame interpolated through `filters`."""
+def interpolation_flag(filters: FilterSet) -> FrameFlags:
+    """The record flag of a P frame interpolated through `filters`, one of the two sets."""
+    assert filters in (HEVC_FILTERS, SIX_TAP_FILTERS), filters.name
     return FrameFlags.SIX_TAP if filters == SIX_TAP_FILTERS else FrameFlags(0)
 
 
-def filter_set(flags: FrameFlags) -> FilterSet:
+def interpolation_of(flags: FrameFlags) -> FilterSet:
     """The interpolation filters of a P frame, from its record's flags."""
     return SIX_TAP_FILTERS if flags & FrameFlags.SIX_TAP else HEVC_FILTERS
 

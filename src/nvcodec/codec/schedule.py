@@ -73,7 +73,7 @@ class CodingParams:
     flat_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks predicted by their mean (auto or off)
     table_shifts: ToolMode = ToolMode.AUTO  # per-frame shifts of the latent's tables (auto or off)
     split_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks split into four vectors (auto or off)
-    six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters
+    six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters (auto, on or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:

@@ -8,8 +8,9 @@ pred = clip((sum + 32) >> 6, 0, 255 * 64) (HEVC's 14-bit intermediate precision)
 pred / (255 * 64) is the prediction. A P frame uses one of two filter sets (bitstream_spec.md 7.9):
 HEVC's (8 taps, quarter pel for luma; 4 taps, eighth pel for chroma), or, on frames flagged for
 them, the six-tap set: H.264's half-pel filter (1, -5, 20, 20, -5, 1) / 32, quarter positions the
-mean of that and the nearer whole pixel, bilinear chroma. The six taps reproduce the predictions
-of an H.264 source (most video a user has was H.264 once) more closely; the eight taps are sharper.
+mean of that and the nearer whole pixel, bilinear chroma (H.264's filters, but for its four diagonal
+quarter positions). On the benchmark's H.264-sourced clips the six taps predict better at high
+quality and the sharper eight taps at low rates (bitstream_spec.md 4.3).
 Integer arithmetic makes the prediction the same on every device and in every float precision,
 so a reference that agrees gives a prediction that agrees (floating-point sums would differ in
 the last bit, and each difference would grow through the frames that follow). Outside the
@@ -143,14 +144,14 @@ class Prediction:
 
 class InterpolatedFrame:
     """A decoded reference frame tensor (1, 6, h, w) on the 8-bit grid, ready to be read by block
-    vectors through one filter set."""
+    vectors through one filter set (HEVC's eight taps unless read `through` another)."""
 
-    def __init__(self, frame: torch.Tensor, filters: FilterSet = HEVC_FILTERS) -> None:
+    def __init__(self, frame: torch.Tensor) -> None:
         self.frame = frame
         levels = torch.round(frame.float() * 255).to(torch.int32)
         self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
         self.chroma = levels[0, 4:]
-        self._use(filters)
+        self._use(HEVC_FILTERS)
 
     def _use(self, filters: FilterSet) -> None:
         self.filters = filters
