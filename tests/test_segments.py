@@ -223,6 +223,8 @@ def test_cutting_copies_whole_segments(
     assert nvcut.main(args) == 0
     info = read_info(cut)
     assert info.error is None and info.header.frame_count == last - first + 1
+    assert info.header.tools == read_info(segmented["nvc"]).header.tools  # with the six taps' bit 7:
+    assert info.header.version == (2, 7)  # the cut's version follows its tools
     assert (info.index is not None) == (len(info.segment_starts) > 1)
     assert cli.dec(cut, "-o", out).code == 0
     assert frames_of(out) == segmented["frames"][first : last + 1]
