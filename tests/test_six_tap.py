@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from tests.test_codec import check_tool, encode, make_weights
+from tests.test_codec import check_tool, decode, encode, make_weights
 
 from nvcodec.bitstream import FrameFlags, Tools
 from nvcodec.codec.encoder import SIX_TAP_UNTIL_QP, Encoder, header_for, six_tap_possible
@@ -15,6 +15,7 @@ from nvcodec.codec.frame_loop import interpolation_flag, interpolation_of
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import HEVC_FILTERS, SIX_TAP_FILTERS, InterpolatedFrame
+from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
 from nvcodec.sample import synthetic_frames
 
@@ -119,3 +120,32 @@ def test_auto_tries_both_sets_on_the_first_p_frame_of_each_group_and_keeps_the_w
     )  # P frames above it
     assert tried == [(1, 1), (2, 1), (3, 1), (4, 1)]
     assert not any(c.record.flags & FrameFlags.SIX_TAP for c in coarse)
+
+
+def test_auto_follows_the_winner_of_each_groups_trial(monkeypatch):
+    """Trials made to favour the eight taps, then the six, then the eight again (groups of 3 P
+    frames): each group's frames carry the winner's flag, and the stream decodes to the encoder's
+    pictures."""
+    read_through = {}
+    encode_with = InterCoder.encode
+
+    def recording(self, x, reference, *args, **kwargs):
+        read_through["filters"] = reference.filters
+        return encode_with(self, x, reference, *args, **kwargs)
+
+    judge = Encoder._trial
+
+    def favouring(self, out, x):
+        trial = judge(self, out, x)
+        favoured = (HEVC_FILTERS, SIX_TAP_FILTERS)[(self.index - 1) // 3 % 2]
+        return trial if read_through["filters"] == favoured else replace(trial, bytes=100 * trial.bytes)
+
+    monkeypatch.setattr(InterCoder, "encode", recording)
+    monkeypatch.setattr(Encoder, "_trial", favouring)
+    weights = make_weights(4)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, qp_offsets=(0, 2, 1))
+    _, coded, data = encode(weights, params, frames=9, seed=5)
+    flags = [bool(c.record.flags & FrameFlags.SIX_TAP) for c in coded[1:]]
+    assert flags == [False] * 3 + [True] * 3 + [False] * 2
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
