@@ -68,6 +68,7 @@ class BlockSearch:
         self.block = block
         h, w = target_luma.shape
         self.grid = (-(-h // block), -(-w // block))
+        self.start = start
         self.fields: list[np.ndarray] = []
         self.sads: list[np.ndarray] = []
         self.best = np.zeros((*self.grid, 2), dtype=np.int64) if start is None else start.copy()
@@ -154,28 +155,15 @@ def search(
 
 
 class UnitSearch(BlockSearch):
-    """The search of the units of split blocks (models.motion): a unit's vector is coded as its
-    delta from its block's vector, with the delta tables, so that is what its rate is."""
-
-    def __init__(
-        self,
-        target_luma: torch.Tensor,
-        reference: InterpolatedFrame,
-        step_8bit: float,
-        rate_of: RateOf,
-        blocks: np.ndarray,
-        unit: int,
-    ):
-        h, w = target_luma.shape
-        blocks = blocks[: -(-h // unit), : -(-w // unit)]  # the units inside the picture
-        super().__init__(target_luma, reference, step_8bit, rate_of, unit, start=blocks)
-        self.blocks = blocks
+    """The search of the units of split blocks (models.motion), started from their blocks'
+    vectors: a unit's vector is coded as its delta from its block's, with the delta tables, so
+    that is what its rate is."""
 
     def _bits(self, diff: np.ndarray) -> np.ndarray:
         return self.rate_of(diff, np.full(diff.shape[:2], DELTA_BUCKET))
 
     def _predictors(self) -> np.ndarray:
-        return self.blocks
+        return self.start
 
 
 def search_units(
@@ -191,7 +179,9 @@ def search_units(
     vectors `blocks` spread over the units (2Hb, 2Wb, 2): SpyNet's unit means, the neighbours'
     vectors (the other side of a motion edge), then a pixel and its fractions around the best.
     Units outside the picture (blocks cut by its edge) keep their block's vector."""
-    s = UnitSearch(target_luma, reference, step_8bit, rate_of, blocks, unit)
+    h, w = target_luma.shape
+    inside = blocks[: -(-h // unit), : -(-w // unit)]  # the units inside the picture
+    s = UnitSearch(target_luma, reference, step_8bit, rate_of, unit, start=inside)
     s.consider(np.round(seed[: s.grid[0], : s.grid[1]] / 4).astype(np.int64) * 4)
     s.propagate()
     s.refine(WHOLE_STEPS[-1:])
