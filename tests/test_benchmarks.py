@@ -10,7 +10,7 @@ import pytest
 from benchmarks import ratecontrol, rd
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
-from benchmarks.report import render
+from benchmarks.report import points_table, render
 
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.pipeline import EncodeJob, encode_video
@@ -64,6 +64,17 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto --flat-blocks off`" in text
     if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
+
+
+def test_points_table_separates_the_intra_frames_leaving_from_a_later_fall():
+    point = {"qp": 32, "kbps": 1.0, "bpp": 0.1, "psnr_y": 30.0, "psnr_yuv": 31.0, "seconds": 1.0}
+    falling = {**point, "frame_psnr_yuv": [40.0] * 16 + [36.0] * 16 + [35.0] * 32}
+    short = {**point, "frame_psnr_yuv": [40.0] * 16 + [38.0] * 16}
+    clip = {"clip": "c", "width": 8, "height": 8, "frames": 64, "fps": "25",
+            "nvcodec": [falling], "anchors": {"x264": [short, {**point, "frame_psnr_yuv": [1.0] * 8}]}}  # fmt: skip
+    rows = points_table(clip)[4:]
+    assert "| 40.00 / 36.00 / 35.00 |" in rows[0]
+    assert "| 40.00 / 38.00 |" in rows[1] and "| - |" in rows[2]
 
 
 def test_anchor_points_are_reused_only_for_the_same_frames(clip, tmp_path, monkeypatch):
