@@ -51,6 +51,40 @@ def bd_table(clips: list[dict]) -> list[str]:
     return lines
 
 
+def _frames_apart(points: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Each point's intra frame (its bits and PSNR-YUV) and its P frames (their bits, their mean
+    PSNR-YUV), from the per-frame figures of a low-delay run with one intra frame."""
+    intra = [{"bits": p["frame_bits"][0], "psnr_yuv": p["frame_psnr_yuv"][0]} for p in points]
+    inter = [
+        {
+            "bits": sum(p["frame_bits"][1:]),
+            "psnr_yuv": sum(p["frame_psnr_yuv"][1:]) / (len(p["frame_bits"]) - 1),
+        }
+        for p in points
+    ]
+    return intra, inter
+
+
+def split_table(clips: list[dict], anchor: str = "x264") -> list[str]:
+    """BD-rate of nvcodec's intra frame against the anchor's, and of the P frames against its P
+    frames, with the intra frame's share of each codec's bits at the anchor's middle qp: where a
+    clip's gap comes from."""
+    lines = [f"| clip | intra frame vs {anchor}'s | P frames vs {anchor}'s | intra share of the bits, nvcodec / {anchor} |",
+             "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    for c in clips:
+        ref, test = c["anchors"].get(anchor), c["nvcodec"]
+        if not ref or any(len(p.get("frame_bits", [])) < 2 for p in ref + test):
+            continue
+        (ref_i, ref_p), (test_i, test_p) = _frames_apart(ref), _frames_apart(test)
+        qp = ref[len(ref) // 2]["qp"]
+        at = [p for p in test if p["qp"] == qp][:1] + [ref[len(ref) // 2]]
+        share = " / ".join(f"{100 * p['frame_bits'][0] / sum(p['frame_bits']):.1f}%" for p in at)
+        share = f"{share} (qp {qp})" if len(at) == 2 else "-"
+        lines.append(f"| {c['clip']} | {_fmt(between_points(ref_i, test_i))} | "
+                     f"{_fmt(between_points(ref_p, test_p))} | {share} |")  # fmt: skip
+    return lines
+
+
 WINDOW = 16  # frames in each mean of the drift column
 
 
@@ -239,6 +273,11 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                   "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "
                   "BD-PSNR (positive: nvcodec is better at equal rate); n/a where the curves do not overlap:", ""]  # fmt: skip
         lines += bd_table(clips) + [""]
+        lines += [
+            "The intra frame and the P frames apart (BD-rate pchip; P frames: their bits and their mean PSNR-YUV):",
+            "",
+        ]
+        lines += split_table(clips) + [""]
         for c in clips:
             plot = results / f"rd_{c['clip']}.png"
             if plot_clip(c, plot):

@@ -10,7 +10,7 @@ import pytest
 from benchmarks import ratecontrol, rd
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
-from benchmarks.report import points_table, render
+from benchmarks.report import points_table, render, split_table
 
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.pipeline import EncodeJob, encode_video
@@ -61,6 +61,7 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     (tmp_path / "rd_people.json").write_text(json.dumps(result))
     text = render(tmp_path, tmp_path / "RESULTS.md")
     assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
+    assert "| people | " in text.split("intra frame vs x264's")[1]
     assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto --flat-blocks off`" in text
     if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
@@ -75,6 +76,17 @@ def test_points_table_separates_the_intra_frames_leaving_from_a_later_fall():
     rows = points_table(clip)[4:]
     assert "| 40.00 / 36.00 / 35.00 |" in rows[0]
     assert "| 40.00 / 38.00 |" in rows[1] and "| - |" in rows[2]
+
+
+def test_split_table_tells_the_intra_frames_gap_from_the_p_frames():
+    def point(qp: int, scale: float, intra_scale: float) -> dict:
+        bits = [intra_scale * 4000 * 2 ** (-qp / 6)] + [scale * 1000 * 2 ** (-qp / 6)] * 3
+        return {"qp": qp, "frame_bits": bits, "frame_psnr_yuv": [60.0 - qp / 2] * 4}
+
+    clip = {"clip": "c", "anchors": {"x264": [point(q, 1, 1) for q in (22, 32, 42)]},
+            "nvcodec": [point(q, 1, 2) for q in (22, 32, 42)]}  # fmt: skip
+    row = split_table([clip])[2]
+    assert row.startswith("| c | +100.0% | +0.0% |") and "| 72.7% / 57.1% (qp 32) |" in row
 
 
 def test_anchor_points_are_reused_only_for_the_same_frames(clip, tmp_path, monkeypatch):
