@@ -58,11 +58,16 @@ def _frames_apart(points: list[dict]) -> tuple[list[dict], list[dict]]:
     inter = [
         {
             "bits": sum(p["frame_bits"][1:]),
-            "psnr_yuv": sum(p["frame_psnr_yuv"][1:]) / (len(p["frame_bits"]) - 1),
+            "psnr_yuv": sum(p["frame_psnr_yuv"][1:]) / (len(p["frame_psnr_yuv"]) - 1),
         }
         for p in points
     ]
     return intra, inter
+
+
+def _intra_share(point: dict) -> str:
+    """The intra frame's share of a point's bits."""
+    return f"{100 * point['frame_bits'][0] / sum(point['frame_bits']):.1f}%"
 
 
 def split_table(clips: list[dict], anchor: str = "x264") -> list[str]:
@@ -76,10 +81,9 @@ def split_table(clips: list[dict], anchor: str = "x264") -> list[str]:
         if not ref or any(len(p.get("frame_bits", [])) < 2 for p in ref + test):
             continue
         (ref_i, ref_p), (test_i, test_p) = _frames_apart(ref), _frames_apart(test)
-        qp = ref[len(ref) // 2]["qp"]
-        at = [p for p in test if p["qp"] == qp][:1] + [ref[len(ref) // 2]]
-        share = " / ".join(f"{100 * p['frame_bits'][0] / sum(p['frame_bits']):.1f}%" for p in at)
-        share = f"{share} (qp {qp})" if len(at) == 2 else "-"
+        middle = ref[len(ref) // 2]
+        ours = next((p for p in test if p["qp"] == middle["qp"]), None)
+        share = "-" if ours is None else f"{_intra_share(ours)} / {_intra_share(middle)} (qp {middle['qp']})"
         lines.append(f"| {c['clip']} | {_fmt(between_points(ref_i, test_i))} | "
                      f"{_fmt(between_points(ref_p, test_p))} | {share} |")  # fmt: skip
     return lines
