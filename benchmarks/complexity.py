@@ -32,7 +32,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     tables = model.probability_tables()
     x = torch.rand(1, 6, height // 2, width // 2)
     pixels = height * width
-    intra = model.intra.encode(x, 32, tables)
+    intra = model.intra.encode(x, 32, tables, predicted=True)  # intra prediction is the default
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
     flow = inter.flow(x, ref)
@@ -63,11 +63,11 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
         result = {
             "parameters": sum(p.numel() for p in model.parameters()),
             "intra_encode_kmac": kmacs_per_pixel(
-                lambda: (model.intra.encode(x, 32, tables), model.enhancer(ref.frame)), pixels
+                lambda: (model.intra.encode(x, 32, tables, predicted=True), model.enhancer(ref.frame)), pixels
             ),
             "intra_decode_kmac": kmacs_per_pixel(
                 lambda: (
-                    model.intra.decode(intra.latent.stream, x.shape, 32, tables, x),
+                    model.intra.decode(intra.latent.stream, x.shape, 32, tables, x, predicted=True),
                     model.enhancer(ref.frame),
                 ),
                 pixels,

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import BitstreamReader, FrameFlags
+from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
 from nvcodec.cli import nvdec
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.codec.segments import SegmentLength
@@ -224,8 +224,10 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         "periodic-tools": CodingParams(
             qp=36, filter=ToolMode.ON, enhance=ToolMode.ON, large_blocks=ToolMode.ON, six_tap=ToolMode.ON
         ),
-        # eight taps, no split blocks: where this clip has flat blocks
-        "unsplit": CodingParams(qp=30, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF),
+        # eight taps, no split blocks, no intra prediction: where this clip has flat blocks
+        "unsplit": CodingParams(
+            qp=30, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF, intra_prediction=ToolMode.OFF
+        ),
     }
     segments = {
         "one-intra": SegmentLength(),
@@ -252,6 +254,8 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
     ):
         if not any(has_flag(b.data, flag) for b in bases):
             raise RuntimeError(f"no base stream has {what}: the fuzz would not reach its parser")
+    if not any(BitstreamReader(io.BytesIO(b.data)).header.tools & Tools.INTRA_PREDICTION for b in bases):
+        raise RuntimeError("no base stream has intra mode maps: the fuzz would not reach their parser")
     return bases
 
 

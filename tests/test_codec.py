@@ -184,7 +184,11 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
 )
 def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, possible):
     later = dict(
-        flat_blocks=ToolMode.OFF, table_shifts=ToolMode.OFF, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF
+        flat_blocks=ToolMode.OFF,
+        table_shifts=ToolMode.OFF,
+        split_blocks=ToolMode.OFF,
+        six_tap=ToolMode.OFF,
+        intra_prediction=ToolMode.OFF,
     )
     params = replace(params, **later)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 7)  # the newest version this code reads and writes
+VERSION = (2, 8)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -23,6 +23,7 @@ FLAT_VERSION = (2, 4)  # adds flat blocks (tools and flags bit 4)
 SHIFTS_VERSION = (2, 5)  # adds table shifts (tools and flags bit 5)
 SPLIT_VERSION = (2, 6)  # adds split blocks (tools and flags bit 6)
 SIX_TAP_VERSION = (2, 7)  # adds the six-tap interpolation filters (tools and flags bit 7)
+INTRA_PREDICTION_VERSION = (2, 8)  # adds intra prediction (tools bit 2; no record flag)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -32,6 +33,7 @@ VERSIONS = (
     SHIFTS_VERSION,
     SPLIT_VERSION,
     SIX_TAP_VERSION,
+    INTRA_PREDICTION_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -56,10 +58,12 @@ _NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 class Tools(IntFlag):
-    """Coding tools the header allows records to use (same bits as the record flags)."""
+    """Coding tools the header allows records to use (same bits as the record flags, but for
+    intra prediction: every intra frame of a stream whose header sets it is predicted)."""
 
     FILTER = 1
     ENHANCE = 2
+    INTRA_PREDICTION = 4
     LARGE_BLOCKS = 8
     FLAT_BLOCKS = 16
     TABLE_SHIFTS = 32
@@ -70,6 +74,7 @@ class Tools(IntFlag):
 ALL_TOOLS = int(
     Tools.FILTER
     | Tools.ENHANCE
+    | Tools.INTRA_PREDICTION
     | Tools.LARGE_BLOCKS
     | Tools.FLAT_BLOCKS
     | Tools.TABLE_SHIFTS
@@ -82,6 +87,7 @@ TOOL_VERSIONS = (  # tools that need a version newer than 2.0: bit, version, nam
     (Tools.TABLE_SHIFTS, SHIFTS_VERSION, "table shifts (bit 5)"),
     (Tools.SPLIT_BLOCKS, SPLIT_VERSION, "split blocks (bit 6)"),
     (Tools.SIX_TAP, SIX_TAP_VERSION, "six-tap filters (bit 7)"),
+    (Tools.INTRA_PREDICTION, INTRA_PREDICTION_VERSION, "intra prediction (bit 2)"),
 )
 
 
@@ -105,7 +111,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.7)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.8)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -162,8 +168,6 @@ class Header:
         if self.indexed and self.version < INDEX_VERSION:
             raise BitstreamError("a segment index needs version 2.2")
         check_int("tools", self.tools, 0, 0xFF)
-        if self.tools & ~ALL_TOOLS:
-            raise BitstreamError(f"tools {self.tools}: bit 2 must be 0")
         for bit, version, name in TOOL_VERSIONS:
             if tools & bit and self.version < version:
                 raise BitstreamError(f"tools {self.tools}: {name} need version {version[0]}.{version[1]}")

@@ -93,6 +93,11 @@ def six_tap_possible(params: CodingParams) -> bool:
     return params.intra_period != 1 and params.six_tap != ToolMode.OFF
 
 
+def intra_prediction_possible(params: CodingParams) -> bool:
+    """Whether intra frames are predicted (then the stream is version 2.8)."""
+    return params.intra_prediction != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -107,6 +112,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         | (Tools.TABLE_SHIFTS if table_shifts_possible(params) else 0)
         | (Tools.SPLIT_BLOCKS if split_blocks_possible(params) else 0)
         | (Tools.SIX_TAP if six_tap_possible(params) else 0)
+        | (Tools.INTRA_PREDICTION if intra_prediction_possible(params) else 0)
     )
     return Header(
         width=info.width,
@@ -150,6 +156,7 @@ class Encoder(FrameLoop):
         super().__init__(weights, device, dtype, info.width, info.height)
         self.params = params
         self.table_shifts = table_shifts_possible(params)
+        self.intra_prediction = intra_prediction_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
@@ -213,14 +220,17 @@ class Encoder(FrameLoop):
 
     def _encode_intra(self, x: torch.Tensor, plan: FramePlan) -> tuple[IntraOutput, FramePlan]:
         """Code an intra frame; rate control may send it back once at a higher qp."""
-        out = self.model.intra.encode(x, plan.qp, self.tables, self.table_shifts)
+        out = self._intra(x, plan.qp)
         if self.rate is not None:
             size = 4 + record_len_of((out.latent.stream,))  # what EncodedFrame.bytes will count
             qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * size)
             if qp is not None:
                 plan = replace(plan, qp=qp)
-                out = self.model.intra.encode(x, plan.qp, self.tables, self.table_shifts)
+                out = self._intra(x, plan.qp)
         return out, plan
+
+    def _intra(self, x: torch.Tensor, qp: int) -> IntraOutput:
+        return self.model.intra.encode(x, qp, self.tables, self.table_shifts, self.intra_prediction)
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))

@@ -74,6 +74,7 @@ class CodingParams:
     table_shifts: ToolMode = ToolMode.AUTO  # per-frame shifts of the latent's tables (auto or off)
     split_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks split into four vectors (auto or off)
     six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters (auto, on or off)
+    intra_prediction: ToolMode = ToolMode.AUTO  # intra blocks predicted from their neighbours (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -89,6 +90,8 @@ class CodingParams:
             raise InputError("--table-shifts is auto or off (the encoder decides frame by frame)")
         if self.split_blocks == ToolMode.ON:
             raise InputError("--split-blocks is auto or off (the encoder decides block by block)")
+        if self.intra_prediction == ToolMode.ON:
+            raise InputError("--intra-prediction is auto or off (the encoder decides block by block)")
 
 
 @dataclass(frozen=True)

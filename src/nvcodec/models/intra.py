@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-from nvcodec.entropy.coder import ProbabilityTables
+from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
+from nvcodec.models import intra_prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
+from nvcodec.models.intra_search import decide_modes
 from nvcodec.models.latent_codec import LAMBDA, LatentCodec, LatentResult, latent_positions
 from nvcodec.models.layout import to_fine
 from nvcodec.models.transform import BlockTransform
@@ -22,10 +25,12 @@ INTRA_DEAD_ZONE = 0.3
 class IntraOutput:
     x_hat: torch.Tensor
     latent: LatentResult
+    modes: np.ndarray | None = None  # the intra prediction modes per macroblock (None: not predicted)
 
 
 class IntraCoder(nn.Module):
-    """x -> analysis -> quantise and code -> synthesis -> deblocking -> x_hat."""
+    """x -> analysis -> quantise and code -> synthesis -> deblocking -> x_hat; with intra
+    prediction, the analysis codes x minus each block's prediction and the synthesis adds it back."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -34,15 +39,33 @@ class IntraCoder(nn.Module):
 
     @torch.no_grad()
     def encode(
-        self, x: torch.Tensor, qp: int, tables: ProbabilityTables, shifts_allowed: bool = False
+        self,
+        x: torch.Tensor,
+        qp: int,
+        tables: ProbabilityTables,
+        shifts_allowed: bool = False,
+        predicted: bool = False,
     ) -> IntraOutput:
-        """Code frame x (table shifts allowed or not: entropy.table_shifts)."""
-        latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
-        return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
+        """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
+        intra prediction, the mode map first in the substream)."""
+        if not predicted:
+            latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
+            return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
+        decision = decide_modes(x, self.transform, self.latent, qp, tables)
+        encoder = SymbolEncoder(tables)
+        intra_prediction.write_modes(encoder, decision.modes)
+        latent = self.latent.encode_decided(
+            decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed
+        )
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, decision.modes), latent, decision.modes)
 
-    def reconstruct(self, y_hat: torch.Tensor, qp: int) -> torch.Tensor:
-        """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first."""
-        return deblock(to_fine(self.transform.synthesis(y_hat)), qp, y_hat.dtype)
+    def reconstruct(self, y_hat: torch.Tensor, qp: int, modes: np.ndarray | None = None) -> torch.Tensor:
+        """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first, each block's
+        prediction added along the way when there are `modes`."""
+        fine = to_fine(self.transform.synthesis(y_hat))
+        if modes is not None:
+            fine = intra_prediction.reconstruct(fine, modes)
+        return deblock(fine, qp, y_hat.dtype)
 
     @torch.no_grad()
     def decode(
@@ -53,10 +76,18 @@ class IntraCoder(nn.Module):
         tables: ProbabilityTables,
         like: torch.Tensor,
         has_shifts: bool = False,
+        predicted: bool = False,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
-        `has_shifts`: its substream starts with table shifts."""
-        latent = self.latent.decode(
-            stream, latent_positions(frame_shape), qp, tables, like, has_shifts=has_shifts
+        `has_shifts`: its latent starts with table shifts; `predicted`: the substream starts
+        with the intra prediction's mode map."""
+        positions = latent_positions(frame_shape)
+        decoder = SymbolDecoder(tables, stream)
+        modes = (
+            intra_prediction.read_modes(decoder, (positions[0] // 2, positions[1] // 2))
+            if predicted
+            else None
         )
-        return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
+        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
+        decoder.finish()
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes), latent, modes)

@@ -227,6 +227,32 @@ class LatentCodec(nn.Module):
             decided = self._decide(scaled, levels, qp, tables, previous, adapt=False)
         return self._write(y, scaled, qp, tables, decided)
 
+    @torch.no_grad()
+    def contexts(self, y: torch.Tensor, qp: int, tables: ProbabilityTables) -> np.ndarray:
+        """(C, H, W) the context bucket of each symbol of y coded as encode() codes it (no
+        shifts): what an encoder that decides levels itself prices them with."""
+        scaled = self.scaled(y, qp)
+        return self._decide(scaled, self.quantize(scaled), qp, tables, None, adapt=False).buckets
+
+    @torch.no_grad()
+    def encode_decided(
+        self,
+        scaled: np.ndarray,
+        levels: np.ndarray,
+        qp: int,
+        tables: ProbabilityTables,
+        like: torch.Tensor,
+        encoder: SymbolEncoder,
+        shifts_allowed: bool = False,
+    ) -> LatentResult:
+        """Code levels whose RD decisions the caller made (intra prediction's), after what
+        `encoder` already holds; `like` gives the device and dtype of y_hat."""
+        args = (scaled, levels, qp, tables, None)
+        decided = self._decide(*args, shifts_allowed, rd=False)
+        if decided.shifts is not None and not worth_coding(tables, decided.saved):
+            decided = self._decide(*args, adapt=False, rd=False)
+        return self._write(like, scaled, qp, tables, decided, encoder)
+
     def _decide(
         self,
         scaled: np.ndarray,
@@ -235,10 +261,11 @@ class LatentCodec(nn.Module):
         tables: ProbabilityTables,
         previous: np.ndarray | None,
         adapt: bool,
+        rd: bool = True,
     ) -> Decisions:
         """The symbols to code, step by step, each step's RD decisions made with its tables (with
         `adapt`, shifted as chosen on the step's levels before those decisions, then chosen again
-        on the decided ones)."""
+        on the decided ones; without `rd`, the levels as they are)."""
         s = self.to_symbols(levels)
         seen = np.zeros_like(s)
         shifts = np.zeros(GROUPS, dtype=np.int64)
@@ -255,7 +282,7 @@ class LatentCodec(nn.Module):
             if adapt:
                 shifts[group], gain = choose(tables, unshifted, values, planes)
             k = shift_step(unshifted, shifts, j, planes)
-            if not (self.intra and j == 0):  # intra DC symbols are prediction residuals: kept
+            if rd and not (self.intra and j == 0):  # intra DC symbols are MED residuals: kept
                 values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
                 if adapt:  # chosen again on the decided levels: the shifts coded
                     shifts[group], gain = choose(tables, unshifted, values, planes)
@@ -269,10 +296,17 @@ class LatentCodec(nn.Module):
         return Decisions(s, seen, groups, shifts if adapt else None, sum(gains))
 
     def _write(
-        self, y: torch.Tensor, scaled: np.ndarray, qp: int, tables: ProbabilityTables, decided: Decisions
+        self,
+        y: torch.Tensor,
+        scaled: np.ndarray,
+        qp: int,
+        tables: ProbabilityTables,
+        decided: Decisions,
+        encoder: SymbolEncoder | None = None,
     ) -> LatentResult:
-        """The substream of the decided symbols (the shifts first when there are any)."""
-        encoder = SymbolEncoder(tables)
+        """The substream of the decided symbols (the shifts first when there are any), after
+        what `encoder` holds."""
+        encoder = encoder or SymbolEncoder(tables)
         if decided.shifts is not None:
             encoder.add(decided.shifts, np.full(GROUPS, SHIFT_TABLE))
         for values, k in decided.groups:
@@ -296,9 +330,22 @@ class LatentCodec(nn.Module):
         """Read a latent of (H, W) positions; `like` gives the device and dtype of y_hat;
         `has_shifts`: the substream starts with table shifts."""
         decoder = SymbolDecoder(tables, stream)
+        latent = self.read(decoder, shape, qp, like, previous, has_shifts)
+        decoder.finish()
+        return latent
+
+    def read(
+        self,
+        decoder: SymbolDecoder,
+        shape: tuple[int, int],
+        qp: int,
+        like: torch.Tensor,
+        previous: np.ndarray | None = None,
+        has_shifts: bool = False,
+    ) -> LatentResult:
+        """Read a latent from where `decoder` stands (decode)."""
         shifts = read_shifts(decoder) if has_shifts else None
         s = self._steps(shape, previous, lambda j, bucket: decoder.read(self._indices(qp, j, bucket, shifts)))
-        decoder.finish()
         return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts)
 
 

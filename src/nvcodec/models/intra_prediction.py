@@ -1,0 +1,159 @@
+"""Intra prediction: each transform block's shape predicted from its decoded neighbours (bitstream_spec.md 7.8.1).
+
+One mode per 16x16 luma macroblock (its four 8x8 luma blocks and their 4x4 chroma blocks), each
+block predicted from the row above it and the column left of it as reconstructed before
+deblocking, in integer 1/64 levels (n = 8 for luma, 4 for chroma, s = log2 n):
+
+    0 none        0
+    1 planar      ((n-1-c) left[r] + (c+1) top[n-1] + (n-1-r) top[c] + (r+1) left[n-1] + n) >> (s + 1)
+    2 vertical    top[c]
+    3 horizontal  left[r]
+
+less the prediction's own mean, (sum + n^2 / 2) >> 2s: the prediction gives the block its shape,
+while its DC stays coded as every intra frame codes it (rounded, MED-predicted from the
+neighbours' DC levels). A predicted DC leaves each block a fraction of a step off its
+neighbours, which costs either bits or error on every smooth area; the shape is what the DC
+prediction of the levels cannot give. A missing row above (the first row of blocks) takes the
+value of left[0]; a missing column (the first column) takes top[0]; with neither, both are 128
+levels. The decoder synthesises the whole residual at once, then adds the predictions along
+anti-diagonals of blocks, each block after the blocks above and left of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK
+
+MODES = ("none", "planar", "vertical", "horizontal")  # in the order of their frequency
+MACROBLOCK = 16  # luma pixels per side of the area one mode covers
+GREY = 128 << FINE_BITS
+
+
+def to_planes(fine: torch.Tensor) -> list[torch.Tensor]:
+    """The Y, U and V planes (H, W), (H/2, W/2) of a (1, 6, H/2, W/2) tensor."""
+    return [F.pixel_shuffle(fine[:, :4], 2)[0, 0], fine[0, 4], fine[0, 5]]
+
+
+def from_planes(planes: list[torch.Tensor]) -> torch.Tensor:
+    """The (1, 6, H/2, W/2) tensor of Y, U and V planes (inverse of to_planes)."""
+    y, u, v = planes
+    return torch.cat([F.pixel_unshuffle(y[None, None], 2), u[None, None], v[None, None]], dim=1)
+
+
+def substitute(
+    top: torch.Tensor, left: torch.Tensor, has_top: torch.Tensor, has_left: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k, n) neighbours with the missing ones replaced: a missing top row by left[0], a missing
+    left column by top[0], both by grey."""
+    grey = torch.full_like(top, GREY)
+    top_or = torch.where(has_left[:, None], left[:, :1].expand_as(top), grey)
+    left_or = torch.where(has_top[:, None], top[:, :1].expand_as(left), grey)
+    return torch.where(has_top[:, None], top, top_or), torch.where(has_left[:, None], left, left_or)
+
+
+def predictions(top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+    """(4, k, n, n) int32 zero-mean predictions of the four modes from (k, n) int32 neighbours."""
+    k, n = top.shape
+    s = n.bit_length() - 1
+    r = torch.arange(n, device=top.device, dtype=top.dtype).view(1, n, 1)
+    c = r.view(1, 1, n)
+    t, lf = top[:, None, :], left[:, :, None]
+    planar = ((n - 1 - c) * lf + (c + 1) * top[:, None, n - 1 :] + (n - 1 - r) * t + (r + 1) * left[:, None, n - 1 :]
+              + n) >> (s + 1)  # fmt: skip
+    shapes = torch.stack([torch.zeros_like(planar), planar, t.expand(k, n, n), lf.expand(k, n, n)])
+    mean = (shapes.sum(dim=(2, 3), keepdim=True) + (n * n // 2)) >> (2 * s)
+    return shapes - mean.to(shapes.dtype)
+
+
+def _blocks(plane: torch.Tensor, n: int) -> torch.Tensor:
+    """(Hb, n, Wb, n) view of an (H, W) plane."""
+    h, w = plane.shape
+    return plane.view(h // n, n, w // n, n)
+
+
+def _neighbours(view: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (k, n) substituted neighbours of blocks (i, j) of a (Hb, n, Wb, n) view."""
+    top = view[(i - 1).clamp(min=0), -1, j, :]
+    left = view[i, :, (j - 1).clamp(min=0), -1]
+    return substitute(top, left, i > 0, j > 0)
+
+
+def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
+    """The (1, 6, H/2, W/2) int32 reconstruction before deblocking: the synthesised residual in
+    1/64 levels plus each block's prediction, clamped to 0..255 levels; `modes` (Hm, Wm) per
+    macroblock."""
+    planes = [p.clone() for p in to_planes(residual)]
+    per_block = torch.from_numpy(np.repeat(np.repeat(modes, 2, 0), 2, 1)).to(residual.device)
+    hb, wb = per_block.shape
+    for d in range(hb + wb - 1):
+        i = torch.arange(max(0, d - wb + 1), min(hb, d + 1), device=residual.device)
+        j = d - i
+        chosen = per_block[i, j]
+        for plane, n in zip(planes, (8, 4, 4)):
+            view = _blocks(plane, n)
+            pred = predictions(*_neighbours(view, i, j))[chosen, torch.arange(len(i))]
+            view[i, :, j, :] = (view[i, :, j, :] + pred).clamp(0, FINE_PEAK)
+    return from_planes(planes)
+
+
+# Mode map coding, row by row (bitstream_spec.md 5.4.4). Each macroblock's mode is predicted by
+# the mode above it (none in the first row); a flag says whether it is that mode, with the
+# probability SAME_PROBABILITIES[c] / 256 where c counts how many of the above-left and
+# above-right modes equal the prediction (3 in the first row). Otherwise its rank among the three
+# other modes (in MODES order) follows in two flags: rank >= 1, then for those rank == 2, with
+# the probabilities of row p = the predicted mode. Measured on the first frames of Foreman and
+# Cockatoo at qps 27 and 37 (7992 macroblocks).
+SAME_PROBABILITIES = (103, 136, 187, 169)
+OTHER_PROBABILITIES = ((97, 228), (161, 90), (189, 31), (125, 36))
+
+
+def _row_contexts(above: np.ndarray | None, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted modes of a row and the context of each 'same' flag."""
+    if above is None:
+        return np.zeros(width, dtype=np.int64), np.full(width, 3)
+    framed = np.pad(above, 1, constant_values=-1)
+    return above, (framed[:-2] == above).astype(np.int64) + (framed[2:] == above)
+
+
+def mode_bits(predicted: np.ndarray, contexts: np.ndarray) -> np.ndarray:
+    """(4, k) bits each mode would cost macroblocks of these predicted modes and contexts."""
+    same = np.asarray(SAME_PROBABILITIES)[contexts] / 256
+    first, second = (np.asarray(OTHER_PROBABILITIES)[predicted, f] / 256 for f in (0, 1))
+    rank = np.arange(len(MODES))[:, None] - (np.arange(len(MODES))[:, None] > predicted)
+    other = -np.log2(1 - same) - np.log2(np.where(rank >= 1, first, 1 - first))
+    other -= np.where(rank >= 1, np.log2(np.where(rank == 2, second, 1 - second)), 0)
+    return np.where(np.arange(len(MODES))[:, None] == predicted, -np.log2(same), other)
+
+
+def write_modes(encoder: SymbolEncoder, modes: np.ndarray) -> None:
+    """The mode map, row by row: the 'same' flags, then the first flag of the others' ranks,
+    then the second flag of those whose first is set."""
+    table, other = np.asarray(SAME_PROBABILITIES), np.asarray(OTHER_PROBABILITIES)
+    for i in range(modes.shape[0]):
+        predicted, contexts = _row_contexts(modes[i - 1] if i else None, modes.shape[1])
+        same = modes[i] == predicted
+        encoder.add_flags(same, table[contexts])
+        p = predicted[~same]
+        rank = modes[i][~same] - (modes[i][~same] > p)
+        encoder.add_flags(rank >= 1, other[p, 0])
+        encoder.add_flags(rank[rank >= 1] == 2, other[p[rank >= 1], 1])
+
+
+def read_modes(decoder: SymbolDecoder, grid: tuple[int, int]) -> np.ndarray:
+    """The (Hm, Wm) mode map of write_modes."""
+    table, other = np.asarray(SAME_PROBABILITIES), np.asarray(OTHER_PROBABILITIES)
+    modes = np.zeros(grid, dtype=np.int64)
+    for i in range(grid[0]):
+        predicted, contexts = _row_contexts(modes[i - 1] if i else None, grid[1])
+        same = decoder.read_flags(table[contexts])
+        p = predicted[~same]
+        first = decoder.read_flags(other[p, 0])
+        rank = first.astype(np.int64)
+        rank[first] += decoder.read_flags(other[p[first], 1])
+        modes[i] = predicted
+        modes[i, ~same] = rank + (rank >= p)
+    return modes

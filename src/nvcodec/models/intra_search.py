@@ -1,0 +1,183 @@
+"""The encoder's intra mode decision (not normative): each macroblock's mode and levels, closed loop.
+
+Macroblocks are decided along anti-diagonals, each after those above and left of it. For each
+mode, its four 8x8 blocks are predicted, transformed, quantised (dead zone, then rd_levels with
+the tables of each symbol's context in the frame coded without prediction, on the AC levels; the DC rounds, as it does without prediction) and reconstructed in turn, so that each block is predicted from its
+neighbours as the decoder will have them; the mode of least sum over channels of squared error
+plus lambda times estimated bits (in each channel's steps) wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nvcodec.entropy.coder import ProbabilityTables
+from nvcodec.entropy.context import CHANNELS, DC_CHANNELS
+from nvcodec.models.intra_prediction import MODES, mode_bits, predictions, substitute, to_planes
+from nvcodec.models.latent_codec import LatentCodec, rd_levels
+from nvcodec.models.layout import FINE_PEAK, to_fine
+from nvcodec.models.transform import BlockTransform
+
+AC_CHANNELS = np.setdiff1d(np.arange(CHANNELS), DC_CHANNELS)
+SUB_BLOCKS = ((0, 0), (0, 1), (1, 0), (1, 1))  # 8x8 blocks of a macroblock, in decoding order
+
+
+@dataclass
+class IntraDecision:
+    modes: np.ndarray  # (Hm, Wm) mode per macroblock
+    scaled: np.ndarray  # (C, H, W) y / step of the chosen predictions' residuals
+    levels: np.ndarray  # (C, H, W) the decided levels
+
+
+class _Quantiser:
+    """Residual blocks -> levels and their reconstruction, as the latent codec will code them."""
+
+    def __init__(
+        self,
+        transform: BlockTransform,
+        latent: LatentCodec,
+        qp: int,
+        tables: ProbabilityTables,
+        x: torch.Tensor,
+    ) -> None:
+        self.transform, self.latent, self.qp, self.tables = transform, latent, qp, tables
+        self.table = latent.index_table[qp].cpu().numpy().astype(np.int64)
+        self.buckets = latent.contexts(transform.analysis(x), qp, tables)
+        self.dtype = latent.log_weight.dtype
+
+    def indices(self, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """(C, k, 1) table indices of the blocks at (rows, cols), from their contexts in the
+        frame coded without prediction."""
+        return self.table[np.arange(CHANNELS)[:, None], self.buckets[:, at[0], at[1]]][..., None]
+
+    def __call__(
+        self, residual: torch.Tensor, at: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor, np.ndarray]:
+        """(k, 6, 4, 4) float residual blocks at block positions `at` -> scaled (C, k, 1), levels, the (k, 6, 4, 4) int32
+        synthesised residual, and each block's cost."""
+        y = self.transform.analysis(residual).permute(1, 0, 2, 3).reshape(1, -1, residual.shape[0], 1)
+        scaled = self.latent.scaled(y, self.qp)
+        levels = self.latent.quantize(scaled)
+        k = self.indices(at)
+        ac = AC_CHANNELS
+        levels[ac] = rd_levels(
+            scaled[ac], levels[ac], lambda c: self.tables.magnitude_bits(k[ac], c), self.latent.lam
+        )
+        y_hat = self.latent.dequantize(levels, self.qp, y)
+        error = (scaled - (y_hat / self.latent.steps(self.qp, y)).float()[0].cpu().numpy()) ** 2
+        bits = self.tables.magnitude_bits(k, levels)
+        cost = (error + self.latent.lam * bits).sum(axis=(0, 2))
+        blocks = y_hat[0].permute(1, 0, 2).reshape(-1, y_hat.shape[1], 1, 1)
+        return scaled, levels, to_fine(self.transform.synthesis(blocks)), cost
+
+
+def _block_tensor(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """(k, 6, 4, 4) from (k, 8, 8) luma and (k, 4, 4) chroma blocks."""
+    return torch.cat([F.pixel_unshuffle(y[:, None], 2), u[:, None], v[:, None]], dim=1)
+
+
+def _block_planes(t: torch.Tensor) -> list[torch.Tensor]:
+    """(k, 8, 8), (k, 4, 4), (k, 4, 4) from (k, 6, 4, 4) (inverse of _block_tensor)."""
+    return [F.pixel_shuffle(t[:, :4], 2)[:, 0], t[:, 4], t[:, 5]]
+
+
+def _patches(planes: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor) -> list[torch.Tensor]:
+    """Per plane (k, m+1, m+1) int32: macroblocks (mi, mj) with the row above and column left
+    (zeros where outside the frame; the corner is unused)."""
+    out = []
+    for plane, m in zip(planes, (16, 8, 8)):
+        framed = F.pad(plane, (1, 0, 1, 0))
+        rows = (mi * m)[:, None] + torch.arange(m + 1, device=plane.device)
+        cols = (mj * m)[:, None] + torch.arange(m + 1, device=plane.device)
+        out.append(framed[rows[:, :, None], cols[:, None, :]])
+    return out
+
+
+@torch.no_grad()
+def decide_modes(
+    x: torch.Tensor, transform: BlockTransform, latent: LatentCodec, qp: int, tables: ProbabilityTables
+) -> IntraDecision:
+    """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
+    quantise = _Quantiser(transform, latent, qp, tables, x)
+    source = [p.float() * FINE_PEAK for p in to_planes(x.float())]
+    recon = [torch.zeros_like(p, dtype=torch.int32) for p in source]
+    hm, wm = source[0].shape[0] // 16, source[0].shape[1] // 16
+    modes = np.zeros((hm, wm), dtype=np.int64)
+    scaled = np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.float32)
+    levels = np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.int64)
+    for d in range(hm + wm - 1):
+        mi = torch.arange(max(0, d - wm + 1), min(hm, d + 1), device=x.device)
+        mj = d - mi
+        tried = _try_modes(source, recon, mi, mj, quantise)
+        k = len(mi)
+        i, j = mi.cpu().numpy(), mj.cpu().numpy()
+        cost = tried.cost.reshape(len(MODES), k) + latent.lam * mode_bits(*_mode_contexts(modes, i, j))
+        best = cost.argmin(axis=0)
+        row = best * k + np.arange(k)  # the chosen mode's row of each macroblock
+        modes[i, j] = best
+        _keep([p[torch.from_numpy(row).to(x.device)] for p in tried.patches], recon, mi, mj)
+        for s, (a, b) in enumerate(SUB_BLOCKS):
+            at = (2 * i + a, 2 * j + b)
+            scaled[:, at[0], at[1]] = tried.scaled[s][:, row, 0]
+            levels[:, at[0], at[1]] = tried.levels[s][:, row, 0]
+    return IntraDecision(modes, scaled, levels)
+
+
+def _mode_contexts(modes: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The predicted mode and context of macroblocks (i, j) as write_modes will see them, but for
+    the above-right mode, not decided yet: taken to agree with the above-left one."""
+    above = np.where(i > 0, modes[np.maximum(i - 1, 0), j], 0)
+    agree = (j > 0) & (modes[np.maximum(i - 1, 0), np.maximum(j - 1, 0)] == above)
+    return above, np.where(i > 0, 2 * agree, 3)
+
+
+def _keep(patches: list[torch.Tensor], recon: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor) -> None:
+    """Write the macroblocks' (k, m+1, m+1) patches into the frame's reconstruction."""
+    for plane, patch, m in zip(recon, patches, (16, 8, 8)):
+        view = plane.view(plane.shape[0] // m, m, plane.shape[1] // m, m)
+        view[mi, :, mj, :] = patch[:, 1:, 1:]
+
+
+@dataclass
+class _Tried:
+    """Every mode tried on k macroblocks: rows mode * k + macroblock."""
+
+    cost: np.ndarray  # (4k,)
+    patches: list[torch.Tensor]  # per plane (4k, m+1, m+1), as reconstructed
+    scaled: list[np.ndarray]  # per sub-block (C, 4k, 1)
+    levels: list[np.ndarray]
+
+
+def _try_modes(source, recon, mi: torch.Tensor, mj: torch.Tensor, quantise: _Quantiser) -> _Tried:
+    """Macroblocks (mi, mj) coded in each mode, their four blocks in turn."""
+    n_modes = len(MODES)
+    patches = [p.repeat(n_modes, 1, 1) for p in _patches(recon, mi, mj)]
+    device = mi.device
+    mode = torch.arange(n_modes, device=device).repeat_interleave(len(mi))
+    mi4, mj4, rows4 = mi.repeat(n_modes), mj.repeat(n_modes), torch.arange(len(mode), device=device)
+    at4 = (mi4.cpu().numpy(), mj4.cpu().numpy())
+    tried = _Tried(np.zeros(len(mode)), patches, [], [])
+    for a, b in SUB_BLOCKS:
+        preds, sources = [], []
+        for plane_src, patch, n in zip(source, patches, (8, 4, 4)):
+            r0, c0 = 1 + a * n, 1 + b * n
+            top, left = patch[:, r0 - 1, c0 : c0 + n], patch[:, r0 : r0 + n, c0 - 1]
+            neighbours = substitute(top, left, (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0))
+            preds.append(predictions(*neighbours)[mode, rows4])
+            rows = (mi4 * 2 * n + a * n)[:, None] + torch.arange(n, device=device)
+            cols = (mj4 * 2 * n + b * n)[:, None] + torch.arange(n, device=device)
+            sources.append(plane_src[rows[:, :, None], cols[:, None, :]])
+        residual = _block_tensor(*[(s - p) / FINE_PEAK for s, p in zip(sources, preds)])
+        at = (2 * at4[0] + a, 2 * at4[1] + b)
+        scaled, levels, synthesised, cost = quantise(residual.to(quantise.dtype), at)
+        tried.cost += cost
+        tried.scaled.append(scaled)
+        tried.levels.append(levels)
+        for patch, pred, res, n in zip(patches, preds, _block_planes(synthesised), (8, 4, 4)):
+            r0, c0 = 1 + a * n, 1 + b * n
+            patch[:, r0 : r0 + n, c0 : c0 + n] = (pred + res).clamp(0, FINE_PEAK)
+    return tried

@@ -1,0 +1,214 @@
+"""Intra prediction (bitstream 2.8): the four modes, the neighbours' substitution, the mode map's
+coding, the wavefront reconstruction, and the encoder's and decoder's pictures agreeing."""
+
+import io
+from dataclasses import replace
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.test_codec import decode, encode, make_weights
+
+from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
+from nvcodec.codec.encoder import header_for, intra_prediction_possible
+from nvcodec.codec.schedule import CodingParams, ToolMode
+from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
+from nvcodec.entropy.tables import build_tables
+from nvcodec.errors import BitstreamError, InputError
+from nvcodec.frame import VideoInfo
+from nvcodec.models import intra_prediction as ip
+from nvcodec.models.latent_codec import LatentCodec
+from nvcodec.models.layout import FINE_PEAK, frame_to_tensor
+from nvcodec.sample import synthetic_frames
+
+ONE = FINE_PEAK // 255
+
+
+def ramp(n: int, start: int, step: int) -> torch.Tensor:
+    return (start + step * torch.arange(n, dtype=torch.int32)).view(1, n)
+
+
+@pytest.mark.parametrize("n", [8, 4])
+def test_each_mode_is_its_shape_less_its_mean(n):
+    top, left = ramp(n, 100 * ONE, 3 * ONE), ramp(n, 90 * ONE, -5 * ONE)
+    none, planar, vertical, horizontal = ip.predictions(top, left)[:, 0]
+    assert not none.any()
+    column = vertical[:, 0]
+    assert torch.equal(vertical, vertical[0].expand(n, n)) and not column.diff().any()
+    assert torch.equal(vertical[0] - vertical[0, 0], top[0] - top[0, 0])  # the top row's shape
+    assert torch.equal(horizontal[:, 0] - horizontal[0, 0], left[0] - left[0, 0])
+    for p in (planar, vertical, horizontal):  # zero mean within rounding: the DC stays coded
+        assert -n * n // 2 <= int(p.sum()) < n * n // 2
+    flat = ip.predictions(torch.full((1, n), 7 * ONE), torch.full((1, n), 7 * ONE))
+    assert not flat.any()  # a flat neighbourhood predicts no shape, in every mode
+
+
+def test_planar_follows_the_spec_formula():
+    n, s = 8, 3
+    top, left = ramp(n, 10 * ONE, 7 * ONE), ramp(n, 200 * ONE, -11 * ONE)
+    r, c = np.indices((n, n))
+    t, lf = top[0].numpy().astype(np.int64), left[0].numpy().astype(np.int64)
+    shape = ((n - 1 - c) * lf[r] + (c + 1) * t[n - 1] + (n - 1 - r) * t[c] + (r + 1) * lf[n - 1] + n) >> (
+        s + 1
+    )
+    expected = shape - ((shape.sum() + n * n // 2) >> (2 * s))
+    assert np.array_equal(ip.predictions(top, left)[1, 0].numpy(), expected)
+
+
+def test_missing_neighbours_are_substituted():
+    top, left = ramp(4, 50, 1).repeat(4, 1), ramp(4, 80, 2).repeat(4, 1)
+    has_top = torch.tensor([True, False, True, False])
+    has_left = torch.tensor([True, True, False, False])
+    t, lf = ip.substitute(top, left, has_top, has_left)
+    assert torch.equal(t[0], top[0]) and torch.equal(lf[0], left[0])
+    assert torch.equal(t[1], left[1, :1].expand(4)) and torch.equal(lf[1], left[1])
+    assert torch.equal(t[2], top[2]) and torch.equal(lf[2], top[2, :1].expand(4))
+    assert (t[3] == ip.GREY).all() and (lf[3] == ip.GREY).all()
+
+
+def test_no_prediction_reconstructs_the_residual_clamped():
+    residual = torch.randint(-2000, 18000, (1, 6, 16, 24), dtype=torch.int32)
+    modes = np.zeros((2, 3), dtype=np.int64)
+    assert torch.equal(ip.reconstruct(residual, modes), residual.clamp(0, FINE_PEAK))
+
+
+def test_planes_round_trip():
+    t = torch.randint(0, 100, (1, 6, 8, 12), dtype=torch.int32)
+    planes = ip.to_planes(t)
+    assert [tuple(p.shape) for p in planes] == [(16, 24), (8, 12), (8, 12)]
+    assert torch.equal(ip.from_planes(planes), t)
+
+
+def test_a_vertical_block_continues_the_row_above_it():
+    """Mode 2 in a 16x16 macroblock whose top blocks hold a ramp and whose bottom blocks a flat
+    residual: the bottom blocks repeat the last reconstructed row above them, less its mean, on
+    top of their own residual; the top blocks (no row above) take a flat substitute: no shape."""
+    y = torch.zeros(16, 16, dtype=torch.int32)
+    y[:8] = 60 * ONE + ONE * torch.arange(16, dtype=torch.int32) * 5
+    y[8:] = 100 * ONE
+    chroma = torch.full((8, 8), 128 * ONE, dtype=torch.int32)
+    residual = ip.from_planes([y, chroma, chroma.clone()])
+    out = ip.to_planes(ip.reconstruct(residual, np.full((1, 1), 2, dtype=np.int64)))[0]
+    assert torch.equal(out[:8], y[:8])
+    for j in (0, 8):
+        row = out[7, j : j + 8]
+        shape = row - ((8 * row.sum() + 32) >> 6)  # the mean of the 8x8 prediction
+        assert torch.equal(out[8:, j : j + 8], (100 * ONE + shape).expand(8, 8))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_the_mode_map_round_trips(hm, wm, seed):
+    rng = np.random.default_rng(seed)
+    modes = rng.integers(0, len(ip.MODES), (hm, wm))
+    if seed % 3 == 0:
+        modes[:] = modes[0]  # long runs of the same mode
+    tables = ProbabilityTables(*build_tables())
+    encoder = SymbolEncoder(tables)
+    ip.write_modes(encoder, modes)
+    decoder = SymbolDecoder(tables, encoder.finish())
+    assert np.array_equal(ip.read_modes(decoder, (hm, wm)), modes)
+    decoder.finish()
+
+
+@pytest.mark.parametrize("context", range(4))
+def test_mode_bits_are_a_distribution(context):
+    """For every predicted mode and context, the four modes' estimated costs are those of
+    probabilities summing to one, the predicted mode's being the 'same' flag's."""
+    predicted = np.arange(len(ip.MODES))
+    bits = ip.mode_bits(predicted, np.full(len(predicted), context))
+    assert np.allclose((2.0**-bits).sum(axis=0), 1.0)
+    same = -np.log2(ip.SAME_PROBABILITIES[context] / 256)
+    assert np.allclose(bits[predicted, predicted], same)
+
+
+def edges(width: int, height: int) -> list:
+    """Synthetic frames with strong vertical and horizontal structure (stripes and ramps)."""
+    frames = list(synthetic_frames(width, height, 2, seed=3))
+    for f in frames:
+        f.y[:, :] = (np.arange(width)[None, :] * 37 % 200 + 20).astype(np.uint8)
+        f.y[height // 2 :, :] = (np.arange(height - height // 2)[:, None] * 29 % 180 + 40).astype(np.uint8)
+    return frames
+
+
+def test_the_decoders_intra_frame_is_the_encoders_and_uses_the_modes():
+    """An intra frame of stripes coded with prediction: the decoder reads the same modes and
+    rebuilds the encoder's picture exactly; some macroblocks are predicted; the frame costs fewer
+    bytes than unpredicted at no worse error."""
+    weights = make_weights()
+    model, tables = weights.model, weights.model.probability_tables()
+    x = frame_to_tensor(edges(96, 64)[0])
+    out = model.intra.encode(x, 30, tables, shifts_allowed=True, predicted=True)
+    plain = model.intra.encode(x, 30, tables, shifts_allowed=True)
+    assert out.modes is not None and out.modes.shape == (4, 6) and out.modes.any()
+    has_shifts = out.latent.shifts is not None
+    back = model.intra.decode(out.latent.stream, x.shape, 30, tables, x, has_shifts, predicted=True)
+    assert np.array_equal(back.modes, out.modes) and torch.equal(back.x_hat, out.x_hat)
+    error = [float(((o.x_hat - x) ** 2).mean()) for o in (out, plain)]
+    assert len(out.latent.stream) < len(plain.latent.stream) and error[0] <= error[1] * 1.05
+
+
+def test_streams_with_prediction_are_2_8_and_decode_to_the_encoders_pictures():
+    weights = make_weights(4)
+    params = CodingParams(qp=30, intra_period=2, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    _, coded, data = encode(weights, params, frames=4, seed=5)
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    _, coded_off, data_off = encode(weights, replace(params, intra_prediction=ToolMode.OFF), frames=4, seed=5)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [h.version for h in headers] == [(2, 8), (2, 7)]
+    assert [bool(h.tools & Tools.INTRA_PREDICTION) for h in headers] == [True, False]
+    assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frames differ
+
+
+def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
+    """The header's bit is what tells a decoder the mode map is there: read as unpredicted, a
+    predicted intra frame is refused as damaged or decodes to another picture."""
+    weights = make_weights(4)
+    _, coded, _ = encode(weights, CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF), frames=1)
+    model, tables, record = weights.model, weights.model.probability_tables(), coded[0].record
+    args = (record.substreams[0], (1, 6, 24, 40), record.qp, tables, torch.zeros(1))
+    has_shifts = bool(record.flags & FrameFlags.TABLE_SHIFTS)
+    predicted = model.intra.decode(*args, has_shifts, predicted=True)
+    try:
+        plain = model.intra.decode(*args, has_shifts)
+    except BitstreamError:
+        return
+    assert not torch.equal(plain.x_hat, predicted.x_hat)
+
+
+@pytest.mark.parametrize(
+    ("params", "allowed"),
+    [
+        (CodingParams(), True),
+        (CodingParams(intra_prediction=ToolMode.OFF), False),
+        (CodingParams(intra_period=1), True),
+    ],
+)
+def test_header_allows_intra_prediction_unless_it_is_off(params, allowed):
+    header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
+    assert bool(header.tools & Tools.INTRA_PREDICTION) == allowed == intra_prediction_possible(params)
+    assert (header.version == (2, 8)) == allowed
+
+
+def test_intra_prediction_cannot_be_forced_on():
+    with pytest.raises(InputError, match="--intra-prediction is auto or off"):
+        CodingParams(intra_prediction=ToolMode.ON)
+
+
+def test_predicted_intra_frames_pass_the_table_shift_permission(monkeypatch):
+    asked = []
+    original = LatentCodec.encode_decided
+
+    def spy(self, *args, **kwargs):
+        asked.append(args[-1] if len(args) == 7 else kwargs.get("shifts_allowed", False))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LatentCodec, "encode_decided", spy)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    encode(make_weights(4), params, frames=1)
+    encode(make_weights(4), replace(params, table_shifts=ToolMode.OFF), frames=1)
+    assert asked == [True, False]
