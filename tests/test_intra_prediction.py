@@ -1,6 +1,7 @@
 """Intra prediction (bitstream 2.8): the four modes, the neighbours' substitution, the mode map's
 coding, the wavefront reconstruction, and the encoder's and decoder's pictures agreeing."""
 
+import inspect
 import io
 from dataclasses import replace
 from fractions import Fraction
@@ -10,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.test_codec import decode, encode, make_weights
+from tests.test_codec import HEIGHT, WIDTH, decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
 from nvcodec.codec.encoder import header_for, intra_prediction_possible
@@ -18,10 +19,19 @@ from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.tables import build_tables
 from nvcodec.errors import BitstreamError, InputError
-from nvcodec.frame import VideoInfo
+from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models import intra_prediction as ip
+from nvcodec.models.intra_search import decide_modes
 from nvcodec.models.latent_codec import LatentCodec
-from nvcodec.models.layout import FINE_PEAK, frame_to_tensor
+from nvcodec.models.layout import (
+    FINE_PEAK,
+    frame_to_tensor,
+    from_planes,
+    padded_size,
+    tensor_to_frame,
+    to_fine,
+    to_planes,
+)
 from nvcodec.sample import synthetic_frames
 
 ONE = FINE_PEAK // 255
@@ -76,10 +86,11 @@ def test_no_prediction_reconstructs_the_residual_clamped():
 
 
 def test_planes_round_trip():
-    t = torch.randint(0, 100, (1, 6, 8, 12), dtype=torch.int32)
-    planes = ip.to_planes(t)
-    assert [tuple(p.shape) for p in planes] == [(16, 24), (8, 12), (8, 12)]
-    assert torch.equal(ip.from_planes(planes), t)
+    t = torch.randint(0, 100, (2, 6, 8, 12), dtype=torch.int32)
+    planes = to_planes(t)
+    assert [tuple(p.shape) for p in planes] == [(2, 16, 24), (2, 8, 12), (2, 8, 12)]
+    assert torch.equal(planes[0][1, 2 * 3 + 1, 2 * 5], t[1, 2, 3, 5])  # phase (1, 0): channel 2
+    assert torch.equal(from_planes(planes), t)
 
 
 def test_a_vertical_block_continues_the_row_above_it():
@@ -90,8 +101,8 @@ def test_a_vertical_block_continues_the_row_above_it():
     y[:8] = 60 * ONE + ONE * torch.arange(16, dtype=torch.int32) * 5
     y[8:] = 100 * ONE
     chroma = torch.full((8, 8), 128 * ONE, dtype=torch.int32)
-    residual = ip.from_planes([y, chroma, chroma.clone()])
-    out = ip.to_planes(ip.reconstruct(residual, np.full((1, 1), 2, dtype=np.int64)))[0]
+    residual = from_planes([y[None], chroma[None], chroma[None]])
+    out = to_planes(ip.reconstruct(residual, np.full((1, 1), 2, dtype=np.int64)))[0][0]
     assert torch.equal(out[:8], y[:8])
     for j in (0, 8):
         row = out[7, j : j + 8]
@@ -157,27 +168,66 @@ def test_streams_with_prediction_are_2_8_and_decode_to_the_encoders_pictures():
     _, coded, data = encode(weights, params, frames=4, seed=5)
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
-    _, coded_off, data_off = encode(weights, replace(params, intra_prediction=ToolMode.OFF), frames=4, seed=5)
+    _, _, data_off = encode(weights, replace(params, intra_prediction=ToolMode.OFF), frames=4, seed=5)
     headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
     assert [h.version for h in headers] == [(2, 8), (2, 7)]
     assert [bool(h.tools & Tools.INTRA_PREDICTION) for h in headers] == [True, False]
-    assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frames differ
 
 
 def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
-    """The header's bit is what tells a decoder the mode map is there: read as unpredicted, a
-    predicted intra frame is refused as damaged or decodes to another picture."""
+    """The header's bit is what tells a decoder the mode map is there: read with it, the intra
+    record gives the encoder's picture; read as unpredicted, it is refused as damaged or gives
+    another picture."""
     weights = make_weights(4)
     _, coded, _ = encode(weights, CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF), frames=1)
     model, tables, record = weights.model, weights.model.probability_tables(), coded[0].record
-    args = (record.substreams[0], (1, 6, 24, 40), record.qp, tables, torch.zeros(1))
+    width, height = padded_size(WIDTH, HEIGHT)
+    args = (record.substreams[0], (1, 6, height // 2, width // 2), record.qp, tables, torch.zeros(1))
     has_shifts = bool(record.flags & FrameFlags.TABLE_SHIFTS)
-    predicted = model.intra.decode(*args, has_shifts, predicted=True)
+
+    def picture(x_hat: torch.Tensor) -> Frame:
+        return tensor_to_frame(x_hat, WIDTH, HEIGHT)
+
+    assert picture(model.intra.decode(*args, has_shifts, predicted=True).x_hat) == coded[0].picture.recon
     try:
         plain = model.intra.decode(*args, has_shifts)
     except BitstreamError:
         return
-    assert not torch.equal(plain.x_hat, predicted.x_hat)
+    assert picture(plain.x_hat) != coded[0].picture.recon
+
+
+def test_the_search_reconstructs_as_the_decoder_does():
+    """The closed loop's own reconstruction of every block is what the decoder builds from the
+    decided levels and modes (exact while the transform works block by block, as released)."""
+    weights = make_weights()
+    model, tables = weights.model, weights.model.probability_tables()
+    x = frame_to_tensor(edges(64, 48)[0])
+    for qp in (12, 30, 45):
+        d = decide_modes(x, model.intra.transform, model.intra.latent, qp, tables)
+        y_hat = model.intra.latent.dequantize(d.levels, qp, x)
+        assert torch.equal(d.fine, ip.reconstruct(to_fine(model.intra.transform.synthesis(y_hat)), d.modes))
+
+
+@pytest.mark.parametrize(("width", "height"), [(16, 16), (16, 64), (80, 16)])
+def test_frames_one_macroblock_tall_or_wide_round_trip(width, height):
+    weights = make_weights()
+    model, tables = weights.model, weights.model.probability_tables()
+    x = frame_to_tensor(edges(width, height)[0])
+    out = model.intra.encode(x, 28, tables, shifts_allowed=True, predicted=True)
+    assert out.modes.shape == (height // 16, width // 16)
+    back = model.intra.decode(out.latent.stream, x.shape, 28, tables, x, out.latent.shifts is not None, True)
+    assert np.array_equal(back.modes, out.modes) and torch.equal(back.x_hat, out.x_hat)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=4, max_size=64).filter(lambda b: len(b) % 4 == 0))
+def test_a_garbage_mode_map_reads_as_modes_or_is_refused(data):
+    tables = ProbabilityTables(*build_tables())
+    try:
+        modes = ip.read_modes(SymbolDecoder(tables, data), (3, 5))
+    except BitstreamError:
+        return
+    assert modes.shape == (3, 5) and modes.min() >= 0 and modes.max() < len(ip.MODES)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +254,9 @@ def test_predicted_intra_frames_pass_the_table_shift_permission(monkeypatch):
     original = LatentCodec.encode_decided
 
     def spy(self, *args, **kwargs):
-        asked.append(args[-1] if len(args) == 7 else kwargs.get("shifts_allowed", False))
+        bound = inspect.signature(original).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        asked.append(bound.arguments["shifts_allowed"])
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(LatentCodec, "encode_decided", spy)

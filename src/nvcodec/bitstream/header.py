@@ -71,16 +71,6 @@ class Tools(IntFlag):
     SIX_TAP = 128
 
 
-ALL_TOOLS = int(
-    Tools.FILTER
-    | Tools.ENHANCE
-    | Tools.INTRA_PREDICTION
-    | Tools.LARGE_BLOCKS
-    | Tools.FLAT_BLOCKS
-    | Tools.TABLE_SHIFTS
-    | Tools.SPLIT_BLOCKS
-    | Tools.SIX_TAP
-)
 TOOL_VERSIONS = (  # tools that need a version newer than 2.0: bit, version, name
     (Tools.LARGE_BLOCKS, BLOCKS_VERSION, "large motion blocks (bit 3)"),
     (Tools.FLAT_BLOCKS, FLAT_VERSION, "flat blocks (bit 4)"),

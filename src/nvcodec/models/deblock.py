@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from nvcodec.models.layout import FINE_BITS
+from nvcodec.models.layout import FINE_BITS, from_planes, to_planes
 
 QPS = 64
 ONE = 1 << FINE_BITS
@@ -58,8 +57,7 @@ def deblock(fine: torch.Tensor, qp: int, dtype: torch.dtype) -> torch.Tensor:
     """The (1, 6, h, w) frame tensor of `dtype` on the 8-bit grid from int32 1/64 levels, with its
     block edges filtered."""
     fine = fine.clamp(0, 255 * ONE)
-    luma = _filter_plane(F.pixel_shuffle(fine[:, :4], 2)[0, 0], 8, qp)
-    chroma = [_filter_plane(fine[0, c], 4, qp) for c in (4, 5)]
-    out = torch.cat([F.pixel_unshuffle(luma[None, None], 2), torch.stack(chroma)[None]], dim=1)
+    planes = [_filter_plane(p[0], n, qp)[None] for p, n in zip(to_planes(fine), (8, 4, 4))]
+    out = from_planes(planes)
     levels = ((out + ONE // 2) >> FINE_BITS).clamp(0, 255)
     return (levels.float() / 255).to(dtype)

@@ -1,5 +1,5 @@
 """The intra (I) frame coder: block transform, quantiser with DC prediction, context coding,
-deblocking."""
+intra prediction of the blocks' shapes (when the stream allows it), deblocking."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Intra prediction: each transform block's shape predicted from its decoded neighbours (bitstream_spec.md 7.8.1).
+"""Intra prediction: each block's shape from its decoded neighbours (bitstream_spec.md 7.8.1).
 
 One mode per 16x16 luma macroblock (its four 8x8 luma blocks and their 4x4 chroma blocks), each
 block predicted from the row above it and the column left of it as reconstructed before
@@ -23,25 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
-from nvcodec.models.layout import FINE_BITS, FINE_PEAK
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_planes, to_planes
 
 MODES = ("none", "planar", "vertical", "horizontal")  # in the order of their frequency
 MACROBLOCK = 16  # luma pixels per side of the area one mode covers
 GREY = 128 << FINE_BITS
-
-
-def to_planes(fine: torch.Tensor) -> list[torch.Tensor]:
-    """The Y, U and V planes (H, W), (H/2, W/2) of a (1, 6, H/2, W/2) tensor."""
-    return [F.pixel_shuffle(fine[:, :4], 2)[0, 0], fine[0, 4], fine[0, 5]]
-
-
-def from_planes(planes: list[torch.Tensor]) -> torch.Tensor:
-    """The (1, 6, H/2, W/2) tensor of Y, U and V planes (inverse of to_planes)."""
-    y, u, v = planes
-    return torch.cat([F.pixel_unshuffle(y[None, None], 2), u[None, None], v[None, None]], dim=1)
 
 
 def substitute(
@@ -86,18 +74,20 @@ def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
     """The (1, 6, H/2, W/2) int32 reconstruction before deblocking: the synthesised residual in
     1/64 levels plus each block's prediction, clamped to 0..255 levels; `modes` (Hm, Wm) per
     macroblock."""
-    planes = [p.clone() for p in to_planes(residual)]
-    per_block = torch.from_numpy(np.repeat(np.repeat(modes, 2, 0), 2, 1)).to(residual.device)
+    planes = [p[0].clone() for p in to_planes(residual)]
+    device = residual.device
+    per_block = torch.from_numpy(np.repeat(np.repeat(modes, 2, 0), 2, 1)).to(device)
     hb, wb = per_block.shape
     for d in range(hb + wb - 1):
-        i = torch.arange(max(0, d - wb + 1), min(hb, d + 1), device=residual.device)
+        i = torch.arange(max(0, d - wb + 1), min(hb, d + 1), device=device)
         j = d - i
-        chosen = per_block[i, j]
+        chosen, rows = per_block[i, j], torch.arange(len(i), device=device)
         for plane, n in zip(planes, (8, 4, 4)):
             view = _blocks(plane, n)
-            pred = predictions(*_neighbours(view, i, j))[chosen, torch.arange(len(i))]
-            view[i, :, j, :] = (view[i, :, j, :] + pred).clamp(0, FINE_PEAK)
-    return from_planes(planes)
+            pred = predictions(*_neighbours(view, i, j))[chosen, rows]
+            total = view[i, :, j, :].long() + pred  # in 64 bits: a hostile residual does not wrap
+            view[i, :, j, :] = total.clamp(0, FINE_PEAK).to(plane.dtype)
+    return from_planes([p[None] for p in planes])
 
 
 # Mode map coding, row by row (bitstream_spec.md 5.4.4). Each macroblock's mode is predicted by

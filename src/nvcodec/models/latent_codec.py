@@ -221,10 +221,7 @@ class LatentCodec(nn.Module):
         """Quantise and code y; returns the decoder's own y_hat and the substream, with table
         shifts where they are allowed and the encoder expects them to save bits."""
         scaled = self.scaled(y, qp)
-        levels = self.quantize(scaled)
-        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed)
-        if decided.shifts is not None and not worth_coding(tables, decided.saved):
-            decided = self._decide(scaled, levels, qp, tables, previous, adapt=False)
+        decided = self._decide_shifts(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed)
         return self._write(y, scaled, qp, tables, decided)
 
     @torch.no_grad()
@@ -247,11 +244,24 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """Code levels whose RD decisions the caller made (intra prediction's), after what
         `encoder` already holds; `like` gives the device and dtype of y_hat."""
-        args = (scaled, levels, qp, tables, None)
-        decided = self._decide(*args, shifts_allowed, rd=False)
-        if decided.shifts is not None and not worth_coding(tables, decided.saved):
-            decided = self._decide(*args, adapt=False, rd=False)
+        decided = self._decide_shifts(scaled, levels, qp, tables, None, shifts_allowed, rd=False)
         return self._write(like, scaled, qp, tables, decided, encoder)
+
+    def _decide_shifts(
+        self,
+        scaled: np.ndarray,
+        levels: np.ndarray,
+        qp: int,
+        tables: ProbabilityTables,
+        previous: np.ndarray | None,
+        shifts_allowed: bool,
+        rd: bool = True,
+    ) -> Decisions:
+        """_decide with table shifts where they are allowed and expected to save bits."""
+        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed, rd)
+        if decided.shifts is not None and not worth_coding(tables, decided.saved):
+            decided = self._decide(scaled, levels, qp, tables, previous, adapt=False, rd=rd)
+        return decided
 
     def _decide(
         self,
@@ -306,7 +316,8 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """The substream of the decided symbols (the shifts first when there are any), after
         what `encoder` holds."""
-        encoder = encoder or SymbolEncoder(tables)
+        if encoder is None:
+            encoder = SymbolEncoder(tables)
         if decided.shifts is not None:
             encoder.add(decided.shifts, np.full(GROUPS, SHIFT_TABLE))
         for values, k in decided.groups:

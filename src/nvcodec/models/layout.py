@@ -50,6 +50,17 @@ def from_fine(fine: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return (fine.float() / FINE_PEAK).to(dtype)
 
 
+def to_planes(t: torch.Tensor) -> list[torch.Tensor]:
+    """The Y, U and V planes (N, H, W), (N, H/2, W/2) of (N, 6, H/2, W/2) tensors."""
+    return [F.pixel_shuffle(t[:, :4], 2)[:, 0], t[:, 4], t[:, 5]]
+
+
+def from_planes(planes: list[torch.Tensor]) -> torch.Tensor:
+    """The (N, 6, H/2, W/2) tensors of Y, U and V planes (inverse of to_planes)."""
+    y, u, v = planes
+    return torch.cat([F.pixel_unshuffle(y[:, None], 2), u[:, None], v[:, None]], dim=1)
+
+
 def block_sums(t: torch.Tensor, side: int) -> torch.Tensor:
     """(C, Hb, Wb) sums of a (1, C, h, w) tensor over blocks of side x side samples (partial
     blocks at the edges sum what they hold)."""

@@ -177,6 +177,7 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             table_shifts=off,
             split_blocks=off,
             six_tap=off,
+            intra_prediction=off,  # the intra tables are fitted on unpredicted latents (count_intra)
         ),
         info,
     )
