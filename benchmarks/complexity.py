@@ -6,6 +6,8 @@ Counts every convolution the encoder and decoder run for an I frame and for a P 
 residual coding in both trials of the contextual filter as `--filter auto` codes them and the
 enhancement decision, with SpyNet's motion seed apart; decoder: a P frame with the filter and the
 enhancement applied). Interpolation and the search's block matching are gathers, not counted.
+The transform's residual blocks count as a trained model runs them (an untrained one, whose last
+factor is zero, is skipped while coding).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nvcodec.models.config import CONFIGS
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.models.macs import kmacs_per_pixel
 from nvcodec.models.motion import MotionField
+from nvcodec.models.transform import PointBlock
 from nvcodec.outputs import write_file
 from nvcodec.weights import random_model
 
@@ -29,6 +32,10 @@ HEIGHT, WIDTH = 240, 416  # already a multiple of the network's 16
 def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     """Parameters and kMAC per pixel of each coding path of a random `name` model on one frame."""
     model = random_model(CONFIGS[name])
+    with torch.no_grad():
+        for block in model.modules():
+            if isinstance(block, PointBlock):
+                block.project.weight.normal_(0, 1e-3)
     tables = model.probability_tables()
     x = torch.rand(1, 6, height // 2, width // 2)
     pixels = height * width

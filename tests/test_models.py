@@ -27,7 +27,7 @@ from nvcodec.models.latent_codec import (
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels, tensor_to_frame, to_fine, weighted_mse
 from nvcodec.models.motion import field_buckets, median_prediction, reconstruct_vectors, row_buckets
 from nvcodec.models.motion_search import BlockSearch, search
-from nvcodec.models.transform import BlockTransform, block_dct
+from nvcodec.models.transform import BlockTransform, PointBlock, block_dct
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
 
@@ -260,3 +260,22 @@ def test_deblocking_rounds_ties_by_the_integer_rule():
     fine[..., 0, 0] = 100 * 64 + 31
     out = (deblock(fine, 0, torch.float64) * 255).round()
     assert out[0, 0, 0, 1] == 101 and out[0, 0, 0, 0] == 100
+
+
+def test_an_untrained_residual_block_is_skipped_when_coding_but_still_learns():
+    """A PointBlock whose last factor is zero passes x through when coding (no gradients), the same
+    values the full branch gives; with gradients on, its last factor still gets one; once trained
+    it is run."""
+    torch.manual_seed(0)
+    block = PointBlock(8, 16)
+    x = torch.randn(1, 8, 5, 7)
+    assert block.is_identity()
+    with torch.no_grad():
+        assert block(x) is x
+    full = block(x)
+    assert torch.equal(full, x)
+    full.square().sum().backward()
+    assert block.project.weight.grad is not None and block.project.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        block.project.weight.normal_(0, 0.1)
+        assert not block.is_identity() and not torch.equal(block(x), x)
