@@ -264,3 +264,22 @@ def test_predicted_intra_frames_pass_the_table_shift_permission(monkeypatch):
     encode(make_weights(4), params, frames=1)
     encode(make_weights(4), replace(params, table_shifts=ToolMode.OFF), frames=1)
     assert asked == [True, False]
+
+
+def test_the_spec_example_of_a_mode_map():
+    """bitstream_spec.md 5.4.4: the 2 x 3 map, group by group, flags and probabilities."""
+    groups = []
+
+    class Recorder:
+        def add_flags(self, flags, probabilities):
+            groups.append((np.asarray(flags, dtype=int).tolist(), np.asarray(probabilities).tolist()))
+
+    ip.write_modes(Recorder(), np.array([[2, 2, 0], [2, 3, 1]]))
+    assert groups == [
+        ([0, 0, 1], [169, 169, 169]),
+        ([1, 1], [97, 97]),
+        ([0, 0], [228, 228]),
+        ([1, 0, 0], [136, 136, 103]),
+        ([1, 0], [189, 97]),
+        ([1], [31]),
+    ]
