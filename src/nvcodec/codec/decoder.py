@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
-from nvcodec.bitstream.header import Tools
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
 from nvcodec.codec.frame_loop import (
     CPU,
     DRIFT_BOUND,

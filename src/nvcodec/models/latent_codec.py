@@ -130,7 +130,6 @@ class Decisions:
     buckets: np.ndarray  # the context bucket of each symbol
     groups: list[tuple[np.ndarray, np.ndarray]]  # (symbols, table indices) of each step, in order
     shifts: np.ndarray | None  # the table shifts (None: not coded)
-    saved: float  # the bits the shifts' choice estimated it saved (0 without shifts)
 
 
 def rd_levels(
@@ -221,7 +220,7 @@ class LatentCodec(nn.Module):
         """Quantise and code y; returns the decoder's own y_hat and the substream, with table
         shifts where they are allowed and the encoder expects them to save bits."""
         scaled = self.scaled(y, qp)
-        decided = self._decide_shifts(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed)
+        decided = self._decide(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed)
         return self._write(y, scaled, qp, tables, decided)
 
     @torch.no_grad()
@@ -244,24 +243,8 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """Code levels whose RD decisions the caller made (intra prediction's), after what
         `encoder` already holds; `like` gives the device and dtype of y_hat."""
-        decided = self._decide_shifts(scaled, levels, qp, tables, None, shifts_allowed, rd=False)
+        decided = self._decide(scaled, levels, qp, tables, None, shifts_allowed, rd=False)
         return self._write(like, scaled, qp, tables, decided, encoder)
-
-    def _decide_shifts(
-        self,
-        scaled: np.ndarray,
-        levels: np.ndarray,
-        qp: int,
-        tables: ProbabilityTables,
-        previous: np.ndarray | None,
-        shifts_allowed: bool,
-        rd: bool = True,
-    ) -> Decisions:
-        """_decide with table shifts where they are allowed and expected to save bits."""
-        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed, rd)
-        if decided.shifts is not None and not worth_coding(tables, decided.saved):
-            decided = self._decide(scaled, levels, qp, tables, previous, adapt=False, rd=rd)
-        return decided
 
     def _decide(
         self,
@@ -275,7 +258,8 @@ class LatentCodec(nn.Module):
     ) -> Decisions:
         """The symbols to code, step by step, each step's RD decisions made with its tables (with
         `adapt`, shifted as chosen on the step's levels before those decisions, then chosen again
-        on the decided ones; without `rd`, the levels as they are)."""
+        on the decided ones, and decided again without shifts when they would not pay for
+        themselves; without `rd`, the levels as they are)."""
         s = self.to_symbols(levels)
         seen = np.zeros_like(s)
         shifts = np.zeros(GROUPS, dtype=np.int64)
@@ -303,7 +287,9 @@ class LatentCodec(nn.Module):
             return values
 
         s = self._steps(s.shape[1:], previous, take)
-        return Decisions(s, seen, groups, shifts if adapt else None, sum(gains))
+        if adapt and not worth_coding(tables, sum(gains)):
+            return self._decide(scaled, levels, qp, tables, previous, adapt=False, rd=rd)
+        return Decisions(s, seen, groups, shifts if adapt else None)
 
     def _write(
         self,
