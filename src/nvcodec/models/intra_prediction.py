@@ -21,6 +21,8 @@ anti-diagonals of blocks, each block after the blocks above and left of it.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
 
@@ -32,62 +34,77 @@ MACROBLOCK = 16  # luma pixels per side of the area one mode covers
 GREY = 128 << FINE_BITS
 
 
-def substitute(
-    top: torch.Tensor, left: torch.Tensor, has_top: torch.Tensor, has_left: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+Array = TypeVar("Array", np.ndarray, torch.Tensor)  # the search predicts on tensors, the decoder on arrays
+
+
+def _namespace(a: Array) -> Any:
+    return np if isinstance(a, np.ndarray) else torch
+
+
+def substitute(top: Array, left: Array, has_top: Array, has_left: Array) -> tuple[Array, Array]:
     """(k, n) neighbours with the missing ones replaced: a missing top row by left[0], a missing
     left column by top[0], both by grey."""
-    grey = torch.full_like(top, GREY)
-    top_or = torch.where(has_left[:, None], left[:, :1].expand_as(top), grey)
-    left_or = torch.where(has_top[:, None], top[:, :1].expand_as(left), grey)
-    return torch.where(has_top[:, None], top, top_or), torch.where(has_left[:, None], left, left_or)
+    xp = _namespace(top)
+    top_or = xp.where(has_left[:, None], left[:, :1], GREY)
+    left_or = xp.where(has_top[:, None], top[:, :1], GREY)
+    return xp.where(has_top[:, None], top, top_or), xp.where(has_left[:, None], left, left_or)
 
 
-def predictions(top: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
-    """(4, k, n, n) int32 zero-mean predictions of the four modes from (k, n) int32 neighbours."""
+def predictions(top: Array, left: Array) -> Array:
+    """(4, k, n, n) zero-mean predictions of the four modes from (k, n) integer neighbours
+    (int64 from tensors, the arrays' own type from arrays)."""
+    xp = _namespace(top)
     k, n = top.shape
     s = n.bit_length() - 1
-    r = torch.arange(n, device=top.device, dtype=top.dtype).view(1, n, 1)
-    c = r.view(1, 1, n)
+    r = (xp.arange(n) if xp is np else torch.arange(n, device=top.device)).reshape(1, n, 1)
+    c = r.reshape(1, 1, n)
     t, lf = top[:, None, :], left[:, :, None]
     planar = ((n - 1 - c) * lf + (c + 1) * top[:, None, n - 1 :] + (n - 1 - r) * t + (r + 1) * left[:, None, n - 1 :]
               + n) >> (s + 1)  # fmt: skip
-    shapes = torch.stack([torch.zeros_like(planar), planar, t.expand(k, n, n), lf.expand(k, n, n)])
-    mean = (shapes.sum(dim=(2, 3), keepdim=True) + (n * n // 2)) >> (2 * s)
-    return shapes - mean.to(shapes.dtype)
+    zero = xp.zeros_like(planar)
+    shapes = xp.stack([zero, planar, zero + t, zero + lf])
+    mean = (shapes.sum(axis=(2, 3)) + (n * n // 2)) >> (2 * s)
+    return shapes - mean[:, :, None, None]
 
 
-def _blocks(plane: torch.Tensor, n: int) -> torch.Tensor:
-    """(Hb, n, Wb, n) view of an (H, W) plane."""
-    h, w = plane.shape
-    return plane.view(h // n, n, w // n, n)
+def _blocks(plane: np.ndarray, n: int) -> np.ndarray:
+    """(Hb, Wb, P, n, n) view of (P, H, W) planes: block (i, j) of every plane at [i, j]."""
+    p, h, w = plane.shape
+    return plane.reshape(p, h // n, n, w // n, n).transpose(1, 3, 0, 2, 4)
 
 
-def _neighbours(view: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The (k, n) substituted neighbours of blocks (i, j) of a (Hb, n, Wb, n) view."""
-    top = view[(i - 1).clamp(min=0), -1, j, :]
-    left = view[i, :, (j - 1).clamp(min=0), -1]
-    return substitute(top, left, i > 0, j > 0)
+def _neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (k P, n) substituted neighbours of blocks (i, j) in each plane of a _blocks view."""
+    planes, n = view.shape[2], view.shape[-1]
+    top = view[np.maximum(i - 1, 0), j, :, -1, :].reshape(-1, n)
+    left = view[i, np.maximum(j - 1, 0), :, :, -1].reshape(-1, n)
+    return substitute(top, left, np.repeat(i > 0, planes), np.repeat(j > 0, planes))
 
 
 def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
     """The (1, 6, H/2, W/2) int32 reconstruction before deblocking: the synthesised residual in
     1/64 levels plus each block's prediction, clamped to 0..255 levels; `modes` (Hm, Wm) per
-    macroblock."""
-    planes = [p[0].clone() for p in to_planes(residual)]
-    device = residual.device
-    per_block = torch.from_numpy(np.repeat(np.repeat(modes, 2, 0), 2, 1)).to(device)
+    macroblock. Blocks of mode none are only clamped; the others are predicted front by front,
+    U and V together, in 64-bit integers (a hostile residual does not wrap)."""
+    y, u, v = (p.cpu().numpy().astype(np.int64) for p in to_planes(residual))
+    residuals = (y, np.concatenate([u, v]))  # (1, H, W) and (2, H/2, W/2): blocks of 8 and of 4
+    out = [np.clip(r, 0, FINE_PEAK) for r in residuals]  # final wherever the mode is none
+    per_block = np.repeat(np.repeat(modes, 2, 0), 2, 1)
     hb, wb = per_block.shape
     for d in range(hb + wb - 1):
-        i = torch.arange(max(0, d - wb + 1), min(hb, d + 1), device=device)
+        i = np.arange(max(0, d - wb + 1), min(hb, d + 1))
+        i = i[per_block[i, d - i] != 0]
+        if not i.size:
+            continue
         j = d - i
-        chosen, rows = per_block[i, j], torch.arange(len(i), device=device)
-        for plane, n in zip(planes, (8, 4, 4)):
+        for plane, res, n in zip(out, residuals, (8, 4)):
             view = _blocks(plane, n)
-            pred = predictions(*_neighbours(view, i, j))[chosen, rows]
-            total = view[i, :, j, :].long() + pred  # in 64 bits: a hostile residual does not wrap
-            view[i, :, j, :] = total.clamp(0, FINE_PEAK).to(plane.dtype)
-    return from_planes([p[None] for p in planes])
+            which = np.repeat(per_block[i, j], view.shape[2])
+            pred = predictions(*_neighbours(view, i, j))[which, np.arange(len(which))]
+            total = _blocks(res, n)[i, j] + pred.reshape(len(i), -1, n, n)
+            view[i, j] = np.clip(total, 0, FINE_PEAK)
+    y, uv = (torch.from_numpy(p.astype(np.int32)).to(residual.device) for p in out)
+    return from_planes([y, uv[:1], uv[1:]])
 
 
 # Mode map coding, row by row (bitstream_spec.md 5.4.4). Each macroblock's mode is predicted by
