@@ -18,6 +18,7 @@ from tqdm import tqdm
 from benchmarks.anchors import round_trip
 from benchmarks.clips import DATA, kodak_images
 from benchmarks.environment import library_versions
+from benchmarks.rd import environment
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     named = kodak_images(args.data, args.images)
     images = [f for _, f in named]
     result = {"images": [n for n, _ in named], "codecs": {}, "versions": library_versions()}
+    result["environment"] = environment(weights)
     nv = []
     for qp in tqdm([int(q) for q in args.qps.split(",")], desc="nvcodec", unit="qp"):
         coded = [code_sequence(weights, [f], CodingParams(qp=qp)) for f in images]

@@ -115,14 +115,33 @@ def test_fitted_tables_cover_every_qp(fitted):
     assert luma_dc[0] > luma_dc[63]
 
 
-def fake_rd(directory: Path, sha: str, psnr_shift: float) -> None:
+def test_refitting_the_intra_tables_leaves_everything_else(fitted, pack_path, tmp_path):
+    """--refit-intra starts from released weights and changes only the intra codec's tables and
+    reconstruction offsets, and its history names what it started from."""
+    start = load_weights(fitted)
+    out = tmp_path / "refit.safetensors"
+    argv = ["--pack", str(pack_path), "--out", str(out), "--refit-intra", str(fitted), "--intra-qp-step", "8",
+            "--threads", "1", "--passes", "1"]  # fmt: skip
+    assert fit_main(argv) == 0
+    refit = load_weights(out)
+    changed = {
+        name
+        for name, value in refit.model.state_dict().items()
+        if not torch.equal(value, start.model.state_dict()[name])
+    }
+    assert changed and changed <= {"intra.latent.index_table", "intra.latent.recon_offset"}
+    history = json.loads(out.with_suffix(".json").read_text())
+    assert history["started_from"]["sha256"] == start.sha256.hex() and history["clips"] == 0
+
+
+def fake_rd(directory: Path, sha: str, psnr_shift: float, frames: int = 4) -> None:
     """An RD result as benchmarks.rd writes it, for weights `sha`, shifted in quality."""
     directory.mkdir(parents=True, exist_ok=True)
     nv = [{"qp": q, "bits": b, "kbps": b / 1000, "bpp": b / 1e5, "psnr_y": p, "psnr_yuv": p + psnr_shift}
           for q, b, p in ((10, 80000, 38.0), (30, 40000, 35.0), (50, 20000, 32.0), (60, 10000, 29.0))]  # fmt: skip
     x264 = [{"qp": q, "bits": b, "psnr_yuv": p} for q, b, p in ((22, 90000, 39.0), (32, 30000, 34.0),
                                                                 (37, 15000, 31.0), (42, 8000, 28.5))]  # fmt: skip
-    result = {"clip": "foreman", "frames": 4, "nvcodec": nv, "anchors": {"x264": x264},
+    result = {"clip": "foreman", "frames": frames, "nvcodec": nv, "anchors": {"x264": x264},
               "environment": {"weights": {"sha256": sha}}}  # fmt: skip
     (directory / "rd_foreman.json").write_text(json.dumps(result))
 
@@ -149,6 +168,51 @@ def test_release_records_rd_and_refuses_a_regression(fitted, tmp_path):
     assert (
         release_main(["--weights", str(fitted), "--out", str(out), "--rd-dir", str(tmp_path / "other")]) == 5
     )
+
+
+def fake_kodak(directory: Path, sha: str, psnr_shift: float) -> None:
+    """A still-image result as benchmarks.intra writes it, for weights `sha`, shifted in quality."""
+    nv = [{"setting": q, "bpp": b, "psnr_yuv": p + psnr_shift} for q, b, p in ((22, 2.0, 40.0), (32, 1.0, 36.0),
+                                                                            (42, 0.5, 32.0))]  # fmt: skip
+    jpeg = [{"setting": q, "bpp": 1.2 * b, "psnr_yuv": p} for q, b, p in ((90, 2.0, 40.0), (70, 1.0, 36.0),
+                                                                         (40, 0.5, 32.0))]  # fmt: skip
+    result = {"images": ["a.png", "b.png"], "codecs": {"nvcodec": nv, "jpeg": jpeg},
+              "environment": {"weights": {"sha256": sha}}}  # fmt: skip
+    (directory / "kodak.json").write_text(json.dumps(result))
+
+
+def test_a_release_measured_otherwise_than_the_manifest_needs_the_released_weights_results(fitted, tmp_path):
+    """The manifest holds 4-frame curves; a candidate measured on 9 frames (and Kodak) is
+    compared with the released weights measured the same way (--against), never with curves
+    of another length, and refused without them."""
+    out = tmp_path / "weights" / "tiny.safetensors"
+    out.parent.mkdir()
+    released = tmp_path / "released.safetensors"
+    save_weights(random_model(TINY), released)
+    release = ["--weights", str(released), "--out", str(out)]
+    fake_rd(tmp_path / "first", load_weights(released).sha256.hex(), 0.0)
+    assert release_main([*release, "--rd-dir", str(tmp_path / "first")]) == 0
+    old_sha, new_sha = load_weights(released).sha256.hex(), load_weights(fitted).sha256.hex()
+    for name, sha, shift in (("old", old_sha, 0.0), ("better", new_sha, 0.5), ("worse", new_sha, -0.5)):
+        fake_rd(tmp_path / name, sha, shift, frames=9)
+        fake_kodak(tmp_path / name, sha, shift)
+    candidate = ["--weights", str(fitted), "--out", str(out)]
+    assert release_main([*candidate, "--rd-dir", str(tmp_path / "better")]) == 5  # nothing comparable
+    worse = [*candidate, "--rd-dir", str(tmp_path / "worse"), "--against", str(tmp_path / "old")]
+    assert release_main(worse) == 5
+    assert (
+        release_main(
+            [*candidate, "--rd-dir", str(tmp_path / "better"), "--against", str(tmp_path / "better")]
+        )
+        == 5
+    )
+    assert (
+        release_main([*candidate, "--rd-dir", str(tmp_path / "better"), "--against", str(tmp_path / "old")])
+        == 0
+    )
+    manifest = json.loads((out.parent / "manifest.json").read_text())
+    assert manifest["sha256"] == new_sha and manifest["rd"]["foreman"]["frames"] == 9
+    assert manifest["rd"]["kodak"]["frames"] == 2 and manifest["rd"]["kodak"]["bd_rate_percent"]["jpeg"] < 0
 
 
 def refine_args(**overrides) -> argparse.Namespace:

@@ -136,6 +136,15 @@ def mode_bits(predicted: np.ndarray, contexts: np.ndarray) -> np.ndarray:
     return np.where(np.arange(len(MODES))[:, None] == predicted, -np.log2(same), other)
 
 
+def map_bits(modes: np.ndarray) -> float:
+    """The code length in bits of a mode map as write_modes codes it (its flags' information)."""
+    total = 0.0
+    for i in range(modes.shape[0]):
+        predicted, contexts = _row_contexts(modes[i - 1] if i else None, modes.shape[1])
+        total += float(mode_bits(predicted, contexts)[modes[i], np.arange(modes.shape[1])].sum())
+    return total
+
+
 def write_modes(encoder: SymbolEncoder, modes: np.ndarray) -> None:
     """The mode map, row by row: the 'same' flags, then the first flag of the others' ranks,
     then the second flag of those whose first is set."""

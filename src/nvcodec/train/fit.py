@@ -24,23 +24,24 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import FrameType
+from nvcodec.bitstream import FrameType, Tools
 from nvcodec.codec.encoder import Encoder
 from nvcodec.codec.frame_loop import motion_block
 from nvcodec.codec.schedule import CodingParams, ToolMode
-from nvcodec.entropy.coder import ProbabilityTables
+from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder
 from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
 from nvcodec.entropy.tables import SCALES, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
-from nvcodec.models.latent_codec import Coded, LatentCodec
+from nvcodec.models.intra_prediction import map_bits, read_modes
+from nvcodec.models.latent_codec import Coded, LatentCodec, latent_positions
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, field_buckets, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.outputs import write_file
 from nvcodec.train.data import Pack
 from nvcodec.train.packed import unpack_frame
-from nvcodec.weights import Weights, save_weights
+from nvcodec.weights import Weights, load_weights, save_weights
 
 HIST = 512  # magnitudes counted exactly below this; larger ones are counted as HIST - 1
 PRIOR_WEIGHT = 8.0  # pseudo-counts from the cell's step and bucket, for sparse cells
@@ -61,6 +62,7 @@ class Counts:
         self.offset_sum = np.zeros((len(KINDS), CHANNELS))
         self.offset_count = np.zeros((len(KINDS), CHANNELS))
         self.substreams = 0
+        self.mode_map_bits = 0.0  # coded with fixed probabilities, not with the fitted tables
 
     def observer(self, kind: int) -> Callable[[Coded], None]:
         """What a latent codec of that kind calls with each coded latent."""
@@ -152,18 +154,20 @@ def fit_vectors(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 
 def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range) -> None:
+    """Count the intra symbols of each picture at each qp, coded with intra prediction as the
+    encoder codes them (no table shifts: the fit is what the shifts start from)."""
     tables = model.probability_tables()
     with observed(model, counts), torch.no_grad():
         for frame in tqdm(frames, desc="intra", unit="image", file=sys.stderr):
-            y = model.intra.transform.analysis(frame_to_tensor(frame))  # the same at every qp
+            x = frame_to_tensor(frame)
             for qp in qps:
-                model.intra.latent.encode(y, qp, tables)
+                model.intra.encode(x, qp, tables, predicted=True)
 
 
 def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
     """Code a clip with the real encoder and count its symbols; returns the substream bits. No
     tool is tried (each trial would be counted): 16x16 motion blocks, no flat blocks, no filter,
-    no enhancement."""
+    no enhancement; intra frames are predicted, as count_intra codes them."""
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
     off = ToolMode.OFF
     encoder = Encoder(
@@ -177,7 +181,6 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             table_shifts=off,
             split_blocks=off,
             six_tap=off,
-            intra_prediction=off,  # the intra tables are fitted on unpredicted latents (count_intra)
         ),
         info,
     )
@@ -187,6 +190,11 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             rec = encoder.encode(frame).record
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
+            if rec.frame_type == FrameType.INTRA and encoder.header.tools & Tools.INTRA_PREDICTION:
+                grid = tuple(n // 2 for n in latent_positions(tuple(encoder.reference.picture.frame.shape)))
+                counts.mode_map_bits += map_bits(
+                    read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid)
+                )
             if rec.frame_type == FrameType.INTER:
                 shape = tuple(encoder.reference.picture.frame.shape)
                 block = motion_block(rec.flags)
@@ -214,13 +222,14 @@ def count_inter(weights: Weights, clips: list[list[Frame]], counts: Counts, qps:
 
 
 def predicted_bits(model: NvcModel, counts: Counts, cost: np.ndarray) -> float:
-    """The bits the model's tables give the counted symbols (exact code lengths)."""
+    """The bits the model's tables give the counted symbols (exact code lengths), and the mode
+    maps'."""
     total = 0.0
     for kind, codec in enumerate((model.intra.latent, model.inter.latent)):
         table = codec.index_table.numpy().astype(np.int64)
         total += float((counts.latent[kind] * cost[table]).sum())
     table = model.inter.motion.index_table.numpy().astype(np.int64)
-    return total + float((counts.vectors * cost[table]).sum())
+    return total + float((counts.vectors * cost[table]).sum()) + counts.mode_map_bits
 
 
 def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[int, dict[str, float]]:
@@ -242,6 +251,42 @@ def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[i
     return out
 
 
+def fit_tables(
+    weights: Weights, images: list[Frame], clips: list[list[Frame]], args: argparse.Namespace
+) -> None:
+    """Count and fit every table (`args.passes` times: the encoder's decisions weigh bits, so
+    later passes see fitted tables); with --refit-intra only the intra tables and offsets."""
+    model = weights.model
+    cost = cost_matrix(model.probability_tables())
+    inter_qps = tuple(int(q) for q in args.inter_qps.split(","))
+    for _ in range(args.passes):
+        counts = Counts()
+        count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
+        fit_codec(model.intra.latent, counts, 0, cost)
+        if args.refit_intra:
+            continue
+        count_inter(weights, clips, counts, inter_qps)
+        fit_codec(model.inter.latent, counts, 1, cost)
+        model.inter.motion.index_table.copy_(torch.from_numpy(fit_vectors(counts.vectors, cost)))
+
+
+def start_weights(args: argparse.Namespace) -> tuple[Weights, dict]:
+    """The model to fit (a new one, or the weights to refit) and what it started from."""
+    if args.refit_intra:
+        weights = load_weights(args.refit_intra)
+        manifest = Path(args.refit_intra).parent / "manifest.json"
+        known = json.loads(manifest.read_text()) if manifest.is_file() else {}
+        sha = weights.sha256.hex()
+        return weights, {
+            "sha256": sha,
+            "history": known.get("history") if known.get("sha256") == sha else None,
+        }
+    model = NvcModel(get_config(args.config)).eval()
+    if args.config != "tiny":
+        model.inter.estimator.spynet.load_pretrained(args.spynet)
+    return Weights(model, b"\0" * 32, "fit"), {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nvcodec.train.fit", description=__doc__.splitlines()[0])
     parser.add_argument("--pack", default="packs/train.npz")
@@ -254,39 +299,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--passes", type=int, default=2, help="count and fit this many times")
     parser.add_argument("--intra-qp-step", type=int, default=3, help="fit intra symbols every N qps")
     parser.add_argument("--inter-qps", default=",".join(map(str, INTER_QPS)), help="base qps of the clips")
+    parser.add_argument(
+        "--refit-intra",
+        metavar="WEIGHTS",
+        help="refit only the intra tables of these weights; the rest stays",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.time()
     pack = Pack(args.pack)
-    model = NvcModel(get_config(args.config)).eval()
-    if args.config != "tiny":
-        model.inter.estimator.spynet.load_pretrained(args.spynet)
-    weights = Weights(model, b"\0" * 32, "fit")
-    cost = cost_matrix(model.probability_tables())
+    weights, started_from = start_weights(args)
     images = [unpack_frame(p) for p in (pack.photos + pack.crops)[: args.images]]
     clips = [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
-    inter_qps = tuple(int(q) for q in args.inter_qps.split(","))
-    for _ in range(args.passes):  # the encoder's decisions weigh bits: later passes see fitted tables
-        counts = Counts()
-        count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
-        fit_codec(model.intra.latent, counts, 0, cost)
-        count_inter(weights, clips, counts, inter_qps)
-        fit_codec(model.inter.latent, counts, 1, cost)
-        model.inter.motion.index_table.copy_(torch.from_numpy(fit_vectors(counts.vectors, cost)))
-    check = check_rates(weights, pack.eval_frames(), cost)
-    sha = save_weights(model, args.out)
+    fit_tables(weights, images, clips, args)
+    check = check_rates(weights, pack.eval_frames(), cost_matrix(weights.model.probability_tables()))
+    sha = save_weights(weights.model, args.out)
     summary = {
-        "stage": "fit: rate-only fit of the entropy tables, no gradient training",
+        "stage": (
+            "refit: the intra tables and offsets refitted on intra-predicted symbols, the rest unchanged"
+            if args.refit_intra
+            else "fit: rate-only fit of the entropy tables, no gradient training"
+        ),
         "data": pack.summary(),
         "seconds": round(time.time() - started),
         "images": len(images),
-        "clips": len(clips),
-        "inter_qps": list(inter_qps),
+        "clips": 0 if args.refit_intra else len(clips),
+        "inter_qps": [] if args.refit_intra else [int(q) for q in args.inter_qps.split(",")],
         "intra_qp_step": args.intra_qp_step,
         "passes": args.passes,
         "rate_check_eval_frames": check,
         "sha256": sha,
     }
+    if started_from:
+        summary["started_from"] = started_from
     text = json.dumps(summary, indent=1)
     write_file(Path(args.out).with_suffix(".json"), text + "\n")
     print(text)

@@ -5,9 +5,12 @@
 
 The candidate's history (what fitted or trained it) is read from `<candidate>.json` when present.
 Without --rd-dir only the weights file is copied (to measure it). With --rd-dir the manifest
-records the RD points measured with exactly these weights (the results' SHA-256 must match) and
-their BD-rates; a release whose RD is worse than the current manifest's is refused unless --force,
-so the weights in the repository are never a regression.
+records the RD points measured with exactly these weights (the results' SHA-256 must match:
+benchmarks.rd's rd_*.json, and benchmarks.intra's kodak.json) and their BD-rates; a release whose
+RD is worse than the released weights' is refused unless --force, so the weights in the
+repository are never a regression. The released weights' RD is the current manifest's, or with
+--against the results of the released weights measured the same way (make bench-quick for both,
+say); only curves of the same clip on the same number of frames are compared.
 """
 
 from __future__ import annotations
@@ -35,19 +38,38 @@ def candidate(path: Path) -> tuple[bytes, dict, NvcModel]:
     return path.read_bytes(), json.loads(history.read_text()) if history.is_file() else {}, model
 
 
+def measured_with(path: Path, sha256: str) -> dict:
+    """A benchmark result, refused unless it was measured with the weights of this SHA-256."""
+    result = json.loads(path.read_text())
+    if result.get("environment", {}).get("weights", {}).get("sha256") != sha256:
+        raise WeightsError(f"{path} was measured with other weights; rerun the benchmark with these")
+    return result
+
+
 def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
-    """Per clip: the nvcodec points and BD-rates against each anchor, from results of these weights."""
+    """Per clip: the nvcodec points and BD-rates against each anchor, from results of these
+    weights; "kodak" for the still images (their count as its frames) when there is kodak.json."""
     clips = {}
     for path in sorted(rd_dir.glob("rd_*.json")):
-        result = json.loads(path.read_text())
-        if result["environment"]["weights"]["sha256"] != sha256:
-            raise WeightsError(f"{path} was measured with other weights; rerun the benchmark with these")
+        result = measured_with(path, sha256)
         points = [{k: p[k] for k in ("qp", "kbps", "bpp", "psnr_y", "psnr_yuv")} for p in result["nvcodec"]]
         clips[result["clip"]] = {
             "frames": result["frames"],
             "points": points,
             "bd_rate_percent": _against_anchors(result, bd_rate),
             "bd_psnr_db": _against_anchors(result, bd_psnr),
+        }
+    if (rd_dir / "kodak.json").is_file():
+        kodak = measured_with(rd_dir / "kodak.json", sha256)
+        codecs = kodak["codecs"]
+        clips["kodak"] = {
+            "frames": len(kodak["images"]),
+            "points": codecs["nvcodec"],
+            "bd_rate_percent": {
+                name: between_points(rows, codecs["nvcodec"], rate="bpp")
+                for name, rows in codecs.items()
+                if name != "nvcodec"
+            },
         }
     return clips
 
@@ -60,8 +82,10 @@ def _against_anchors(result: dict, measure) -> dict[str, float | None]:
 
 
 def regression(old: dict, new: dict) -> float | None:
-    """Mean BD-rate (%) of the new nvcodec curves against the old ones over their common clips."""
-    values = [between_points(old[c]["points"], new[c]["points"], rate="bpp") for c in set(old) & set(new)]
+    """Mean BD-rate (%) of the new nvcodec curves against the old ones, over the clips both
+    measured on the same number of frames (None when there are none)."""
+    same = [c for c in set(old) & set(new) if old[c]["frames"] == new[c]["frames"]]
+    values = [between_points(old[c]["points"], new[c]["points"], rate="bpp") for c in same]
     values = [v for v in values if v is not None]
     return sum(values) / len(values) if values else None
 
@@ -86,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, required=True, help="the candidate weights file")
     parser.add_argument("--out", type=Path, default=REPO_WEIGHTS)
     parser.add_argument("--rd-dir", type=Path, help="benchmark results measured with these weights")
+    parser.add_argument(
+        "--against", type=Path, help="results of the released weights measured as --rd-dir's were"
+    )
     parser.add_argument("--force", action="store_true", help="release even if the RD is worse")
     args = parser.parse_args(argv)
     try:
@@ -97,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         rd = rd_summary(args.rd_dir, sha)
         previous = args.out.parent / MANIFEST
-        if previous.is_file() and not args.force:
-            change = regression(json.loads(previous.read_text()).get("rd", {}), rd)
-            if change is not None and change > 0:
-                raise WeightsError(
-                    f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)"
-                )
+        released = json.loads(previous.read_text()) if previous.is_file() else {}
+        if args.against is not None:
+            released["rd"] = rd_summary(args.against, released.get("sha256", ""))
+        change = regression(released.get("rd", {}), rd)
+        if released and change is None and not args.force:
+            raise WeightsError("nothing measured as the released weights were: pass --against (or --force)")
+        if change is not None and change > 0 and not args.force:
+            raise WeightsError(f"RD is {change:+.1f}% BD-rate worse than the released weights (use --force)")
+        if change is not None:
+            print(f"BD-rate against the released weights: {change:+.2f}%")
         write_file(args.out, data)
         write_file(previous, json.dumps(manifest(sha, history, model, rd, args.out), indent=1) + "\n")
     except NvcError as err:
