@@ -228,13 +228,11 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         "unsplit": CodingParams(
             qp=30, split_blocks=ToolMode.OFF, six_tap=ToolMode.OFF, intra_prediction=ToolMode.OFF
         ),
-        "chroma-offset": CodingParams(qp=30, intra_chroma_offset=9),  # a 2.9 header
     }
     segments = {
         "one-intra": SegmentLength(),
         "periodic-tools": SegmentLength(frames=2),
         "unsplit": SegmentLength(),
-        "chroma-offset": SegmentLength(frames=3),
     }
     bases = []
     for name, params in settings.items():

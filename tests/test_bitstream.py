@@ -60,7 +60,6 @@ def raw_header(**over: object) -> bytes:
         offsets=(0,),
         n=None,
         sar=b"",
-        chroma_offset=b"",  # the 2.9 byte, raw
         header_len=None,
         crc=None,
     )
@@ -76,7 +75,6 @@ def raw_header(**over: object) -> bytes:
         + bytes([len(offsets) if f["n"] is None else f["n"]])
         + struct.pack(f"<{len(offsets)}b", *offsets)
         + f["sar"]
-        + f["chroma_offset"]
     )
     header_len = len(body) if f["header_len"] is None else f["header_len"]
     head = f["magic"] + bytes([f["major"], f["minor"]]) + struct.pack("<H", header_len) + body
@@ -170,7 +168,6 @@ headers = st.builds(
     tools=st.integers(0, 3),
     qp_offsets=st.lists(st.integers(-63, 63), min_size=1, max_size=64).map(tuple),
     sar=st.none() | st.tuples(st.integers(1, 65535), st.integers(1, 65535)),
-    intra_chroma_offset=st.just(0) | st.integers(-63, 63),
 )
 words = st.binary(max_size=64).map(lambda b: b[: len(b) // 4 * 4])
 
@@ -213,7 +210,6 @@ def test_header_round_trip_and_layout(header: Header) -> None:
         offsets=header.qp_offsets,
         minor=header.version[1],
         sar=struct.pack("<HH", *header.sar) if header.sar else b"",
-        chroma_offset=struct.pack("<b", header.intra_chroma_offset) if header.version >= (2, 9) else b"",
     )
 
 
@@ -320,7 +316,7 @@ def test_writer_refusals() -> None:
         (dict(tools=8, version=(2, 2)), "tools 8: large motion blocks (bit 3) need version 2.3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
-        (dict(version=(2, 10)), "bitstream version 2.10 is newer than this decoder"),
+        (dict(version=(2, 9)), "bitstream version 2.9 is newer than this decoder"),
         (dict(version=(2, 0), sar=(10, 11)), "a sample aspect ratio needs version 2.1"),
         (dict(sar=(0, 11)), "sar_num 0 outside 1..65535"),
         (dict(version=(3, 0)), "bitstream version 3.0 is newer than this decoder"),
@@ -380,9 +376,9 @@ def test_file_level_refusals() -> None:
     assert refused(b"GIF89a" + good) == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89P") == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89NV") == "truncated header: expected at least 8 bytes, got 3"
-    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.9); upgrade nvcodec"
+    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.8); upgrade nvcodec"
     assert refused(raw_header(major=3)) == newer
-    assert refused(raw_header(minor=10)).startswith("bitstream version 2.10 is newer than this decoder")
+    assert refused(raw_header(minor=9)).startswith("bitstream version 2.9 is newer than this decoder")
     assert refused(raw_header(major=255, minor=255)).startswith("bitstream version 255.255 is newer")
     assert refused(raw_header(major=0, minor=9)) == "bitstream version 0.9 is not a released nvcodec version"
     # a version-1 stream (nvcodec 0.1, model v1) is refused with a pointer to the release that reads it
@@ -394,8 +390,8 @@ def test_file_level_refusals() -> None:
         )
     assert refused(raw_header(crc=1) + raw_record()) == "header CRC mismatch (corrupted data)"
     assert refused(raw_header()[:30]) == "truncated header: expected 55 bytes, got 30"
-    assert refused(raw_header(header_len=0)) == "header_len 0 outside 37..136"
-    assert refused(raw_header(header_len=500)) == "header_len 500 outside 37..136"
+    assert refused(raw_header(header_len=0)) == "header_len 0 outside 37..135"
+    assert refused(raw_header(header_len=500)) == "header_len 500 outside 37..135"
     assert refused(raw_header()) == "truncated: no frames after the header"
     assert (
         refused(raw_header(frame_count=96) + raw_record() * 40)
@@ -428,10 +424,8 @@ def test_file_level_refusals() -> None:
         (dict(name=b"\xff\xfe\x00"), "model name has bytes outside [a-z0-9._-]"),
         (dict(name=b"DCVC"), "model name has bytes outside"),
         (dict(name=b"a" * 33), "model name length 33 outside 1..32"),
-        (dict(name=b"a" * 32, offsets=(0,) * 66, sar=b"\x01\x00\x01\x00"), "header_len 137 outside 37..136"),
+        (dict(name=b"a" * 32, offsets=(0,) * 65, sar=b"\x01\x00\x01\x00"), "header_len 136 outside 37..135"),
         (dict(sar=b"\x01\x00\x01\x00"), "header_len 47 does not match its fields (43 bytes)"),
-        (dict(minor=9), "header_len 43 does not match its fields (44 bytes)"),  # 2.9 without its byte
-        (dict(minor=9, chroma_offset=b"\x40"), "intra chroma offset 64 outside -63..63"),
         (dict(intra=0), "intra_period 0 outside 1..1000000"),
         (dict(intra=-2), "intra_period -2 outside"),
         (dict(intra=1_000_001), "intra_period 1000001 outside"),

@@ -189,7 +189,6 @@ def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, poss
         split_blocks=ToolMode.OFF,
         six_tap=ToolMode.OFF,
         intra_prediction=ToolMode.OFF,
-        intra_chroma_offset=0,  # (2.9, for streams of intra frames only)
     )
     params = replace(params, **later)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))

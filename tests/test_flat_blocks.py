@@ -200,7 +200,7 @@ def test_flat_blocks_cannot_be_forced_on():
     ],
 )
 def test_header_allows_flat_blocks_where_a_p_frame_may_have_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF, intra_chroma_offset=0)  # (2.8 and 2.9 tools)
+    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.FLAT_BLOCKS) == allowed == flat_blocks_possible(params)
     assert (header.version == (2, 4)) == allowed

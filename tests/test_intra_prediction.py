@@ -207,8 +207,7 @@ def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
     record gives the encoder's picture; read as unpredicted, it is refused as damaged or gives
     another picture."""
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, intra_chroma_offset=0)
-    _, coded, _ = encode(weights, params, frames=1)
+    _, coded, _ = encode(weights, CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF), frames=1)
     model, tables, record = weights.model, weights.model.probability_tables(), coded[0].record
     width, height = padded_size(WIDTH, HEIGHT)
     args = (record.substreams[0], (1, 6, height // 2, width // 2), record.qp, tables, torch.zeros(1))
@@ -268,7 +267,6 @@ def test_a_garbage_mode_map_reads_as_modes_or_is_refused(data):
     ],
 )
 def test_header_allows_intra_prediction_unless_it_is_off(params, allowed):
-    params = replace(params, intra_chroma_offset=0)  # (a 2.9 tool)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.INTRA_PREDICTION) == allowed == intra_prediction_possible(params)
     assert (header.version == (2, 8)) == allowed

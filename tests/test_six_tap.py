@@ -73,7 +73,7 @@ def test_the_flag_names_the_filters():
     ],
 )
 def test_header_allows_six_taps_where_a_p_frame_may_use_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF, intra_chroma_offset=0)  # (2.8 and 2.9 tools)
+    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.SIX_TAP) == allowed == six_tap_possible(params)
     assert (header.version == (2, 7)) == allowed

@@ -106,7 +106,7 @@ def test_split_blocks_are_refused_on_intra_frames():
     ],
 )
 def test_header_allows_split_blocks_where_a_p_frame_may_have_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF, intra_chroma_offset=0)  # (2.8 and 2.9 tools)
+    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.SPLIT_BLOCKS) == allowed == split_blocks_possible(params)
     assert (header.version == (2, 6)) == allowed

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 9)  # the newest version this code reads and writes
+VERSION = (2, 8)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -24,7 +24,6 @@ SHIFTS_VERSION = (2, 5)  # adds table shifts (tools and flags bit 5)
 SPLIT_VERSION = (2, 6)  # adds split blocks (tools and flags bit 6)
 SIX_TAP_VERSION = (2, 7)  # adds the six-tap interpolation filters (tools and flags bit 7)
 INTRA_PREDICTION_VERSION = (2, 8)  # adds intra prediction (tools bit 2; no record flag)
-CHROMA_OFFSET_VERSION = (2, 9)  # adds the intra chroma offset, the header's last field
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -35,7 +34,6 @@ VERSIONS = (
     SPLIT_VERSION,
     SIX_TAP_VERSION,
     INTRA_PREDICTION_VERSION,
-    CHROMA_OFFSET_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -51,8 +49,7 @@ WEIGHTS_HASH_BYTES = 8
 PREFIX_BYTES = 8  # magic, version_major, version_minor, header_len
 MIN_HEADER_LEN = 35 + 1 + 1  # fixed fields plus a 1-byte model name and one qp offset
 SAR_BYTES = 4  # version 2.1: the optional sample aspect ratio after the qp offsets
-CHROMA_OFFSET_BYTES = 1  # version 2.9 and later: the intra chroma offset, after everything else
-MAX_HEADER_LEN = 35 + MAX_MODEL_NAME + MAX_QP_OFFSETS + CHROMA_OFFSET_BYTES + SAR_BYTES
+MAX_HEADER_LEN = 35 + MAX_MODEL_NAME + MAX_QP_OFFSETS + SAR_BYTES
 FRAME_COUNT_OFFSET = 20  # byte offset of frame_count from the start of the header
 CHUNK = 1 << 20
 
@@ -104,7 +101,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.9)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.8)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -135,7 +132,6 @@ class Header:
     tools: int
     qp_offsets: tuple[int, ...]
     sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
-    intra_chroma_offset: int = 0  # intra frames code chroma this many qp coarser (2.9)
     indexed: bool = field(default=False, compare=False)  # the writer appends a segment index (2.2)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
@@ -156,7 +152,6 @@ class Header:
         if self.version is None:
             needs = [(version, tools & bit) for bit, version, _ in TOOL_VERSIONS]
             needs += [(INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)]
-            needs += [(CHROMA_OFFSET_VERSION, self.intra_chroma_offset)]
             lowest = max([BASE_VERSION] + [version for version, needed in needs if needed])
             object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
@@ -172,9 +167,6 @@ class Header:
         check_version(*self.version)
         if self.sar is not None and self.version < SAR_VERSION:
             raise BitstreamError("a sample aspect ratio needs version 2.1")
-        check_int("intra chroma offset", self.intra_chroma_offset, -MAX_QP_OFFSET, MAX_QP_OFFSET)
-        if self.intra_chroma_offset and self.version < CHROMA_OFFSET_VERSION:
-            raise BitstreamError("an intra chroma offset needs version 2.9")
         if not all(isinstance(v, int) and 1 <= v <= MAX_DIMENSION for v in (self.width, self.height)):
             raise BitstreamError(f"picture size {self.width}x{self.height} outside 1..{MAX_DIMENSION}")
         check_int("fps_num", self.fps_num, 1, 0xFFFFFFFF)
@@ -234,7 +226,6 @@ class Header:
                 f"<iHBB{n}b", self.intra_period, self.refresh_period, self.tools, n, *self.qp_offsets
             )
             + (struct.pack("<HH", *self.sar) if self.sar is not None else b"")
-            + (struct.pack("<b", self.intra_chroma_offset) if self.version >= CHROMA_OFFSET_VERSION else b"")
         )
         head = MAGIC + bytes(self.version) + struct.pack("<H", len(body)) + body
         return head + struct.pack("<I", zlib.crc32(head))
@@ -293,14 +284,11 @@ def _parse_body(body: bytes, version: tuple[int, int]) -> Header:
     intra, refresh, tools, n = struct.unpack_from("<iHBB", body, pos + WEIGHTS_HASH_BYTES)
     if not 1 <= n <= MAX_QP_OFFSETS:
         raise BitstreamError(f"number of qp offsets {n} outside 1..{MAX_QP_OFFSETS}")
-    chroma_bytes = CHROMA_OFFSET_BYTES if version >= CHROMA_OFFSET_VERSION else 0
-    fixed = expected + n + chroma_bytes
-    sar_bytes = SAR_BYTES if version >= SAR_VERSION and len(body) == fixed + SAR_BYTES else 0
-    if len(body) != fixed + sar_bytes:
-        raise BitstreamError(f"header_len {len(body)} does not match its fields ({fixed} bytes)")
+    sar_bytes = SAR_BYTES if version >= SAR_VERSION and len(body) == expected + n + SAR_BYTES else 0
+    if len(body) != expected + n + sar_bytes:
+        raise BitstreamError(f"header_len {len(body)} does not match its fields ({expected + n} bytes)")
     offsets = struct.unpack_from(f"<{n}b", body, expected)
     sar = struct.unpack_from("<HH", body, expected + n) if sar_bytes else None
-    (chroma_offset,) = struct.unpack_from("<b", body, expected + n + sar_bytes) if chroma_bytes else (0,)
     return Header(
         width,
         height,
@@ -314,6 +302,5 @@ def _parse_body(body: bytes, version: tuple[int, int]) -> Header:
         tools,
         offsets,
         sar,
-        chroma_offset,
         version=version,
     )

@@ -25,7 +25,7 @@ from nvcodec.cli.common import (
     setup_logging,
     version_option,
 )
-from nvcodec.codec.schedule import DEFAULT_QP, QP_MAX, STILL_CHROMA_OFFSET, CodingParams, RateTarget, ToolMode
+from nvcodec.codec.schedule import DEFAULT_QP, CodingParams, RateTarget, ToolMode
 
 TOOL_MODES = click.Choice([m.value for m in ToolMode])
 DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for each block or frame
@@ -146,14 +146,6 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Intra frames' blocks take their shape from their decoded neighbours, a mode per 16x16 "
     "(off: encodes intra frames faster, readable by 2.7 decoders).",
 )
-@click.option(
-    "--intra-chroma-offset",
-    "intra_chroma_offset",
-    type=click.IntRange(-QP_MAX, QP_MAX),
-    default=None,
-    help=f"Code the intra frames' chroma this many qp coarser (default: {STILL_CHROMA_OFFSET} when every "
-    "frame is an intra frame, as for a still image, else 0; nonzero: readable by 2.9 decoders).",
-)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -190,7 +182,6 @@ def command(
     split_blocks: str,
     six_tap: str,
     intra_prediction: str,
-    intra_chroma_offset: int | None,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -217,7 +208,6 @@ def command(
         split_blocks=ToolMode(split_blocks),
         six_tap=ToolMode(six_tap),
         intra_prediction=ToolMode(intra_prediction),
-        intra_chroma_offset=intra_chroma_offset,
     )
     job = EncodeJob(
         input=input,

@@ -28,7 +28,6 @@ def _header_lines(info: StreamInfo) -> list[str]:
         f"refresh       {h.refresh_period or 'off'}",
         f"tools         {', '.join(t.name.lower() for t in Tools if h.tools & t) or 'none'}",
         f"qp offsets    {' '.join(map(str, h.qp_offsets))}",
-        f"intra chroma  {h.intra_chroma_offset:+d} qp",
         f"size          {info.file_bytes} bytes (header {info.header_bytes})",
     ]
 
@@ -92,7 +91,6 @@ def _as_json(info: StreamInfo) -> str:
             "tools": h.tools,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
-            "intra_chroma_offset": h.intra_chroma_offset,
             "file_bytes": info.file_bytes,
             "indexed": info.index is not None,
             "segments": _segments(info),

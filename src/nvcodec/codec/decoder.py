@@ -90,10 +90,7 @@ class Decoder(FrameLoop):
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
             stream, qp = record.substreams[0], record.qp
             predicted = bool(self.header.tools & Tools.INTRA_PREDICTION)
-            chroma = self.header.intra_chroma_offset
-            out = self.model.intra.decode(
-                stream, self._shape, qp, self.tables, like, has_shifts, predicted, chroma
-            )
+            out = self.model.intra.decode(stream, self._shape, qp, self.tables, like, has_shifts, predicted)
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None

@@ -19,15 +19,7 @@ from nvcodec.codec.frame_loop import (
     shift_flag,
 )
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
-from nvcodec.codec.schedule import (
-    QP_MAX,
-    STILL_CHROMA_OFFSET,
-    CodingParams,
-    FramePlan,
-    ToolMode,
-    plan_frame,
-    scheduled_qp,
-)
+from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.compensation import (
@@ -111,16 +103,6 @@ def table_shifts_possible(params: CodingParams) -> bool:
     return params.table_shifts != ToolMode.OFF
 
 
-def intra_chroma_offset(params: CodingParams, info: VideoInfo) -> int:
-    """The header's intra chroma offset: the one asked for, else STILL_CHROMA_OFFSET when every
-    frame is an intra frame (one frame, or segments of one frame) and 0 when P frames predict
-    their chroma from the intra frame's, whose precision pays twice."""
-    if params.intra_chroma_offset is not None:
-        return params.intra_chroma_offset
-    all_intra = params.intra_period == 1 or info.frame_count == 1
-    return STILL_CHROMA_OFFSET if all_intra else 0
-
-
 def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed: bool = False) -> Header:
     tools = (
         (Tools.FILTER if params.filter != ToolMode.OFF else 0)
@@ -145,7 +127,6 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         tools=int(tools),
         qp_offsets=params.qp_offsets,
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
-        intra_chroma_offset=intra_chroma_offset(params, info),
         indexed=indexed,
     )
 
@@ -249,8 +230,7 @@ class Encoder(FrameLoop):
         return out, plan
 
     def _intra(self, x: torch.Tensor, qp: int) -> IntraOutput:
-        chroma = self.header.intra_chroma_offset
-        return self.model.intra.encode(x, qp, self.tables, self.table_shifts, self.intra_prediction, chroma)
+        return self.model.intra.encode(x, qp, self.tables, self.table_shifts, self.intra_prediction)
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))

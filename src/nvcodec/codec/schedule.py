@@ -18,12 +18,6 @@ DEFAULT_QP_OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)
 # Intra frames are coded this much finer than the base qp: x264's I/P quantiser ratio of 1.4 is
 # 6 log2(1.4) = 2.9 qp. Every P frame starts from the intra frame, so its quality pays twice.
 INTRA_QP_OFFSET = -3
-# The intra chroma offset of streams whose frames are all intra frames (bitstream 2.9): their chroma
-# is nobody's reference, and PSNR-YUV weighs it 1/4. Measured on 4 training photos with intra
-# prediction (qps 22-42), chroma steps 1.0 times luma's instead of 0.37 (offset +8.6): BD-rate
-# -12.4% (0.45: -4.5%, 0.7: -11.0%, 0.9: -12.3%, 1.1: -12.4%, 1.4: -11.1%). In a sequence the
-# P frames' chroma is predicted from the intra frame's: 0.6 cost +3.2% on 24 Foreman frames.
-STILL_CHROMA_OFFSET = 9
 
 
 class ToolMode(StrEnum):
@@ -81,7 +75,6 @@ class CodingParams:
     split_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks split into four vectors (auto or off)
     six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters (auto, on or off)
     intra_prediction: ToolMode = ToolMode.AUTO  # intra blocks predicted from their neighbours (auto or off)
-    intra_chroma_offset: int | None = None  # qp added to the intra frames' chroma; None: auto
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -97,10 +90,6 @@ class CodingParams:
             raise InputError("--table-shifts is auto or off (the encoder decides frame by frame)")
         if self.split_blocks == ToolMode.ON:
             raise InputError("--split-blocks is auto or off (the encoder decides block by block)")
-        if self.intra_chroma_offset is not None and not -QP_MAX <= self.intra_chroma_offset <= QP_MAX:
-            raise InputError(
-                f"--intra-chroma-offset must be in -{QP_MAX}..{QP_MAX}, got {self.intra_chroma_offset}"
-            )
         if self.intra_prediction == ToolMode.ON:
             raise InputError("--intra-prediction is auto or off (the encoder decides block by block)")
 

@@ -16,7 +16,7 @@ from fractions import Fraction
 import torch
 
 from nvcodec.bitstream import Header
-from nvcodec.codec.encoder import EncodedFrame, Encoder, header_for, intra_chroma_offset
+from nvcodec.codec.encoder import EncodedFrame, Encoder, header_for
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame, VideoInfo
@@ -87,18 +87,11 @@ def _segment_encoder(
     )
 
 
-def for_the_video(params: CodingParams, info: VideoInfo) -> CodingParams:
-    """The parameters with what depends on the whole video decided (the intra chroma offset), so
-    that every segment's encoder codes as the stream's header says."""
-    return replace(params, intra_chroma_offset=intra_chroma_offset(params, info))
-
-
 def segmented_header(weights: Weights, params: CodingParams, info: VideoInfo) -> Header:
     """The header of a video cut into segments of params.intra_period frames: with a segment index
     (version 2.2) unless it is known to be one segment."""
     total, period = info.frame_count, params.intra_period
-    indexed = period > 0 and (total is None or total > period)
-    return header_for(weights, for_the_video(params, info), info, indexed=indexed)
+    return header_for(weights, params, info, indexed=period > 0 and (total is None or total > period))
 
 
 class SegmentedEncoder:
@@ -115,7 +108,7 @@ class SegmentedEncoder:
         length_hint: int | None = None,
         first: int = 0,
     ) -> None:
-        self.weights, self.params, self.info = weights, for_the_video(params, info), info
+        self.weights, self.params, self.info = weights, params, info
         self.device, self.dtype, self.length_hint = device, dtype, length_hint
         self.header = segmented_header(weights, params, info)
         self.index = first

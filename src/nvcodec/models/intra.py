@@ -45,18 +45,16 @@ class IntraCoder(nn.Module):
         tables: ProbabilityTables,
         shifts_allowed: bool = False,
         predicted: bool = False,
-        chroma_offset: int = 0,
     ) -> IntraOutput:
         """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
-        intra prediction, the mode map first in the substream; chroma `chroma_offset` qp coarser)."""
-        codec = self.latent.with_chroma_offset(chroma_offset)
+        intra prediction, the mode map first in the substream)."""
         if not predicted:
-            latent = codec.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
+            latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
             return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
-        decision = decide_modes(x, self.transform, codec, qp, tables)
+        decision = decide_modes(x, self.transform, self.latent, qp, tables)
         encoder = SymbolEncoder(tables)
         intra_prediction.write_modes(encoder, decision.modes)
-        latent = codec.encode_decided(
+        latent = self.latent.encode_decided(
             decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed
         )
         return IntraOutput(self.reconstruct(latent.y_hat, qp, decision.modes), latent, decision.modes)
@@ -79,11 +77,10 @@ class IntraCoder(nn.Module):
         like: torch.Tensor,
         has_shifts: bool = False,
         predicted: bool = False,
-        chroma_offset: int = 0,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
         `has_shifts`: its latent starts with table shifts; `predicted`: the substream starts
-        with the intra prediction's mode map; `chroma_offset`: the header's intra chroma offset."""
+        with the intra prediction's mode map."""
         positions = latent_positions(frame_shape)
         decoder = SymbolDecoder(tables, stream)
         modes = (
@@ -91,8 +88,6 @@ class IntraCoder(nn.Module):
             if predicted
             else None
         )
-        latent = self.latent.with_chroma_offset(chroma_offset).read(
-            decoder, positions, qp, like, has_shifts=has_shifts
-        )
+        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
         decoder.finish()
         return IntraOutput(self.reconstruct(latent.y_hat, qp, modes), latent, modes)

@@ -10,7 +10,6 @@ y_hat = (q - sign(q) * delta_c) * step            (delta_c: the reconstruction o
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -157,22 +156,10 @@ class LatentCodec(nn.Module):
         self.recon_offset = nn.Parameter(torch.zeros(CHANNELS))
         self.register_buffer("index_table", default_index_table())
         self.observer: Callable[[Coded], None] | None = None
-        self.chroma_offset = 0  # qp, on the chroma steps (with_chroma_offset)
-
-    def with_chroma_offset(self, offset: int) -> LatentCodec:
-        """This codec with chroma steps `offset` qp coarser than luma's (2^(offset/6) times its
-        own), its parameters and tables shared (bitstream_spec.md 3.2: the intra chroma offset)."""
-        if offset == 0:
-            return self
-        other = copy.copy(self)
-        other.chroma_offset = offset
-        return other
 
     def steps(self, qp: int, like: torch.Tensor) -> torch.Tensor:
         """(1, C, 1, 1) quantiser steps of qp, in the dtype and device of `like`."""
         step = torch.exp(self.log_weight.float()) * base_step(qp)
-        if self.chroma_offset:
-            step = torch.cat([step[:Y_CHANNELS], step[Y_CHANNELS:] * 2.0 ** (self.chroma_offset / 6)])
         return step.view(1, -1, 1, 1).to(device=like.device, dtype=like.dtype)
 
     def scaled(self, y: torch.Tensor, qp: int) -> np.ndarray:
