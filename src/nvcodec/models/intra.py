@@ -84,9 +84,7 @@ class IntraCoder(nn.Module):
         positions = latent_positions(frame_shape)
         decoder = SymbolDecoder(tables, stream)
         modes = (
-            intra_prediction.read_modes(decoder, (positions[0] // 2, positions[1] // 2))
-            if predicted
-            else None
+            intra_prediction.read_modes(decoder, intra_prediction.mode_grid(positions)) if predicted else None
         )
         latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
         decoder.finish()

@@ -136,6 +136,11 @@ def mode_bits(predicted: np.ndarray, contexts: np.ndarray) -> np.ndarray:
     return np.where(np.arange(len(MODES))[:, None] == predicted, -np.log2(same), other)
 
 
+def mode_grid(positions: tuple[int, int]) -> tuple[int, int]:
+    """(Hm, Wm) macroblocks over a latent of (H, W) positions (one position per 8x8 luma block)."""
+    return positions[0] // 2, positions[1] // 2
+
+
 def map_bits(modes: np.ndarray) -> float:
     """The code length in bits of a mode map as write_modes codes it (its flags' information)."""
     total = 0.0

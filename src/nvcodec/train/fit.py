@@ -33,7 +33,7 @@ from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
 from nvcodec.entropy.tables import SCALES, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
-from nvcodec.models.intra_prediction import map_bits, read_modes
+from nvcodec.models.intra_prediction import map_bits, mode_grid, read_modes
 from nvcodec.models.latent_codec import Coded, LatentCodec, latent_positions
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, field_buckets, median_prediction
@@ -191,7 +191,7 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
             if rec.frame_type == FrameType.INTRA and encoder.header.tools & Tools.INTRA_PREDICTION:
-                grid = tuple(n // 2 for n in latent_positions(tuple(encoder.reference.picture.frame.shape)))
+                grid = mode_grid(latent_positions(tuple(encoder.reference.picture.frame.shape)))
                 counts.mode_map_bits += map_bits(
                     read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid)
                 )
@@ -252,18 +252,21 @@ def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[i
 
 
 def fit_tables(
-    weights: Weights, images: list[Frame], clips: list[list[Frame]], args: argparse.Namespace
+    weights: Weights,
+    images: list[Frame],
+    clips: list[list[Frame]],
+    inter_qps: tuple[int, ...],
+    args: argparse.Namespace,
 ) -> None:
     """Count and fit every table (`args.passes` times: the encoder's decisions weigh bits, so
-    later passes see fitted tables); with --refit-intra only the intra tables and offsets."""
+    later passes see fitted tables); without clips only the intra tables and offsets."""
     model = weights.model
     cost = cost_matrix(model.probability_tables())
-    inter_qps = tuple(int(q) for q in args.inter_qps.split(","))
     for _ in range(args.passes):
         counts = Counts()
         count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
         fit_codec(model.intra.latent, counts, 0, cost)
-        if args.refit_intra:
+        if not clips:
             continue
         count_inter(weights, clips, counts, inter_qps)
         fit_codec(model.inter.latent, counts, 1, cost)
@@ -310,21 +313,23 @@ def main(argv: list[str] | None = None) -> int:
     pack = Pack(args.pack)
     weights, started_from = start_weights(args)
     images = [unpack_frame(p) for p in (pack.photos + pack.crops)[: args.images]]
-    clips = [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
-    fit_tables(weights, images, clips, args)
+    refit = args.refit_intra is not None  # the intra tables alone: no clip is coded
+    clips = [] if refit else [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
+    inter_qps = () if refit else tuple(int(q) for q in args.inter_qps.split(","))
+    fit_tables(weights, images, clips, inter_qps, args)
     check = check_rates(weights, pack.eval_frames(), cost_matrix(weights.model.probability_tables()))
     sha = save_weights(weights.model, args.out)
     summary = {
         "stage": (
             "refit: the intra tables and offsets refitted on intra-predicted symbols, the rest unchanged"
-            if args.refit_intra
+            if refit
             else "fit: rate-only fit of the entropy tables, no gradient training"
         ),
         "data": pack.summary(),
         "seconds": round(time.time() - started),
         "images": len(images),
-        "clips": 0 if args.refit_intra else len(clips),
-        "inter_qps": [] if args.refit_intra else [int(q) for q in args.inter_qps.split(",")],
+        "clips": len(clips),
+        "inter_qps": list(inter_qps),
         "intra_qp_step": args.intra_qp_step,
         "passes": args.passes,
         "rate_check_eval_frames": check,

@@ -56,29 +56,27 @@ def rd_summary(rd_dir: Path, sha256: str) -> dict[str, dict]:
         clips[result["clip"]] = {
             "frames": result["frames"],
             "points": points,
-            "bd_rate_percent": _against_anchors(result, bd_rate),
-            "bd_psnr_db": _against_anchors(result, bd_psnr),
+            "bd_rate_percent": _against_anchors(result["nvcodec"], result["anchors"], bd_rate),
+            "bd_psnr_db": _against_anchors(result["nvcodec"], result["anchors"], bd_psnr),
         }
     if (rd_dir / "kodak.json").is_file():
         kodak = measured_with(rd_dir / "kodak.json", sha256)
-        codecs = kodak["codecs"]
+        anchors = dict(kodak["codecs"])
+        ours = anchors.pop("nvcodec")
         clips["kodak"] = {
             "frames": len(kodak["images"]),
-            "points": codecs["nvcodec"],
-            "bd_rate_percent": {
-                name: between_points(rows, codecs["nvcodec"], rate="bpp")
-                for name, rows in codecs.items()
-                if name != "nvcodec"
-            },
+            "points": ours,
+            "bd_rate_percent": _against_anchors(ours, anchors, bd_rate, rate="bpp"),
         }
     return clips
 
 
-def _against_anchors(result: dict, measure) -> dict[str, float | None]:
-    """`measure` (BD-rate or BD-PSNR on PSNR-YUV) of nvcodec against each anchor; None without overlap."""
-    return {
-        anchor: between_points(pts, result["nvcodec"], measure) for anchor, pts in result["anchors"].items()
-    }
+def _against_anchors(
+    ours: list[dict], anchors: dict[str, list[dict]], measure, rate: str = "bits"
+) -> dict[str, float | None]:
+    """`measure` (BD-rate or BD-PSNR on PSNR-YUV) of nvcodec's points against each anchor's; None
+    without overlap."""
+    return {anchor: between_points(pts, ours, measure, rate=rate) for anchor, pts in anchors.items()}
 
 
 def regression(old: dict, new: dict) -> float | None:
