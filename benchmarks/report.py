@@ -16,6 +16,7 @@ from pathlib import Path
 
 from benchmarks.anchors import ANCHORS
 from nvcodec.bdrate import bd_psnr, between_points
+from nvcodec.metrics import PLANE_WEIGHTS
 from nvcodec.outputs import write_file
 
 HERE = Path(__file__).resolve().parent
@@ -103,15 +104,28 @@ def _drift(point: dict) -> str:
     return " / ".join(f"{sum(w) / WINDOW:.2f}" for w in windows + [trace[-WINDOW:]])
 
 
+def _planes_drift(point: dict) -> str:
+    """The first 16 frames' mean PSNR minus the last 16's in PSNR-YUV, luma and chroma (the mean of
+    U and V, from the YUV and Y traces and the 6:1:1 weights): which planes lose quality over time."""
+    yuv, y = point.get("frame_psnr_yuv", []), point.get("frame_psnr_y", [])
+    if len(yuv) < 2 * WINDOW or len(y) != len(yuv):
+        return "-"
+    wy, wu, wv = PLANE_WEIGHTS
+    chroma = [((wy + wu + wv) * a - wy * b) / (wu + wv) for a, b in zip(yuv, y)]
+    drop = [(sum(t[:WINDOW]) - sum(t[-WINDOW:])) / WINDOW for t in (yuv, y, chroma)]
+    return " / ".join(f"{d:+.2f}" for d in drop)
+
+
 def points_table(clip: dict) -> list[str]:
     lines = [f"**{clip['clip']}** ({clip['width']}x{clip['height']}, {clip['frames']} frames, {clip['fps']} fps)", "",
-             "| codec | qp | kbit/s | bpp | PSNR-Y | PSNR-YUV | frames 0-15 / 16-31 / last 16 | encode s |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             "| codec | qp | kbit/s | bpp | PSNR-Y | PSNR-YUV | frames 0-15 / 16-31 / last 16 "
+             "| drift YUV / Y / UV | encode s |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     rows = [("nvcodec", p) for p in clip["nvcodec"]]
     rows += [(a, p) for a, pts in clip["anchors"].items() for p in pts]
     for name, p in rows:
         lines.append(f"| {name} | {p['qp']} | {p['kbps']:.1f} | {p['bpp']:.4f} | {p['psnr_y']:.2f} | "
-                     f"{p['psnr_yuv']:.2f} | {_drift(p)} | {p['seconds']:.1f} |")  # fmt: skip
+                     f"{p['psnr_yuv']:.2f} | {_drift(p)} | {_planes_drift(p)} | {p['seconds']:.1f} |")  # fmt: skip
     return lines
 
 

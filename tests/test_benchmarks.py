@@ -78,6 +78,25 @@ def test_points_table_separates_the_intra_frames_leaving_from_a_later_fall():
     assert "| 40.00 / 38.00 |" in rows[1] and "| - |" in rows[2]
 
 
+def test_points_table_splits_the_drift_into_luma_and_chroma():
+    yuv = [40.0] * 16 + [37.0] * 16  # (6 Y + U + V) / 8 with Y 39 -> 38 and U = V 43 -> 34
+    point = {
+        "qp": 32,
+        "kbps": 1.0,
+        "bpp": 0.1,
+        "psnr_y": 38.5,
+        "psnr_yuv": 38.5,
+        "seconds": 1.0,
+        "frame_psnr_yuv": yuv,
+        "frame_psnr_y": [39.0] * 16 + [38.0] * 16,
+    }
+    clip = {"clip": "c", "width": 8, "height": 8, "frames": 32, "fps": "25", "nvcodec": [point],
+            "anchors": {"x264": [{**point, "frame_psnr_y": []}]}}  # fmt: skip
+    rows = points_table(clip)[4:]
+    assert "| +3.00 / +1.00 / +9.00 |" in rows[0]
+    assert rows[1].count("| - |") == 1  # without a luma trace there is no split
+
+
 def test_split_table_tells_the_intra_frames_gap_from_the_p_frames():
     def point(qp: int, scale: float, intra_scale: float) -> dict:
         bits = [intra_scale * 4000 * 2 ** (-qp / 6)] + [scale * 1000 * 2 ** (-qp / 6)] * 3
