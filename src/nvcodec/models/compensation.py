@@ -15,7 +15,9 @@ Integer arithmetic makes the prediction the same on every device and in every fl
 so a reference that agrees gives a prediction that agrees (floating-point sums would differ in
 the last bit, and each difference would grow through the frames that follow). Outside the
 picture the border is replicated. Every block is filtered from its own patch of the reference,
-so a whole vector field costs one gather and two small weighted sums.
+so a whole vector field costs one gather and two small weighted sums. The encoder's motion search,
+which predicts the luma of hundreds of fields per frame, instead reads every luma phase of the
+reference filtered once (`LumaPhases`): the same integers, one gather per field.
 """
 
 from __future__ import annotations
@@ -116,6 +118,64 @@ def predict_plane(
     return pred.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
 
 
+# The search reads pre-filtered luma phases up to this many pixels (4K UHD: 16 phases of int16,
+# 266 MB); larger pictures filter each field as the decoder does.
+PHASE_PIXELS = 3840 * 2176
+MARGIN = 4  # phase rows and columns kept outside the picture: further out, every tap reads the border
+
+
+class LumaPhases:
+    """A luma plane filtered once at each of its (phases x phases) fractional positions, in int16
+    1/64 levels (the predictions are 0..255 * 64), MARGIN positions beyond each border: reading it
+    at a block's vector gives exactly what predict_plane computes for that block."""
+
+    def __init__(self, plane: torch.Tensor, filters: torch.Tensor) -> None:
+        phases, taps = filters.shape
+        h, w = plane.shape
+        before = taps // 2 - 1
+        pad = MARGIN + taps
+        rows = torch.arange(-pad, h + pad, device=plane.device).clamp(0, h - 1)
+        cols = torch.arange(-pad, w + pad, device=plane.device).clamp(0, w - 1)
+        source = plane[rows][:, cols]
+        start = pad - MARGIN - before  # where the first tap of output position -MARGIN reads
+        size = (h + 2 * MARGIN, w + 2 * MARGIN)
+        across = [_taps_along(source, filters[f], 1, start, size[1]) for f in range(phases)]
+        self.planes = torch.stack([
+            ((_taps_along(a, filters[fy], 0, start, size[0]) + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
+            for fy in range(phases) for a in across
+        ]).to(torch.int16)  # fmt: skip
+        self.phases, self.shape = phases, (h, w)
+
+    def predict(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
+        """(H, W) int32 prediction of (Hb, Wb, 2) vectors, blocks of size x size (predict_plane's)."""
+        _, hp, wp = self.planes.shape
+        hb, wb = vectors.shape[:2]
+        whole = torch.div(vectors, self.phases, rounding_mode="floor")
+        frac = vectors - whole * self.phases
+        span = torch.arange(size, device=vectors.device) + MARGIN
+        rows = (
+            torch.arange(hb, device=vectors.device).view(-1, 1, 1) * size + whole[..., 1, None] + span
+        ).clamp(0, hp - 1)
+        cols = (
+            torch.arange(wb, device=vectors.device).view(1, -1, 1) * size + whole[..., 0, None] + span
+        ).clamp(0, wp - 1)
+        first = (frac[..., 1] * self.phases + frac[..., 0]) * (hp * wp)  # each block's phase plane
+        index = first[..., None, None] + rows[..., :, None] * wp + cols[..., None, :]  # (Hb, Wb, S, S)
+        pred = self.planes.view(-1)[index].permute(0, 2, 1, 3).reshape(hb * size, wb * size)
+        return pred[: self.shape[0], : self.shape[1]].to(torch.int32)
+
+
+def _taps_along(x: torch.Tensor, taps: torch.Tensor, axis: int, start: int, length: int) -> torch.Tensor:
+    """sum_k x[start + k + i] * taps[k] for i < length along `axis` (int32, zero taps skipped)."""
+    out = torch.zeros(
+        *(length if a == axis else n for a, n in enumerate(x.shape)), dtype=torch.int32, device=x.device
+    )
+    for k, tap in enumerate(taps.tolist()):
+        if tap:
+            out += x.narrow(axis, start + k, length) * tap
+    return out
+
+
 def _bank(filters: tuple[tuple[int, ...], ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(filters, dtype=torch.int32, device=device)
 
@@ -151,6 +211,7 @@ class InterpolatedFrame:
         levels = torch.round(frame.float() * 255).to(torch.int32)
         self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
         self.chroma = levels[0, 4:]
+        self._phases: dict[str, LumaPhases] = {}  # by filter set, shared with the `through` copies
         self._use(HEVC_FILTERS)
 
     def _use(self, filters: FilterSet) -> None:
@@ -167,8 +228,13 @@ class InterpolatedFrame:
         return other
 
     def predict_luma(self, vectors: torch.Tensor, block: int) -> torch.Tensor:
-        """(H, W) full-resolution luma prediction, on [0, 1] like the frame."""
-        return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
+        """(H, W) full-resolution luma prediction, on [0, 1] like the frame: what the search
+        evaluates, read from the filtered phases where the picture allows them."""
+        if self.luma.numel() > PHASE_PIXELS:
+            return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
+        if self.filters.name not in self._phases:
+            self._phases[self.filters.name] = LumaPhases(self.luma, self.luma_filters)
+        return from_fine(self._phases[self.filters.name].predict(vectors, block), self.frame.dtype)
 
     def predict(self, vectors: torch.Tensor, block: int) -> Prediction:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""

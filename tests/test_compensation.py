@@ -1,0 +1,70 @@
+"""Motion compensation's luma as the encoder's search reads it: the pre-filtered phases give the
+decoder's integers for every vector, block size, filter set and picture border."""
+
+import pytest
+import torch
+
+from nvcodec.models import compensation
+from nvcodec.models.compensation import (
+    HEVC_FILTERS,
+    SIX_TAP_FILTERS,
+    InterpolatedFrame,
+    LumaPhases,
+    predict_plane,
+)
+from nvcodec.models.motion import MAX_VECTOR
+
+
+def _plane(h: int, w: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (h, w), generator=g, dtype=torch.int32)
+
+
+def _vectors(h: int, w: int, size: int, reach: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    grid = (-(-h // size), -(-w // size), 2)
+    return torch.randint(-reach, reach + 1, grid, generator=g, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("filters", [HEVC_FILTERS, SIX_TAP_FILTERS], ids=lambda f: f.name)
+@pytest.mark.parametrize("size", [8, 16, 32])
+@pytest.mark.parametrize("reach", [3, 90, MAX_VECTOR])  # quarter pels: near, across, far outside
+def test_phases_read_what_the_decoder_filters(filters, size, reach):
+    h, w = 72, 100  # neither a multiple of the block
+    plane = _plane(h, w, seed=size)
+    bank = torch.tensor(filters.luma, dtype=torch.int32)
+    phases = LumaPhases(plane, bank)
+    for seed in range(3):
+        vectors = _vectors(h, w, size, reach, seed)
+        assert torch.equal(phases.predict(vectors, size), predict_plane(plane, vectors, size, bank))
+
+
+def test_whole_pixel_vectors_read_the_levels_at_64_times():
+    plane = _plane(32, 48, seed=5)
+    phases = LumaPhases(plane, torch.tensor(HEVC_FILTERS.luma, dtype=torch.int32))
+    vectors = torch.zeros(2, 3, 2, dtype=torch.int64)
+    assert torch.equal(phases.predict(vectors, 16), plane * 64)
+
+
+def _frame(seed: int) -> InterpolatedFrame:
+    g = torch.Generator().manual_seed(seed)
+    return InterpolatedFrame(torch.randint(0, 256, (1, 6, 24, 40), generator=g).float() / 255)
+
+
+def test_the_search_reads_each_filter_set_through_its_own_phases():
+    ref = _frame(1)
+    six = ref.through(SIX_TAP_FILTERS)
+    vectors = _vectors(48, 80, 16, 40, seed=2)
+    for frame in (ref, six):
+        expected = predict_plane(frame.luma, vectors, 16, frame.luma_filters).float() / (255 * 64)
+        assert torch.equal(frame.predict_luma(vectors, 16), expected)
+    assert set(ref._phases) == {HEVC_FILTERS.name, SIX_TAP_FILTERS.name}  # shared by the copies
+
+
+def test_pictures_beyond_the_limit_filter_each_field(monkeypatch):
+    monkeypatch.setattr(compensation, "PHASE_PIXELS", 100)
+    ref = _frame(3)
+    vectors = _vectors(48, 80, 16, 40, seed=4)
+    expected = predict_plane(ref.luma, vectors, 16, ref.luma_filters).float() / (255 * 64)
+    assert torch.equal(ref.predict_luma(vectors, 16), expected)
+    assert not ref._phases
