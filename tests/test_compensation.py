@@ -41,9 +41,18 @@ def test_phases_read_what_the_decoder_filters(filters, size, reach):
 
 def test_whole_pixel_vectors_read_the_levels_at_64_times():
     plane = _plane(32, 48, seed=5)
-    phases = LumaPhases(plane, torch.tensor(HEVC_FILTERS.luma, dtype=torch.int32))
-    vectors = torch.zeros(2, 3, 2, dtype=torch.int64)
-    assert torch.equal(phases.predict(vectors, 16), plane * 64)
+    bank = torch.tensor(HEVC_FILTERS.luma, dtype=torch.int32)
+    phases = LumaPhases(plane, bank)
+    assert torch.equal(phases.predict(torch.zeros(2, 3, 2, dtype=torch.int64), 16), plane * 64)
+    vectors = 4 * _vectors(32, 48, 16, 40, seed=6)  # whole pixels: predict_plane's direct read
+    assert torch.equal(phases.predict(vectors, 16), predict_plane(plane, vectors, 16, bank))
+
+
+def test_a_plane_smaller_than_a_block_reads_its_replicated_border():
+    plane = _plane(6, 10, seed=7)
+    bank = torch.tensor(SIX_TAP_FILTERS.luma, dtype=torch.int32)
+    vectors = _vectors(6, 10, 16, 30, seed=8)
+    assert torch.equal(LumaPhases(plane, bank).predict(vectors, 16), predict_plane(plane, vectors, 16, bank))
 
 
 def _frame(seed: int) -> InterpolatedFrame:
@@ -58,7 +67,7 @@ def test_the_search_reads_each_filter_set_through_its_own_phases():
     for frame in (ref, six):
         expected = predict_plane(frame.luma, vectors, 16, frame.luma_filters).float() / (255 * 64)
         assert torch.equal(frame.predict_luma(vectors, 16), expected)
-    assert set(ref._phases) == {HEVC_FILTERS.name, SIX_TAP_FILTERS.name}  # shared by the copies
+    assert set(ref._phases) == {HEVC_FILTERS, SIX_TAP_FILTERS}  # shared by the copies
 
 
 def test_pictures_beyond_the_limit_filter_each_field(monkeypatch):

@@ -99,80 +99,87 @@ def predict_plane(
     before = taps // 2 - 1
     h, w = plane.shape
     hb, wb = vectors.shape[:2]
-    whole = torch.div(vectors, phases, rounding_mode="floor")
-    frac = vectors - whole * phases
+    whole, frac = _split(vectors, phases)
     if not frac.any():  # whole pixels: the filters' centre tap is exactly 64, so read directly
         taps, before = 1, 0
-    span = torch.arange(size + taps - 1, device=plane.device)
-    top = torch.arange(hb, device=plane.device).view(-1, 1) * size + whole[..., 1] - before
-    left = torch.arange(wb, device=plane.device).view(1, -1) * size + whole[..., 0] - before
-    rows = (top[..., None] + span).clamp(0, h - 1)  # (Hb, Wb, S)
-    cols = (left[..., None] + span).clamp(0, w - 1)
+    span = torch.arange(size + taps - 1, device=plane.device) - before
+    rows, cols = _reads(whole, size, span, h, 0), _reads(whole, size, span, w, 1)  # (Hb, Wb, S)
     patch = plane[rows[..., :, None], cols[..., None, :]]  # (Hb, Wb, S, S)
     if taps == 1:
         return (patch << FINE_BITS).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
     wx, wy = filters[frac[..., 0]], filters[frac[..., 1]]  # (Hb, Wb, taps)
     across = _weighted(patch.unfold(3, taps, 1), wx)  # (Hb, Wb, S, size)
     down = _weighted(across.unfold(2, taps, 1), wy)  # (Hb, Wb, size, size)
-    pred = ((down + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
-    return pred.permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+    return _rounded(down).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+
+
+def _split(vectors: torch.Tensor, phases: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vectors in 1/phases pixels as whole pixels (floor) and phases 0..phases-1."""
+    whole = torch.div(vectors, phases, rounding_mode="floor")
+    return whole, vectors - whole * phases
+
+
+def _reads(whole: torch.Tensor, size: int, span: torch.Tensor, limit: int, axis: int) -> torch.Tensor:
+    """(Hb, Wb, S) plane coordinates that each block reads along `axis` (0: rows, 1: columns): its
+    origin plus its whole-pixel move plus `span`, clamped to 0..limit-1 (the border replicated)."""
+    origin = torch.arange(whole.shape[axis], device=whole.device) * size
+    origin = origin.view(-1, 1) if axis == 0 else origin.view(1, -1)
+    return (origin[..., None] + whole[..., 1 - axis, None] + span).clamp(0, limit - 1)
+
+
+def _rounded(sums: torch.Tensor) -> torch.Tensor:
+    """Two passes of taps (2^12 times the level) to 1/64 levels, rounded and clamped."""
+    return ((sums + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
 
 
 # The search reads pre-filtered luma phases up to this many pixels (4K UHD: 16 phases of int16,
-# 266 MB); larger pictures filter each field as the decoder does.
+# about 270 MB); larger pictures filter each field as the decoder does.
 PHASE_PIXELS = 3840 * 2176
-MARGIN = 4  # phase rows and columns kept outside the picture: further out, every tap reads the border
 
 
 class LumaPhases:
     """A luma plane filtered once at each of its (phases x phases) fractional positions, in int16
-    1/64 levels (the predictions are 0..255 * 64), MARGIN positions beyond each border: reading it
-    at a block's vector gives exactly what predict_plane computes for that block."""
+    1/64 levels (the predictions are 0..255 * 64), with a margin beyond each border as wide as the
+    filters reach (further out, every tap reads the border): reading it at a block's vector gives
+    exactly what predict_plane computes for that block."""
 
     def __init__(self, plane: torch.Tensor, filters: torch.Tensor) -> None:
         phases, taps = filters.shape
         h, w = plane.shape
         before = taps // 2 - 1
-        pad = MARGIN + taps
-        rows = torch.arange(-pad, h + pad, device=plane.device).clamp(0, h - 1)
-        cols = torch.arange(-pad, w + pad, device=plane.device).clamp(0, w - 1)
+        self.margin = max(before, taps - 1 - before)
+        first, end = -self.margin - before, self.margin + taps - 1 - before  # the rows and columns read
+        rows = torch.arange(first, h + end, device=plane.device).clamp(0, h - 1)
+        cols = torch.arange(first, w + end, device=plane.device).clamp(0, w - 1)
         source = plane[rows][:, cols]
-        start = pad - MARGIN - before  # where the first tap of output position -MARGIN reads
-        size = (h + 2 * MARGIN, w + 2 * MARGIN)
-        across = [_taps_along(source, filters[f], 1, start, size[1]) for f in range(phases)]
-        self.planes = torch.stack([
-            ((_taps_along(a, filters[fy], 0, start, size[0]) + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
-            for fy in range(phases) for a in across
-        ]).to(torch.int16)  # fmt: skip
+        extent = (h + 2 * self.margin, w + 2 * self.margin)
+        across = [_taps_along(source, filters[f], 1, extent[1]) for f in range(phases)]
+        self.planes = torch.empty(phases * phases, *extent, dtype=torch.int16, device=plane.device)
+        for fy in range(phases):
+            for fx, a in enumerate(across):
+                self.planes[fy * phases + fx] = _rounded(_taps_along(a, filters[fy], 0, extent[0]))
         self.phases, self.shape = phases, (h, w)
 
     def predict(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
         """(H, W) int32 prediction of (Hb, Wb, 2) vectors, blocks of size x size (predict_plane's)."""
         _, hp, wp = self.planes.shape
         hb, wb = vectors.shape[:2]
-        whole = torch.div(vectors, self.phases, rounding_mode="floor")
-        frac = vectors - whole * self.phases
-        span = torch.arange(size, device=vectors.device) + MARGIN
-        rows = (
-            torch.arange(hb, device=vectors.device).view(-1, 1, 1) * size + whole[..., 1, None] + span
-        ).clamp(0, hp - 1)
-        cols = (
-            torch.arange(wb, device=vectors.device).view(1, -1, 1) * size + whole[..., 0, None] + span
-        ).clamp(0, wp - 1)
+        whole, frac = _split(vectors, self.phases)
+        span = torch.arange(size, device=vectors.device) + self.margin
+        rows, cols = _reads(whole, size, span, hp, 0), _reads(whole, size, span, wp, 1)
         first = (frac[..., 1] * self.phases + frac[..., 0]) * (hp * wp)  # each block's phase plane
         index = first[..., None, None] + rows[..., :, None] * wp + cols[..., None, :]  # (Hb, Wb, S, S)
         pred = self.planes.view(-1)[index].permute(0, 2, 1, 3).reshape(hb * size, wb * size)
         return pred[: self.shape[0], : self.shape[1]].to(torch.int32)
 
 
-def _taps_along(x: torch.Tensor, taps: torch.Tensor, axis: int, start: int, length: int) -> torch.Tensor:
-    """sum_k x[start + k + i] * taps[k] for i < length along `axis` (int32, zero taps skipped)."""
-    out = torch.zeros(
-        *(length if a == axis else n for a, n in enumerate(x.shape)), dtype=torch.int32, device=x.device
-    )
+def _taps_along(x: torch.Tensor, taps: torch.Tensor, axis: int, length: int) -> torch.Tensor:
+    """sum_k x[k + i] * taps[k] for i < length along `axis` (int32, zero taps skipped)."""
+    shape = [length if a == axis else n for a, n in enumerate(x.shape)]
+    out = torch.zeros(shape, dtype=torch.int32, device=x.device)
     for k, tap in enumerate(taps.tolist()):
         if tap:
-            out += x.narrow(axis, start + k, length) * tap
+            out += x.narrow(axis, k, length) * tap
     return out
 
 
@@ -211,7 +218,7 @@ class InterpolatedFrame:
         levels = torch.round(frame.float() * 255).to(torch.int32)
         self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
         self.chroma = levels[0, 4:]
-        self._phases: dict[str, LumaPhases] = {}  # by filter set, shared with the `through` copies
+        self._phases: dict[FilterSet, LumaPhases] = {}  # shared with the `through` copies
         self._use(HEVC_FILTERS)
 
     def _use(self, filters: FilterSet) -> None:
@@ -232,9 +239,9 @@ class InterpolatedFrame:
         evaluates, read from the filtered phases where the picture allows them."""
         if self.luma.numel() > PHASE_PIXELS:
             return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
-        if self.filters.name not in self._phases:
-            self._phases[self.filters.name] = LumaPhases(self.luma, self.luma_filters)
-        return from_fine(self._phases[self.filters.name].predict(vectors, block), self.frame.dtype)
+        if self.filters not in self._phases:
+            self._phases[self.filters] = LumaPhases(self.luma, self.luma_filters)
+        return from_fine(self._phases[self.filters].predict(vectors, block), self.frame.dtype)
 
     def predict(self, vectors: torch.Tensor, block: int) -> Prediction:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""
