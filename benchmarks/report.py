@@ -272,6 +272,19 @@ def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[
     return lines + [""]
 
 
+def measured_apart(clips: list[dict]) -> str:
+    """The clips measured with other weights or on another day than the first (a partial rerun
+    with `benchmarks.rd --clips`), as a clause of the sentence that names the first's."""
+    first = clips[0]["environment"]
+    apart = [
+        f"{c['clip']} with `{c['environment']['weights']['sha256'][:16]}...` on {c['environment']['date']}"
+        for c in clips[1:]
+        if (c["environment"]["weights"]["sha256"], c["environment"]["date"])
+        != (first["weights"]["sha256"], first["date"])
+    ]
+    return f" ({', '.join(apart)})" if apart else ""
+
+
 def render(results: Path, out: Path, training: Path | None = None) -> str:
     """RESULTS.md for the JSON in `results` and the training runs in `training`, with image links
     relative to `out`."""
@@ -285,7 +298,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
         lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
                   f"Weights: {env['weights']['config']}, SHA-256 `{env['weights']['sha256'][:16]}...` (measured as "
                   f"`{Path(env['weights']['path']).name}`; weights/manifest.json names the released file with its "
-                  f"SHA-256). Measured on {env['date']}, {env['machine']}. "
+                  f"SHA-256). Measured on {env['date']}, {env['machine']}{measured_apart(clips)}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
                   "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "

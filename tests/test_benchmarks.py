@@ -10,7 +10,7 @@ import pytest
 from benchmarks import ratecontrol, rd
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
-from benchmarks.report import points_table, render, split_table
+from benchmarks.report import measured_apart, points_table, render, split_table
 
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.pipeline import EncodeJob, encode_video
@@ -65,6 +65,18 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto --flat-blocks off`" in text
     if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
+
+
+def test_clips_measured_with_other_weights_or_on_another_day_are_named():
+    def clip(name: str, sha: str, date: str) -> dict:
+        return {"clip": name, "environment": {"weights": {"sha256": sha}, "date": date}}
+
+    same = [clip("foreman", "aa" * 32, "d1"), clip("people", "aa" * 32, "d1")]
+    assert measured_apart(same) == ""
+    mixed = [*same, clip("cactus", "bb" * 32, "d1"), clip("cockatoo", "aa" * 32, "d0")]
+    assert (
+        measured_apart(mixed) == f" (cactus with `{'bb' * 8}...` on d1, cockatoo with `{'aa' * 8}...` on d0)"
+    )
 
 
 def test_points_table_separates_the_intra_frames_leaving_from_a_later_fall():
