@@ -59,7 +59,11 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     def decode_p() -> None:  # with the in-loop filter and the enhancement
         f = coded.field
         flags = dict(
-            block=BLOCK, has_flat=f.flat is not None, has_split=f.split is not None, has_shifts=False
+            block=BLOCK,
+            has_flat=f.flat is not None,
+            has_split=f.split is not None,
+            has_shifts=False,
+            skip_edges=True,
         )
         inter.decode(
             coded.streams, ref, 32, tables, intra.latent.symbols, **flags, refine=model.context_filter

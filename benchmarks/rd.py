@@ -25,6 +25,7 @@ from tqdm import tqdm
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.clips import CLIPS, DATA
 from benchmarks.environment import library_versions, machine
+from nvcodec.bitstream import VERSION as BITSTREAM_VERSION
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.evaluation import code_sequence
 from nvcodec.frame import Frame
@@ -134,6 +135,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "table_shifts": params.table_shifts.value,
         "split_blocks": params.split_blocks.value,
         "six_tap": params.six_tap.value,
+        "skip_edges": params.skip_edges.value,
     }
     return result
 
@@ -143,6 +145,7 @@ def environment(weights: Weights) -> dict:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "weights": {"path": weights.path, "sha256": weights.sha256.hex(), "config": weights.config.name},
+        "bitstream": "{}.{}".format(*BITSTREAM_VERSION),
         "versions": library_versions(),
     }
 
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-shifts", choices=["auto", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--split-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--six-tap", choices=["auto", "on", "off"], default="auto", help="as nvenc's option")
+    parser.add_argument("--skip-edges", choices=["auto", "off"], default="auto", help="as nvenc's option")
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -183,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             table_shifts=ToolMode(args.table_shifts),
             split_blocks=ToolMode(args.split_blocks),
             six_tap=ToolMode(args.six_tap),
+            skip_edges=ToolMode(args.skip_edges),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

@@ -272,16 +272,26 @@ def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[
     return lines + [""]
 
 
+def _measured(env: dict) -> tuple[str, str, str | None]:
+    """What makes two runs comparable: the weights, the day, the bitstream version (absent from
+    runs made before it was recorded)."""
+    return env["weights"]["sha256"], env["date"], env.get("bitstream")
+
+
+def _at_bitstream(env: dict) -> str:
+    return f" at bitstream {env['bitstream']}" if env.get("bitstream") else ""
+
+
 def measured_apart(clips: list[dict]) -> str:
-    """The clips measured with other weights or on another day than the first (a partial rerun
-    with `benchmarks.rd --clips`), as a clause of the sentence that names the first's."""
-    first = clips[0]["environment"]
-    apart = [
-        f"{c['clip']} with `{c['environment']['weights']['sha256'][:16]}...` on {c['environment']['date']}"
-        for c in clips[1:]
-        if (c["environment"]["weights"]["sha256"], c["environment"]["date"])
-        != (first["weights"]["sha256"], first["date"])
-    ]
+    """The clips measured with other weights, on another day or at another bitstream version than
+    the first (a partial rerun with `benchmarks.rd --clips`), as a clause of the sentence that
+    names the first's."""
+    first = _measured(clips[0]["environment"])
+    apart = []
+    for c in clips[1:]:
+        weights, date, bitstream = _measured(c["environment"])
+        if (weights, date, bitstream) != first:
+            apart.append(f"{c['clip']} with `{weights[:16]}...` on {date}{_at_bitstream(c['environment'])}")
     return f" ({', '.join(apart)})" if apart else ""
 
 
@@ -298,7 +308,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
         lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
                   f"Weights: {env['weights']['config']}, SHA-256 `{env['weights']['sha256'][:16]}...` (measured as "
                   f"`{Path(env['weights']['path']).name}`; weights/manifest.json names the released file with its "
-                  f"SHA-256). Measured on {env['date']}, {env['machine']}{measured_apart(clips)}. "
+                  f"SHA-256). Measured on {env['date']}{_at_bitstream(env)}, {env['machine']}{measured_apart(clips)}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
                   "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "
@@ -326,6 +336,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("table_shifts", "--table-shifts"),
                 ("split_blocks", "--split-blocks"),
                 ("six_tap", "--six-tap"),
+                ("skip_edges", "--skip-edges"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"

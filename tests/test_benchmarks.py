@@ -67,9 +67,10 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md
 
 
-def test_clips_measured_with_other_weights_or_on_another_day_are_named():
-    def clip(name: str, sha: str, date: str) -> dict:
-        return {"clip": name, "environment": {"weights": {"sha256": sha}, "date": date}}
+def test_clips_measured_with_other_weights_on_another_day_or_bitstream_are_named():
+    def clip(name: str, sha: str, date: str, bitstream: str | None = None) -> dict:
+        env = {"weights": {"sha256": sha}, "date": date}
+        return {"clip": name, "environment": env if bitstream is None else {**env, "bitstream": bitstream}}
 
     same = [clip("foreman", "aa" * 32, "d1"), clip("people", "aa" * 32, "d1")]
     assert measured_apart(same) == ""
@@ -77,6 +78,8 @@ def test_clips_measured_with_other_weights_or_on_another_day_are_named():
     assert (
         measured_apart(mixed) == f" (cactus with `{'bb' * 8}...` on d1, cockatoo with `{'aa' * 8}...` on d0)"
     )
+    versions = [clip("foreman", "aa" * 32, "d1", "2.9"), clip("cactus", "aa" * 32, "d1", "2.8")]
+    assert measured_apart(versions) == f" (cactus with `{'aa' * 8}...` on d1 at bitstream 2.8)"
 
 
 def test_points_table_separates_the_intra_frames_leaving_from_a_later_fall():

@@ -331,6 +331,8 @@ OTHER_TOOLS_OFF = (
     "off",
     "--intra-prediction",
     "off",
+    "--skip-edges",
+    "off",
 )
 
 
@@ -530,7 +532,7 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
     info = cli.info_json(coded.nvc)
     weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
-    assert info["version"] == [2, 8]  # intra prediction (auto)
+    assert info["version"] == [2, 9] and info["skip_edges"]  # P frames skip edges (auto)
     assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
     assert (info["model"], info["weights"]) == ("tiny", weights_id)
     assert (info["intra_period"], info["refresh_period"], info["tools"]) == (-1, 32, 255)
@@ -546,7 +548,7 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
-    assert fields["format"] == "nvcodec bitstream 2.8"
+    assert fields["format"] == "nvcodec bitstream 2.9" and fields["tools"].endswith("six_tap, skip_edges")
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
     assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
     assert fields["model"] == f"tiny, weights {weights_id}"
@@ -870,7 +872,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 9), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 10), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -1082,7 +1084,7 @@ def test_version_and_help_answer_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"nvenc (nvcodec) {__version__}, bitstream 2.8" in done.stdout
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.9" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

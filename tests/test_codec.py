@@ -189,6 +189,7 @@ def test_header_allows_large_blocks_only_where_a_frame_may_use_them(params, poss
         split_blocks=ToolMode.OFF,
         six_tap=ToolMode.OFF,
         intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     params = replace(params, **later)
     header = header_for(make_weights(), params, VideoInfo(WIDTH, HEIGHT, Fraction(25), 6))

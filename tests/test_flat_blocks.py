@@ -150,6 +150,7 @@ def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypa
         split_blocks=ToolMode.OFF,
         six_tap=ToolMode.OFF,
         intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     params = CodingParams(qp=30, large_blocks=large, **off_tools)
     source, coded, data = encode(weights, params, frames=4, seed=5)
@@ -200,7 +201,7 @@ def test_flat_blocks_cannot_be_forced_on():
     ],
 )
 def test_header_allows_flat_blocks_where_a_p_frame_may_have_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
+    params = replace(params, intra_prediction=ToolMode.OFF, skip_edges=ToolMode.OFF)  # (2.8, 2.9 tools)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.FLAT_BLOCKS) == allowed == flat_blocks_possible(params)
     assert (header.version == (2, 4)) == allowed

@@ -192,7 +192,9 @@ def test_the_decoders_intra_frame_is_the_encoders_and_uses_the_modes():
 
 def test_streams_with_prediction_are_2_8_and_decode_to_the_encoders_pictures():
     weights = make_weights(4)
-    params = CodingParams(qp=30, intra_period=2, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    params = CodingParams(
+        qp=30, intra_period=2, filter=ToolMode.OFF, enhance=ToolMode.OFF, skip_edges=ToolMode.OFF
+    )
     _, coded, data = encode(weights, params, frames=4, seed=5)
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
@@ -267,6 +269,7 @@ def test_a_garbage_mode_map_reads_as_modes_or_is_refused(data):
     ],
 )
 def test_header_allows_intra_prediction_unless_it_is_off(params, allowed):
+    params = replace(params, skip_edges=ToolMode.OFF)  # (a 2.9 tool)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.INTRA_PREDICTION) == allowed == intra_prediction_possible(params)
     assert (header.version == (2, 8)) == allowed

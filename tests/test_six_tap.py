@@ -73,7 +73,7 @@ def test_the_flag_names_the_filters():
     ],
 )
 def test_header_allows_six_taps_where_a_p_frame_may_use_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
+    params = replace(params, intra_prediction=ToolMode.OFF, skip_edges=ToolMode.OFF)  # (2.8, 2.9 tools)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.SIX_TAP) == allowed == six_tap_possible(params)
     assert (header.version == (2, 7)) == allowed
@@ -86,7 +86,12 @@ def test_six_taps_forced_on_flag_every_p_frame_and_the_decoder_follows(refine):
     the stream is 2.6 and no record has the flag."""
     weights = make_weights(4, refiners=refine == ToolMode.ON)
     params = CodingParams(
-        qp=30, filter=refine, enhance=ToolMode.OFF, six_tap=ToolMode.ON, intra_prediction=ToolMode.OFF
+        qp=30,
+        filter=refine,
+        enhance=ToolMode.OFF,
+        six_tap=ToolMode.ON,
+        intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert not coded[0].record.flags & FrameFlags.SIX_TAP  # intra frames carry no motion
@@ -111,7 +116,12 @@ def test_auto_tries_both_sets_on_the_first_p_frame_of_each_group_and_keeps_the_w
     monkeypatch.setattr(Encoder, "_interpolations", recording)
     weights = make_weights(4)
     params = CodingParams(
-        qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, qp_offsets=(0, 2, 1), intra_prediction=ToolMode.OFF
+        qp=30,
+        filter=ToolMode.OFF,
+        enhance=ToolMode.OFF,
+        qp_offsets=(0, 2, 1),
+        intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     _, coded, data = encode(weights, params, frames=9, seed=5)
     assert tried == [(1, 2), (2, 1), (3, 1), (4, 2), (5, 1), (6, 1), (7, 2), (8, 1)]
@@ -149,7 +159,12 @@ def test_auto_follows_the_winner_of_each_groups_trial(monkeypatch):
     monkeypatch.setattr(Encoder, "_trial", favouring)
     weights = make_weights(4)
     params = CodingParams(
-        qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, qp_offsets=(0, 2, 1), intra_prediction=ToolMode.OFF
+        qp=30,
+        filter=ToolMode.OFF,
+        enhance=ToolMode.OFF,
+        qp_offsets=(0, 2, 1),
+        intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     _, coded, data = encode(weights, params, frames=9, seed=5)
     flags = [bool(c.record.flags & FrameFlags.SIX_TAP) for c in coded[1:]]

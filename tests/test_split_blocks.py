@@ -106,7 +106,7 @@ def test_split_blocks_are_refused_on_intra_frames():
     ],
 )
 def test_header_allows_split_blocks_where_a_p_frame_may_have_them(params, allowed):
-    params = replace(params, intra_prediction=ToolMode.OFF)  # (a 2.8 tool)
+    params = replace(params, intra_prediction=ToolMode.OFF, skip_edges=ToolMode.OFF)  # (2.8, 2.9 tools)
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
     assert bool(header.tools & Tools.SPLIT_BLOCKS) == allowed == split_blocks_possible(params)
     assert (header.version == (2, 6)) == allowed
@@ -181,6 +181,7 @@ def test_encoder_flags_split_blocks_and_the_decoder_rebuilds_them(large, refine,
         enhance=ToolMode.OFF,
         six_tap=ToolMode.OFF,
         intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     _, coded, data = encode(weights, params, frames=4, seed=5)
     assert all(c.record.flags & FrameFlags.SPLIT_BLOCKS for c in coded[1:])

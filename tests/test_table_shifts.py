@@ -163,6 +163,7 @@ def test_encoder_flags_shifted_frames_and_the_decoder_follows():
         split_blocks=ToolMode.OFF,
         six_tap=ToolMode.OFF,
         intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
     )
     params = CodingParams(qp=30, **off_tools)
     _, coded, data = encode(weights, params, frames=4, seed=5)
@@ -198,7 +199,13 @@ def test_the_frame_coders_pass_the_permission_to_their_latents(monkeypatch):
     monkeypatch.setattr(LatentCodec, "encode", spy)
     weights = make_weights(4)
     # unpredicted intra frames: those with intra prediction code their levels with encode_decided
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, intra_prediction=ToolMode.OFF)
+    params = CodingParams(
+        qp=30,
+        filter=ToolMode.OFF,
+        enhance=ToolMode.OFF,
+        intra_prediction=ToolMode.OFF,
+        skip_edges=ToolMode.OFF,
+    )
     encode(weights, params, frames=2)
     assert (True, True, True) in asked and (False, False, True) in asked
     assert all(allowed for *_, allowed in asked)

@@ -146,6 +146,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Intra frames' blocks take their shape from their decoded neighbours, a mode per 16x16 "
     "(off: encodes intra frames faster, readable by 2.7 decoders).",
 )
+@click.option(
+    "--skip-edges",
+    "skip_edges",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames deblock only the block edges that residual or motion made, not those copied from "
+    "the reference, on every stream with P frames in auto (off: readable by 2.8 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -182,6 +191,7 @@ def command(
     split_blocks: str,
     six_tap: str,
     intra_prediction: str,
+    skip_edges: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -208,6 +218,7 @@ def command(
         split_blocks=ToolMode(split_blocks),
         six_tap=ToolMode(six_tap),
         intra_prediction=ToolMode(intra_prediction),
+        skip_edges=ToolMode(skip_edges),
     )
     job = EncodeJob(
         input=input,

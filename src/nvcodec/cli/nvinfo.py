@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from nvcodec.bitstream import StreamInfo, Tools, read_info
+from nvcodec.bitstream import Header, StreamInfo, Tools, read_info
 from nvcodec.cli.common import pipe_safe, run, version_option
 from nvcodec.errors import InputError
 from nvcodec.stats import flag_names
@@ -26,10 +26,15 @@ def _header_lines(info: StreamInfo) -> list[str]:
         f"model         {h.model_name}, weights {h.weights_hash.hex()}",
         _segments_line(info),
         f"refresh       {h.refresh_period or 'off'}",
-        f"tools         {', '.join(t.name.lower() for t in Tools if h.tools & t) or 'none'}",
+        f"tools         {', '.join(_tool_names(h)) or 'none'}",
         f"qp offsets    {' '.join(map(str, h.qp_offsets))}",
         f"size          {info.file_bytes} bytes (header {info.header_bytes})",
     ]
+
+
+def _tool_names(h: Header) -> list[str]:
+    """The tools the header allows: its bits, and skipped edges, which the version (2.9) implies."""
+    return [t.name.lower() for t in Tools if h.tools & t] + (["skip_edges"] if h.skip_edges else [])
 
 
 def _segments(info: StreamInfo) -> list[dict[str, int]]:
@@ -89,6 +94,7 @@ def _as_json(info: StreamInfo) -> str:
             "intra_period": h.intra_period,
             "refresh_period": h.refresh_period,
             "tools": h.tools,
+            "skip_edges": h.skip_edges,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

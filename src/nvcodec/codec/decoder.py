@@ -104,6 +104,7 @@ class Decoder(FrameLoop):
                 has_flat=bool(record.flags & FrameFlags.FLAT_BLOCKS),
                 has_split=bool(record.flags & FrameFlags.SPLIT_BLOCKS),
                 has_shifts=has_shifts,
+                skip_edges=self.header.skip_edges,
                 refine=refine,
             )
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds

@@ -94,8 +94,13 @@ def six_tap_possible(params: CodingParams) -> bool:
 
 
 def intra_prediction_possible(params: CodingParams) -> bool:
-    """Whether intra frames are predicted (then the stream is version 2.8)."""
+    """Whether intra frames are predicted (then the stream is version 2.8 or later)."""
     return params.intra_prediction != ToolMode.OFF
+
+
+def skip_edges_possible(params: CodingParams) -> bool:
+    """Whether P frames deblock only the edges of residual and motion (then the stream is version 2.9)."""
+    return params.intra_period != 1 and params.skip_edges != ToolMode.OFF
 
 
 def table_shifts_possible(params: CodingParams) -> bool:
@@ -128,6 +133,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         qp_offsets=params.qp_offsets,
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
         indexed=indexed,
+        skip_edges=skip_edges_possible(params),
     )
 
 
@@ -157,6 +163,7 @@ class Encoder(FrameLoop):
         self.params = params
         self.table_shifts = table_shifts_possible(params)
         self.intra_prediction = intra_prediction_possible(params)
+        self._inter_options = {"shifts_allowed": self.table_shifts, "skip_edges": skip_edges_possible(params)}
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
@@ -250,7 +257,7 @@ class Encoder(FrameLoop):
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             args = (plan.qp, self.tables, ref.symbols, field)
-            out = inter.encode(x, picture, *args, shifts_allowed=self.table_shifts)
+            out = inter.encode(x, picture, *args, **self._inter_options)
             return out, self._trial(out, x), picture
 
         pixels = self.width * self.height
@@ -283,7 +290,7 @@ class Encoder(FrameLoop):
         def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.field, refine)
-            return self.model.inter.encode(x, picture, *args, shifts_allowed=self.table_shifts)
+            return self.model.inter.encode(x, picture, *args, **self._inter_options)
 
         mode = self.filter_mode
         use = mode == ToolMode.ON

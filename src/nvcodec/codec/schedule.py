@@ -75,6 +75,7 @@ class CodingParams:
     split_blocks: ToolMode = ToolMode.AUTO  # P-frame blocks split into four vectors (auto or off)
     six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters (auto, on or off)
     intra_prediction: ToolMode = ToolMode.AUTO  # intra blocks predicted from their neighbours (auto or off)
+    skip_edges: ToolMode = ToolMode.AUTO  # P-frame deblocking leaves copied edges alone (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -92,6 +93,8 @@ class CodingParams:
             raise InputError("--split-blocks is auto or off (the encoder decides block by block)")
         if self.intra_prediction == ToolMode.ON:
             raise InputError("--intra-prediction is auto or off (the encoder decides block by block)")
+        if self.skip_edges == ToolMode.ON:
+            raise InputError("--skip-edges is auto or off (auto: on every stream with P frames)")
 
 
 @dataclass(frozen=True)

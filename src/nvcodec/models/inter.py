@@ -2,7 +2,8 @@
 
 x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
 y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
-x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (models.deblock)
+x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (models.deblock),
+                                            from 2.9 on the edges that residual or motion made
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS
 from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
-from nvcodec.models.deblock import deblock
+from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.layout import block_sums, to_fine
+from nvcodec.models.layout import block_sums, spread_blocks, to_fine
 from nvcodec.models.motion import (
     DELTA_BUCKET,
     MotionCoder,
@@ -67,6 +68,21 @@ class InterOutput:
         return self.motion_stream, self.latent.stream
 
 
+def motion_edges(levels: np.ndarray, field: MotionField) -> Edges:
+    """The edges a P frame of version 2.9 deblocks: beside an 8x8 block with a non-zero level
+    (`levels`: (C, hp, wp), the latent's integers) or in a flat block, and between blocks whose
+    vectors differ."""
+    hp, wp = levels.shape[-2:]
+    per_block = 2 * PATCH  # luma pixels per side of a 1/8 position
+    coded = torch.from_numpy((levels != 0).any(axis=0))
+    if field.flat is not None:
+        flat = torch.from_numpy(field.flat)
+        coded = coded | spread_blocks(flat[None], field.block // per_block, hp, wp)[0, 0]
+    units = torch.from_numpy(field.unit_vectors()).permute(2, 0, 1)
+    vectors = spread_blocks(units, field.unit // per_block, hp, wp)[0].permute(1, 2, 0)
+    return Edges.of_motion(coded, vectors)
+
+
 def _zero_conv(ch: int) -> nn.Conv2d:
     conv = nn.Conv2d(ch, ch, 1)
     nn.init.zeros_(conv.weight)
@@ -94,12 +110,15 @@ class InterCoder(nn.Module):
         p = prediction.values
         return self.transform.analysis(x - p) + self.condition_analysis(self._embedded(p))
 
-    def synthesis(self, y_hat: torch.Tensor, prediction: Prediction, qp: int) -> torch.Tensor:
-        """x_hat = deblock(x~ + S(y_hat + C_s(E(x~)))), the residual rounded to 1/64 levels."""
+    def synthesis(
+        self, y_hat: torch.Tensor, prediction: Prediction, qp: int, edges: Edges | None = None
+    ) -> torch.Tensor:
+        """x_hat = deblock(x~ + S(y_hat + C_s(E(x~)))), the residual rounded to 1/64 levels, the
+        filter on every edge or on `edges`."""
         residual = self.transform.synthesis(
             y_hat + self.condition_synthesis(self._embedded(prediction.values))
         )
-        return deblock(prediction.fine + to_fine(residual), qp, residual.dtype)
+        return deblock(prediction.fine + to_fine(residual), qp, residual.dtype, edges)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
@@ -229,12 +248,15 @@ class InterCoder(nn.Module):
         field: MotionField,
         refine: Refine | None = None,
         shifts_allowed: bool = False,
+        skip_edges: bool = False,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
-        `split_blocks`); `refine` is the in-loop filter when used; table shifts allowed or not."""
+        `split_blocks`); `refine` is the in-loop filter when used; table shifts allowed or not;
+        deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges."""
         prediction = self._prediction(reference, field, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
-        x_hat = self.synthesis(latent.y_hat, prediction, qp)
+        edges = motion_edges(latent.symbols, field) if skip_edges else None
+        x_hat = self.synthesis(latent.y_hat, prediction, qp, edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
 
@@ -263,11 +285,13 @@ class InterCoder(nn.Module):
         has_flat: bool,
         has_split: bool,
         has_shifts: bool,
+        skip_edges: bool,
         refine: Refine | None = None,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
-        map, a split map; `has_shifts`: its latent substream starts with table shifts)."""
+        map, a split map; `has_shifts`: its latent substream starts with table shifts;
+        `skip_edges`: deblocked on the motion's edges alone, 2.9)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
@@ -278,4 +302,5 @@ class InterCoder(nn.Module):
         latent = self.latent.decode(
             streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
         )
-        return InterOutput(self.synthesis(latent.y_hat, prediction, qp), field, latent)
+        edges = motion_edges(latent.symbols, field) if skip_edges else None
+        return InterOutput(self.synthesis(latent.y_hat, prediction, qp, edges), field, latent)
