@@ -45,7 +45,10 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     flow = inter.flow(x, ref)
     vectors = inter.search(x, ref, 32, tables, flow, BLOCK)
     plain, flat = inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)
-    coded = inter.encode(x, ref, 32, tables, intra.latent.symbols, MotionField(plain, BLOCK, flat))
+    field = MotionField(plain, BLOCK, flat)
+    coded = inter.encode(
+        x, ref, 32, tables, intra.latent.symbols, field, shifts_allowed=False, skip_edges=True
+    )
 
     def encode_p() -> None:  # motion search aside: flat and split blocks, both filter trials, the enhancement
         inter.flat_blocks(x, ref, 32, tables, vectors, BLOCK)

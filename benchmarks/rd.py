@@ -25,10 +25,10 @@ from tqdm import tqdm
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.clips import CLIPS, DATA
 from benchmarks.environment import library_versions, machine
-from nvcodec.bitstream import VERSION as BITSTREAM_VERSION
+from nvcodec.codec.encoder import header_for
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.evaluation import code_sequence
-from nvcodec.frame import Frame
+from nvcodec.frame import Frame, VideoInfo
 from nvcodec.outputs import write_file
 from nvcodec.weights import Weights, default_weights_path, load_weights
 
@@ -71,6 +71,12 @@ def run_nvcodec(
         points[-1]["frame_types"] = [f.type for f in s.frames]
         points[-1]["frame_flags"] = [f.flags for f in s.frames]
     return points
+
+
+def stream_version(weights: Weights, params: CodingParams, qps: Sequence[int], info: VideoInfo) -> str:
+    """The bitstream version of the streams coded at `qps` (the highest, should it depend on the qp)."""
+    major, minor = max(header_for(weights, replace(params, qp=qp), info).version for qp in qps)
+    return f"{major}.{minor}"
 
 
 def anchor_key(name: str, frames: Sequence[Frame], fps: Fraction) -> str:
@@ -137,6 +143,9 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "six_tap": params.six_tap.value,
         "skip_edges": params.skip_edges.value,
     }
+    if weights:
+        info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
+        result["nvcodec_settings"]["bitstream"] = stream_version(weights, params, qps, info)
     return result
 
 
@@ -145,7 +154,6 @@ def environment(weights: Weights) -> dict:
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "weights": {"path": weights.path, "sha256": weights.sha256.hex(), "config": weights.config.name},
-        "bitstream": "{}.{}".format(*BITSTREAM_VERSION),
         "versions": library_versions(),
     }
 

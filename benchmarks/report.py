@@ -272,26 +272,30 @@ def training_section(log: list[dict], name: str, plot: Path, out: Path) -> list[
     return lines + [""]
 
 
-def _measured(env: dict) -> tuple[str, str, str | None]:
-    """What makes two runs comparable: the weights, the day, the bitstream version (absent from
-    runs made before it was recorded)."""
-    return env["weights"]["sha256"], env["date"], env.get("bitstream")
+def _bitstream(clip: dict) -> str | None:
+    """The version of the clip's streams (None in runs made before it was recorded)."""
+    return clip.get("nvcodec_settings", {}).get("bitstream")
 
 
-def _at_bitstream(env: dict) -> str:
-    return f" at bitstream {env['bitstream']}" if env.get("bitstream") else ""
+def _at_bitstream(clip: dict) -> str:
+    version = _bitstream(clip)
+    return f" at bitstream {version}" if version else " at an unrecorded bitstream version"
 
 
 def measured_apart(clips: list[dict]) -> str:
     """The clips measured with other weights, on another day or at another bitstream version than
     the first (a partial rerun with `benchmarks.rd --clips`), as a clause of the sentence that
     names the first's."""
-    first = _measured(clips[0]["environment"])
-    apart = []
-    for c in clips[1:]:
-        weights, date, bitstream = _measured(c["environment"])
-        if (weights, date, bitstream) != first:
-            apart.append(f"{c['clip']} with `{weights[:16]}...` on {date}{_at_bitstream(c['environment'])}")
+
+    def measured(clip: dict) -> tuple[str, str, str | None]:
+        env = clip["environment"]
+        return env["weights"]["sha256"], env["date"], _bitstream(clip)
+
+    apart = [
+        f"{c['clip']} with `{measured(c)[0][:16]}...` on {measured(c)[1]}{_at_bitstream(c)}"
+        for c in clips[1:]
+        if measured(c) != measured(clips[0])
+    ]
     return f" ({', '.join(apart)})" if apart else ""
 
 
@@ -308,7 +312,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
         lines += ["## Rate-distortion (low delay, one intra frame, YUV 4:2:0, PSNR-YUV 6:1:1)", "",
                   f"Weights: {env['weights']['config']}, SHA-256 `{env['weights']['sha256'][:16]}...` (measured as "
                   f"`{Path(env['weights']['path']).name}`; weights/manifest.json names the released file with its "
-                  f"SHA-256). Measured on {env['date']}{_at_bitstream(env)}, {env['machine']}{measured_apart(clips)}. "
+                  f"SHA-256). Measured on {env['date']}{_at_bitstream(clips[0])}, {env['machine']}{measured_apart(clips)}. "
                   "Rates are real bitstream sizes (nvcodec: the whole .nvc file; anchors: the coded packets). "
                   "The clips are H.264/MPEG-4 sources (second generation), fine for relative comparisons.", "",
                   "BD-rate of nvcodec against each anchor (negative: nvcodec needs fewer bits at equal PSNR-YUV) and "

@@ -69,14 +69,15 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
 
 def test_clips_measured_with_other_weights_on_another_day_or_bitstream_are_named():
     def clip(name: str, sha: str, date: str, bitstream: str | None = None) -> dict:
-        env = {"weights": {"sha256": sha}, "date": date}
-        return {"clip": name, "environment": env if bitstream is None else {**env, "bitstream": bitstream}}
+        settings = {} if bitstream is None else {"nvcodec_settings": {"bitstream": bitstream}}
+        return {"clip": name, "environment": {"weights": {"sha256": sha}, "date": date}, **settings}
 
     same = [clip("foreman", "aa" * 32, "d1"), clip("people", "aa" * 32, "d1")]
     assert measured_apart(same) == ""
     mixed = [*same, clip("cactus", "bb" * 32, "d1"), clip("cockatoo", "aa" * 32, "d0")]
-    assert (
-        measured_apart(mixed) == f" (cactus with `{'bb' * 8}...` on d1, cockatoo with `{'aa' * 8}...` on d0)"
+    unrecorded = " at an unrecorded bitstream version"
+    assert measured_apart(mixed) == (
+        f" (cactus with `{'bb' * 8}...` on d1{unrecorded}, cockatoo with `{'aa' * 8}...` on d0{unrecorded})"
     )
     versions = [clip("foreman", "aa" * 32, "d1", "2.9"), clip("cactus", "aa" * 32, "d1", "2.8")]
     assert measured_apart(versions) == f" (cactus with `{'aa' * 8}...` on d1 at bitstream 2.8)"

@@ -12,13 +12,13 @@ import torch
 import torch.nn.functional as F
 from tests.test_codec import decode, encode, make_weights
 
-from nvcodec.bitstream import BitstreamReader, Header
+from nvcodec.bitstream import BitstreamReader, FrameFlags, Header
 from nvcodec.codec.encoder import header_for, skip_edges_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.models.deblock import Edges, deblock
-from nvcodec.models.inter import motion_edges
+from nvcodec.models.inter import p_frame_edges
 from nvcodec.models.layout import to_fine
 from nvcodec.models.motion import MotionField
 
@@ -27,7 +27,7 @@ def test_an_edge_is_kept_beside_a_coded_block_or_between_different_vectors():
     coded = torch.tensor([[False, True, False], [False, False, False]])
     vectors = torch.zeros(2, 3, 2, dtype=torch.int64)
     vectors[1, 2] = torch.tensor([1, 0])  # a quarter pixel is a different vector
-    edges = Edges.of_motion(coded, vectors)
+    edges = Edges.between(coded, vectors)
     assert edges.vertical.tolist() == [[True, True], [False, True]]
     assert edges.horizontal.tolist() == [[False, True, True]]
 
@@ -58,7 +58,7 @@ def test_the_filter_changes_only_the_chosen_edges():
     assert torch.equal(luma[8:], rounded[8:]) and torch.equal(luma[:, :15], rounded[:, :15])
 
 
-def test_motion_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions():
+def test_p_frame_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions():
     """A 32x32 picture (4x4 positions) with 16x16 blocks: block 0 split, its unit 3 moved; block 3
     flat; one coded level in block 1."""
     split = np.array([[True, False], [False, False]])
@@ -68,7 +68,7 @@ def test_motion_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions(
                         split, deltas)  # fmt: skip
     levels = np.zeros((96, 4, 4), dtype=np.int64)
     levels[5, 0, 3] = -1
-    edges = motion_edges(levels, field)
+    edges = p_frame_edges(levels, field)
     expected_vertical = [[False, False, True], [True, True, False], [False, True, True], [False, True, True]]
     expected_horizontal = [[False, True, False, True], [False, True, True, True], [False, False, True, True]]
     assert edges.vertical.tolist() == expected_vertical
@@ -125,3 +125,17 @@ def test_the_decoder_deblocks_as_the_stream_says():
         pictures.append([c.picture.recon for c in coded])
     assert pictures[0][0] == pictures[1][0]  # the intra frame deblocks every edge either way
     assert any(a != b for a, b in zip(pictures[0][1:], pictures[1][1:]))
+
+
+def test_large_blocks_and_the_in_loop_filter_decode_to_the_encoders_pictures():
+    """32x32 blocks on a picture whose height is no multiple of 32 (the block grid overhangs the
+    positions), with the in-loop filter changing every prediction: the decoder's edges are the
+    encoder's."""
+    weights = make_weights(4, refiners=True)
+    params = CodingParams(qp=30, filter=ToolMode.ON, enhance=ToolMode.OFF, large_blocks=ToolMode.ON)
+    _, coded, data = encode(weights, params, frames=4, seed=5)
+    assert all(
+        c.record.flags & FrameFlags.LARGE_BLOCKS and c.record.flags & FrameFlags.FILTER for c in coded[1:]
+    )
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon

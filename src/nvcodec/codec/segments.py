@@ -16,8 +16,8 @@ from fractions import Fraction
 import torch
 
 from nvcodec.bitstream import Header
-from nvcodec.codec.encoder import EncodedFrame, Encoder, header_for
-from nvcodec.codec.schedule import CodingParams
+from nvcodec.codec.encoder import EncodedFrame, Encoder, header_for, skip_edges_possible
+from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.weights import Weights
@@ -76,9 +76,11 @@ def _segment_encoder(
     if period > 0:
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
+    # the video's header, not the segment's, says whether P frames skip edges (no record bit does)
+    edges = params.skip_edges if skip_edges_possible(params) else ToolMode.OFF
     return Encoder(
         weights,
-        replace(params, intra_period=-1),
+        replace(params, intra_period=-1, skip_edges=edges),
         local,
         device,
         dtype,

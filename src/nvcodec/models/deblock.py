@@ -50,7 +50,7 @@ class Edges:
     horizontal: torch.Tensor  # (hp - 1, wp) bool
 
     @classmethod
-    def of_motion(cls, coded: torch.Tensor, vectors: torch.Tensor) -> Edges:
+    def between(cls, coded: torch.Tensor, vectors: torch.Tensor) -> Edges:
         """The edges beside a block that is `coded` ((hp, wp) bool: a non-zero level, or flat) or
         between two blocks whose vectors ((hp, wp, 2)) differ."""
         moved_across = (vectors[:, 1:] != vectors[:, :-1]).any(dim=-1)
@@ -59,6 +59,9 @@ class Edges:
             coded[:, 1:] | coded[:, :-1] | moved_across,
             coded[1:] | coded[:-1] | moved_down,
         )
+
+    def to(self, device: torch.device) -> Edges:
+        return Edges(self.vertical.to(device), self.horizontal.to(device))
 
 
 def _filter_columns(plane: torch.Tensor, spacing: int, qp: int, chosen: torch.Tensor | None) -> torch.Tensor:
@@ -71,7 +74,7 @@ def _filter_columns(plane: torch.Tensor, spacing: int, qp: int, chosen: torch.Te
     p1, p0, q0, q1 = (plane[:, edges + o] for o in (-2, -1, 0, 1))
     active = ((p0 - q0).abs() < ALPHA[qp]) & ((p1 - p0).abs() < BETA[qp]) & ((q1 - q0).abs() < BETA[qp])
     if chosen is not None:
-        active &= chosen.to(plane.device).repeat_interleave(spacing, dim=0)
+        active &= chosen.repeat_interleave(spacing, dim=0)
     delta = ((4 * (q0 - p0) + (p1 - q1) + 4) >> 3).clamp(-TC[qp], TC[qp]) * active
     out = plane.clone()
     out[:, edges - 1] = p0 + delta
@@ -88,6 +91,7 @@ def deblock(fine: torch.Tensor, qp: int, dtype: torch.dtype, edges: Edges | None
     """The (1, 6, h, w) frame tensor of `dtype` on the 8-bit grid from int32 1/64 levels, with its
     block edges filtered: all of them, or those `edges` chose."""
     fine = fine.clamp(0, 255 * ONE)
+    edges = None if edges is None else edges.to(fine.device)
     planes = [_filter_plane(p[0], n, qp, edges)[None] for p, n in zip(to_planes(fine), (8, 4, 4))]
     out = from_planes(planes)
     levels = ((out + ONE // 2) >> FINE_BITS).clamp(0, 255)

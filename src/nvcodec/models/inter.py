@@ -52,6 +52,7 @@ FLAT_MARGIN = 1.25
 # The encoder's estimate, in bits, of a split flag when it weighs four vectors against one.
 SPLIT_FLAG_BITS = 1.0
 Refine = Callable[[torch.Tensor], torch.Tensor]  # the in-loop filter applied to the prediction
+POSITION = 2 * PATCH  # luma pixels per side of a 1/8 position of the latent
 
 
 @dataclass
@@ -68,19 +69,18 @@ class InterOutput:
         return self.motion_stream, self.latent.stream
 
 
-def motion_edges(levels: np.ndarray, field: MotionField) -> Edges:
+def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
     """The edges a P frame of version 2.9 deblocks: beside an 8x8 block with a non-zero level
     (`levels`: (C, hp, wp), the latent's integers) or in a flat block, and between blocks whose
     vectors differ."""
     hp, wp = levels.shape[-2:]
-    per_block = 2 * PATCH  # luma pixels per side of a 1/8 position
     coded = torch.from_numpy((levels != 0).any(axis=0))
     if field.flat is not None:
         flat = torch.from_numpy(field.flat)
-        coded = coded | spread_blocks(flat[None], field.block // per_block, hp, wp)[0, 0]
+        coded = coded | spread_blocks(flat[None], field.block // POSITION, hp, wp)[0, 0]
     units = torch.from_numpy(field.unit_vectors()).permute(2, 0, 1)
-    vectors = spread_blocks(units, field.unit // per_block, hp, wp)[0].permute(1, 2, 0)
-    return Edges.of_motion(coded, vectors)
+    vectors = spread_blocks(units, field.unit // POSITION, hp, wp)[0].permute(1, 2, 0)
+    return Edges.between(coded, vectors)
 
 
 def _zero_conv(ch: int) -> nn.Conv2d:
@@ -235,7 +235,7 @@ class InterCoder(nn.Module):
         """(Hb, Wb) estimated D + lambda R of each motion block's residual, in squared steps."""
         scaled = self.analysis(x, prediction) / self.latent.steps(qp, x)
         per_position = coding_cost(scaled, INTER_LAMBDA)
-        return block_sums(per_position, block // (2 * PATCH)).sum(dim=0).cpu().numpy()
+        return block_sums(per_position, block // POSITION).sum(dim=0).cpu().numpy()
 
     @torch.no_grad()
     def encode(
@@ -247,15 +247,16 @@ class InterCoder(nn.Module):
         previous: np.ndarray,
         field: MotionField,
         refine: Refine | None = None,
-        shifts_allowed: bool = False,
-        skip_edges: bool = False,
+        *,
+        shifts_allowed: bool,
+        skip_edges: bool,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
         `split_blocks`); `refine` is the in-loop filter when used; table shifts allowed or not;
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges."""
         prediction = self._prediction(reference, field, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
-        edges = motion_edges(latent.symbols, field) if skip_edges else None
+        edges = p_frame_edges(latent.symbols, field) if skip_edges else None
         x_hat = self.synthesis(latent.y_hat, prediction, qp, edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
@@ -302,5 +303,5 @@ class InterCoder(nn.Module):
         latent = self.latent.decode(
             streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
         )
-        edges = motion_edges(latent.symbols, field) if skip_edges else None
+        edges = p_frame_edges(latent.symbols, field) if skip_edges else None
         return InterOutput(self.synthesis(latent.y_hat, prediction, qp, edges), field, latent)
