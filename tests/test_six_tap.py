@@ -19,6 +19,16 @@ from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
 from nvcodec.sample import synthetic_frames
 
+# groups of 3 P frames in the qp schedule, the 2.8 and 2.9 tools off (streams of 2.7 or 2.6)
+GROUPS_OF_THREE = CodingParams(
+    qp=30,
+    filter=ToolMode.OFF,
+    enhance=ToolMode.OFF,
+    qp_offsets=(0, 2, 1),
+    intra_prediction=ToolMode.OFF,
+    skip_edges=ToolMode.OFF,
+)
+
 
 @pytest.mark.parametrize("filters", [HEVC_FILTERS, SIX_TAP_FILTERS], ids=lambda f: f.name)
 def test_every_phase_sums_to_64_and_phase_0_is_the_whole_pixel(filters):
@@ -115,14 +125,7 @@ def test_auto_tries_both_sets_on_the_first_p_frame_of_each_group_and_keeps_the_w
 
     monkeypatch.setattr(Encoder, "_interpolations", recording)
     weights = make_weights(4)
-    params = CodingParams(
-        qp=30,
-        filter=ToolMode.OFF,
-        enhance=ToolMode.OFF,
-        qp_offsets=(0, 2, 1),
-        intra_prediction=ToolMode.OFF,
-        skip_edges=ToolMode.OFF,
-    )
+    params = GROUPS_OF_THREE
     _, coded, data = encode(weights, params, frames=9, seed=5)
     assert tried == [(1, 2), (2, 1), (3, 1), (4, 2), (5, 1), (6, 1), (7, 2), (8, 1)]
     flags = [bool(c.record.flags & FrameFlags.SIX_TAP) for c in coded]
@@ -158,14 +161,7 @@ def test_auto_follows_the_winner_of_each_groups_trial(monkeypatch):
     monkeypatch.setattr(InterCoder, "encode", recording)
     monkeypatch.setattr(Encoder, "_trial", favouring)
     weights = make_weights(4)
-    params = CodingParams(
-        qp=30,
-        filter=ToolMode.OFF,
-        enhance=ToolMode.OFF,
-        qp_offsets=(0, 2, 1),
-        intra_prediction=ToolMode.OFF,
-        skip_edges=ToolMode.OFF,
-    )
+    params = GROUPS_OF_THREE
     _, coded, data = encode(weights, params, frames=9, seed=5)
     flags = [bool(c.record.flags & FrameFlags.SIX_TAP) for c in coded[1:]]
     assert flags == [False] * 3 + [True] * 3 + [False] * 2
