@@ -291,11 +291,12 @@ def measured_apart(clips: list[dict]) -> str:
         env = clip["environment"]
         return env["weights"]["sha256"], env["date"], _bitstream(clip)
 
-    apart = [
-        f"{c['clip']} with `{measured(c)[0][:16]}...` on {measured(c)[1]}{_at_bitstream(c)}"
-        for c in clips[1:]
-        if measured(c) != measured(clips[0])
-    ]
+    first = measured(clips[0])
+    apart = []
+    for c in clips[1:]:
+        weights, date, _ = here = measured(c)
+        if here != first:
+            apart.append(f"{c['clip']} with `{weights[:16]}...` on {date}{_at_bitstream(c)}")
     return f" ({', '.join(apart)})" if apart else ""
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tests.test_bitstream import HEADER
 from tests.test_codec import decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, Header
@@ -76,9 +77,8 @@ def test_p_frame_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions
 
 
 def _header(**fields) -> Header:
-    base = dict(width=64, height=48, fps_num=25, fps_den=1, frame_count=4, model_name="base",
-                weights_hash=bytes(8), intra_period=-1, refresh_period=32, tools=0, qp_offsets=(0,))  # fmt: skip
-    return Header(**{**base, **fields})
+    """test_bitstream's header (no tool bit that needs a version), its version derived again."""
+    return replace(HEADER, **{"version": None, **fields})
 
 
 def test_skipped_edges_need_version_2_9_and_the_version_says_so():

@@ -163,7 +163,6 @@ class Encoder(FrameLoop):
         self.params = params
         self.table_shifts = table_shifts_possible(params)
         self.intra_prediction = intra_prediction_possible(params)
-        self.skip_edges = skip_edges_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.header = header_for(weights, params, info)
@@ -258,7 +257,7 @@ class Encoder(FrameLoop):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             args = (plan.qp, self.tables, ref.symbols, field)
             out = inter.encode(
-                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.skip_edges
+                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges
             )
             return out, self._trial(out, x), picture
 
@@ -293,7 +292,7 @@ class Encoder(FrameLoop):
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.field, refine)
             return self.model.inter.encode(
-                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.skip_edges
+                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges
             )
 
         mode = self.filter_mode

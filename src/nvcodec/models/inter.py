@@ -256,10 +256,16 @@ class InterCoder(nn.Module):
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges."""
         prediction = self._prediction(reference, field, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
-        edges = p_frame_edges(latent.symbols, field) if skip_edges else None
-        x_hat = self.synthesis(latent.y_hat, prediction, qp, edges)
+        x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
+
+    def _reconstruction(
+        self, latent: LatentResult, prediction: Prediction, field: MotionField, qp: int, skip_edges: bool
+    ) -> torch.Tensor:
+        """The synthesis deblocked on every edge, or (`skip_edges`, 2.9) on the frame's own."""
+        edges = p_frame_edges(latent.symbols, field) if skip_edges else None
+        return self.synthesis(latent.y_hat, prediction, qp, edges)
 
     @staticmethod
     def _prediction(reference: InterpolatedFrame, field: MotionField, refine: Refine | None) -> Prediction:
@@ -303,5 +309,4 @@ class InterCoder(nn.Module):
         latent = self.latent.decode(
             streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
         )
-        edges = p_frame_edges(latent.symbols, field) if skip_edges else None
-        return InterOutput(self.synthesis(latent.y_hat, prediction, qp, edges), field, latent)
+        return InterOutput(self._reconstruction(latent, prediction, field, qp, skip_edges), field, latent)
