@@ -142,6 +142,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "split_blocks": params.split_blocks.value,
         "six_tap": params.six_tap.value,
         "skip_edges": params.skip_edges.value,
+        "prediction_offsets": params.prediction_offsets.value,
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--six-tap", choices=["auto", "on", "off"], default="auto", help="as nvenc's option")
     parser.add_argument("--skip-edges", choices=["auto", "off"], default="auto", help="as nvenc's option")
+    parser.add_argument(
+        "--prediction-offsets", choices=["auto", "off"], default="auto", help="as nvenc's option"
+    )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             split_blocks=ToolMode(args.split_blocks),
             six_tap=ToolMode(args.six_tap),
             skip_edges=ToolMode(args.skip_edges),
+            prediction_offsets=ToolMode(args.prediction_offsets),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

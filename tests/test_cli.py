@@ -548,7 +548,9 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
-    assert fields["format"] == "nvcodec bitstream 2.9" and fields["tools"].endswith("six_tap, skip_edges")
+    assert fields["format"] == "nvcodec bitstream 2.10" and fields["tools"].endswith(
+        "skip_edges, prediction_offsets"
+    )
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
     assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
     assert fields["model"] == f"tiny, weights {weights_id}"
@@ -872,7 +874,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 10), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 11), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -1084,7 +1086,7 @@ def test_version_and_help_answer_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"nvenc (nvcodec) {__version__}, bitstream 2.9" in done.stdout
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.10" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

@@ -76,18 +76,18 @@ def test_p_frame_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions
     assert edges.horizontal.tolist() == expected_horizontal
 
 
-def _header(**fields) -> Header:
+def derived_header(**fields) -> Header:
     """test_bitstream's header (no tool bit that needs a version), its version derived again."""
     return replace(HEADER, **{"version": None, **fields})
 
 
 def test_skipped_edges_need_version_2_9_and_the_version_says_so():
-    assert _header(skip_edges=True).version == (2, 9)
-    assert _header().version == (2, 0) and not _header().skip_edges
-    assert _header(version=(2, 9)).skip_edges  # every 2.9 stream skips edges
+    assert derived_header(skip_edges=True).version == (2, 9)
+    assert derived_header().version == (2, 0) and not derived_header().skip_edges
+    assert derived_header(version=(2, 9)).skip_edges  # every 2.9 stream skips edges
     with pytest.raises(BitstreamError, match="needs version 2.9"):
-        _header(skip_edges=True, version=(2, 8))
-    parsed = Header.unpack(_header(skip_edges=True).pack())
+        derived_header(skip_edges=True, version=(2, 8))
+    parsed = Header.unpack(derived_header(skip_edges=True).pack())
     assert parsed.version == (2, 9) and parsed.skip_edges
     assert replace(parsed, version=None).version == (2, 9)  # nvcut derives the version again
 

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 9)  # the newest version this code reads and writes
+VERSION = (2, 10)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -25,6 +25,7 @@ SPLIT_VERSION = (2, 6)  # adds split blocks (tools and flags bit 6)
 SIX_TAP_VERSION = (2, 7)  # adds the six-tap interpolation filters (tools and flags bit 7)
 INTRA_PREDICTION_VERSION = (2, 8)  # adds intra prediction (tools bit 2; no record flag)
 SKIP_EDGES_VERSION = (2, 9)  # P frames deblock only the edges of residual and motion (no bit)
+OFFSETS_VERSION = (2, 10)  # P frames' motion substreams start with prediction offsets (no bit)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -36,6 +37,7 @@ VERSIONS = (
     SIX_TAP_VERSION,
     INTRA_PREDICTION_VERSION,
     SKIP_EDGES_VERSION,
+    OFFSETS_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -103,7 +105,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.9)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.10)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -136,6 +138,7 @@ class Header:
     sar: tuple[int, int] | None = None  # sample aspect ratio; None: square (1:1) or unknown
     indexed: bool = field(default=False, compare=False)  # the writer appends a segment index (2.2)
     skip_edges: bool = False  # P frames deblock only the edges of residual and motion (2.9 and later)
+    prediction_offsets: bool = False  # P frames add an offset per plane to their prediction (2.10 and later)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     @property
@@ -155,7 +158,7 @@ class Header:
         if self.version is None:
             needs = [(version, tools & bit) for bit, version, _ in TOOL_VERSIONS]
             needs += [(INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)]
-            needs += [(SKIP_EDGES_VERSION, self.skip_edges)]
+            needs += [(SKIP_EDGES_VERSION, self.skip_edges), (OFFSETS_VERSION, self.prediction_offsets)]
             lowest = max([BASE_VERSION] + [version for version, needed in needs if needed])
             object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
@@ -164,6 +167,9 @@ class Header:
         if self.skip_edges and self.version < SKIP_EDGES_VERSION:
             raise BitstreamError("deblocking the edges of residual and motion alone needs version 2.9")
         object.__setattr__(self, "skip_edges", self.version >= SKIP_EDGES_VERSION)
+        if self.prediction_offsets and self.version < OFFSETS_VERSION:
+            raise BitstreamError("prediction offsets need version 2.10")
+        object.__setattr__(self, "prediction_offsets", self.version >= OFFSETS_VERSION)
         check_int("tools", self.tools, 0, 0xFF)
         for bit, version, name in TOOL_VERSIONS:
             if tools & bit and self.version < version:

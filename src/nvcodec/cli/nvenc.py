@@ -153,7 +153,17 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     default="auto",
     show_default=True,
     help="P frames deblock only the block edges that residual or motion made, not those copied from "
-    "the reference, on every stream with P frames in auto (off: readable by 2.8 decoders).",
+    "the reference, on every stream with P frames in auto (off: readable by 2.8 decoders, and no "
+    "prediction offsets).",
+)
+@click.option(
+    "--prediction-offsets",
+    "prediction_offsets",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames add a whole-level offset to each plane's prediction, following slow changes of "
+    "brightness and colour (off: readable by 2.9 decoders).",
 )
 @MAX_SIZE
 @WEIGHTS
@@ -192,6 +202,7 @@ def command(
     six_tap: str,
     intra_prediction: str,
     skip_edges: str,
+    prediction_offsets: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -219,6 +230,7 @@ def command(
         six_tap=ToolMode(six_tap),
         intra_prediction=ToolMode(intra_prediction),
         skip_edges=ToolMode(skip_edges),
+        prediction_offsets=ToolMode(prediction_offsets),
     )
     job = EncodeJob(
         input=input,

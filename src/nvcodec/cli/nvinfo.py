@@ -33,8 +33,10 @@ def _header_lines(info: StreamInfo) -> list[str]:
 
 
 def _tool_names(h: Header) -> list[str]:
-    """The tools the header allows: its bits, and skipped edges, which the version (2.9) implies."""
-    return [t.name.lower() for t in Tools if h.tools & t] + (["skip_edges"] if h.skip_edges else [])
+    """The tools the header allows: its bits, then skipped edges (2.9) and prediction offsets (2.10),
+    which the version implies."""
+    implied = [("skip_edges", h.skip_edges), ("prediction_offsets", h.prediction_offsets)]
+    return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
 
 def _segments(info: StreamInfo) -> list[dict[str, int]]:
@@ -95,6 +97,7 @@ def _as_json(info: StreamInfo) -> str:
             "refresh_period": h.refresh_period,
             "tools": h.tools,
             "skip_edges": h.skip_edges,
+            "prediction_offsets": h.prediction_offsets,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

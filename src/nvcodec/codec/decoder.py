@@ -105,6 +105,7 @@ class Decoder(FrameLoop):
                 has_split=bool(record.flags & FrameFlags.SPLIT_BLOCKS),
                 has_shifts=has_shifts,
                 skip_edges=self.header.skip_edges,
+                has_offsets=self.header.prediction_offsets,
                 refine=refine,
             )
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds

@@ -103,6 +103,12 @@ def skip_edges_possible(params: CodingParams) -> bool:
     return params.intra_period != 1 and params.skip_edges != ToolMode.OFF
 
 
+def prediction_offsets_possible(params: CodingParams) -> bool:
+    """Whether P frames code prediction offsets (then the stream is version 2.10, which also skips
+    edges: off with either)."""
+    return skip_edges_possible(params) and params.prediction_offsets != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -134,6 +140,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         sar=None if info.sar is None else (info.sar.numerator, info.sar.denominator),
         indexed=indexed,
         skip_edges=skip_edges_possible(params),
+        prediction_offsets=prediction_offsets_possible(params),
     )
 
 
@@ -255,6 +262,8 @@ class Encoder(FrameLoop):
             field = MotionField(vectors, block, flat)
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
+            if self.header.prediction_offsets:
+                field = inter.prediction_offsets(x, picture, field)
             args = (plan.qp, self.tables, ref.symbols, field)
             out = inter.encode(
                 x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges

@@ -76,6 +76,7 @@ class CodingParams:
     six_tap: ToolMode = ToolMode.AUTO  # P frames interpolated with the six-tap filters (auto, on or off)
     intra_prediction: ToolMode = ToolMode.AUTO  # intra blocks predicted from their neighbours (auto or off)
     skip_edges: ToolMode = ToolMode.AUTO  # P-frame deblocking leaves copied edges alone (auto or off)
+    prediction_offsets: ToolMode = ToolMode.AUTO  # P frames' prediction offset per plane (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -95,6 +96,8 @@ class CodingParams:
             raise InputError("--intra-prediction is auto or off (the encoder decides block by block)")
         if self.skip_edges == ToolMode.ON:
             raise InputError("--skip-edges is auto or off (auto: on every stream with P frames)")
+        if self.prediction_offsets == ToolMode.ON:
+            raise InputError("--prediction-offsets is auto or off (the encoder decides frame by frame)")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,13 @@ from fractions import Fraction
 import torch
 
 from nvcodec.bitstream import Header
-from nvcodec.codec.encoder import EncodedFrame, Encoder, header_for, skip_edges_possible
+from nvcodec.codec.encoder import (
+    EncodedFrame,
+    Encoder,
+    header_for,
+    prediction_offsets_possible,
+    skip_edges_possible,
+)
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame, VideoInfo
@@ -76,11 +82,13 @@ def _segment_encoder(
     if period > 0:
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
-    # the video's header, not the segment's, says whether P frames skip edges (no record bit does)
+    # the video's header, not the segment's, says whether P frames skip edges and code prediction
+    # offsets (no record bit does)
     edges = params.skip_edges if skip_edges_possible(params) else ToolMode.OFF
+    offsets = params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF
     return Encoder(
         weights,
-        replace(params, intra_period=-1, skip_edges=edges),
+        replace(params, intra_period=-1, skip_edges=edges, prediction_offsets=offsets),
         local,
         device,
         dtype,

@@ -1,6 +1,7 @@
 """The inter (P) frame coder: block motion compensation, then conditional residual coding.
 
-x~ = MC(x_hat_{t-1}, vectors)              (optionally refined by ConFRE's in-loop filter)
+x~ = MC(x_hat_{t-1}, vectors) + offsets    (from 2.10 a whole-level offset per plane; optionally
+                                            refined by ConFRE's in-loop filter)
 y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
 x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (models.deblock),
                                             from 2.9 on the edges that residual or motion made
@@ -23,9 +24,10 @@ from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.layout import block_sums, spread_blocks, to_fine
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, block_sums, spread_blocks, to_fine
 from nvcodec.models.motion import (
     DELTA_BUCKET,
+    OFFSET_LIMIT,
     MotionCoder,
     MotionField,
     block_grid,
@@ -81,6 +83,20 @@ def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
     units = torch.from_numpy(field.unit_vectors()).permute(2, 0, 1)
     vectors = spread_blocks(units, field.unit // POSITION, hp, wp)[0].permute(1, 2, 0)
     return Edges.between(coded, vectors)
+
+
+def offset_prediction(fine: torch.Tensor, offsets: tuple[int, int, int]) -> torch.Tensor:
+    """The prediction in 1/64 levels with a whole number of levels added to each plane (the four
+    Y phases of the tensor, U, V), clipped to the 8-bit range."""
+    y, u, v = offsets
+    shift = torch.tensor([y, y, y, y, u, v], device=fine.device, dtype=fine.dtype).view(1, 6, 1, 1)
+    return (fine + (shift << FINE_BITS)).clamp(0, FINE_PEAK)
+
+
+def plane_means(t: torch.Tensor) -> tuple[float, float, float]:
+    """The mean of each plane (Y, U, V) of a frame tensor (1, 6, h, w)."""
+    t = t.double()
+    return float(t[0, :4].mean()), float(t[0, 4].mean()), float(t[0, 5].mean())
 
 
 def _zero_conv(ch: int) -> nn.Conv2d:
@@ -224,6 +240,19 @@ class InterCoder(nn.Module):
             return field
         return replace(field, split=split, deltas=np.where(split[..., None, None], deltas, 0))
 
+    @torch.no_grad()
+    def prediction_offsets(
+        self, x: torch.Tensor, reference: InterpolatedFrame, field: MotionField
+    ) -> MotionField:
+        """The field with the offsets that bring each plane's prediction to the frame's mean: the
+        mean difference, rounded to whole levels (not normative). A slow change of brightness or
+        colour stays below the DC's quantiser step, frame after frame, and is never coded
+        otherwise: the error accumulates."""
+        prediction = self._prediction(reference, replace(field, offsets=None), None)
+        difference = plane_means(to_fine(x) - prediction.fine)
+        offsets = (round(d / (1 << FINE_BITS)) for d in difference)
+        return replace(field, offsets=tuple(max(-OFFSET_LIMIT, min(OFFSET_LIMIT, o)) for o in offsets))
+
     def _residual_costs(
         self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, vectors: np.ndarray, block: int
     ) -> np.ndarray:
@@ -269,12 +298,17 @@ class InterCoder(nn.Module):
 
     @staticmethod
     def _prediction(reference: InterpolatedFrame, field: MotionField, refine: Refine | None) -> Prediction:
-        """x~: motion compensation, flat blocks made flat, then the in-loop filter when used."""
+        """x~: motion compensation, flat blocks made flat, the offsets added, then the in-loop
+        filter when used."""
         vectors = torch.from_numpy(field.unit_vectors()).to(reference.frame.device)
         prediction = reference.predict(vectors, field.unit)
         if field.flat is not None:
             flat = flatten(prediction.fine, field.flat, field.block)
             prediction = Prediction.exact(flat, reference.frame.dtype)
+        if field.offsets is not None and any(field.offsets):
+            prediction = Prediction.exact(
+                offset_prediction(prediction.fine, field.offsets), reference.frame.dtype
+            )
         if refine is not None:
             prediction = prediction.refined(refine)
         return prediction
@@ -293,16 +327,25 @@ class InterCoder(nn.Module):
         has_split: bool,
         has_shifts: bool,
         skip_edges: bool,
+        has_offsets: bool,
         refine: Refine | None = None,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
-        `skip_edges`: deblocked on the motion's edges alone, 2.9)."""
+        `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
+        substream starts with prediction offsets, 2.10)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
-            streams[0], grid, qp, tables, block=block, has_flat=has_flat, has_split=has_split
+            streams[0],
+            grid,
+            qp,
+            tables,
+            block=block,
+            has_flat=has_flat,
+            has_split=has_split,
+            has_offsets=has_offsets,
         )
         prediction = self._prediction(reference, field, refine)
         like = prediction.values

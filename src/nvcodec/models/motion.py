@@ -26,6 +26,9 @@ of each block's units top-left, top-right, bottom-left, bottom-right, block afte
 the y components), with the tables of bucket 4. The block vectors, their predictors and their
 contexts are those of a field without split blocks: a split only refines the prediction inside
 its block, and costs its four deltas.
+
+Prediction offsets (bitstream 2.10): the substream starts with three signed integers, the whole
+levels added to the Y, U and V prediction (models.inter), coded before everything else.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from torch import nn
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
 from nvcodec.entropy.context import QPS, capped_bit_length
 from nvcodec.entropy.tables import SCALES
+from nvcodec.errors import BitstreamError
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
@@ -54,6 +58,8 @@ UNITS = 4  # a split block's units: top-left, top-right, bottom-left, bottom-rig
 # (Foreman qp 32, Cockatoo qp 27), 28.1 and 40.5 bits per split block, against 27.9 and 52.4 with
 # bucket 0's and no better with a context from the previous unit's delta.
 DELTA_BUCKET = VECTOR_BUCKETS - 1
+OFFSET_TABLE = 13  # the prediction offsets' table: zero costs 0.39 bits, +-1 3.2 (mostly 0 or +-1)
+OFFSET_LIMIT = 255  # |offset| at most, in levels; a larger one is a bitstream error
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class MotionField:
     flat: np.ndarray | None = None  # (Hb, Wb) flat blocks (models.flat_blocks); None: no map coded
     split: np.ndarray | None = None  # (Hb, Wb) split blocks; None: no map coded
     deltas: np.ndarray | None = None  # (Hb, Wb, UNITS, 2) each unit's vector minus its block's
+    offsets: tuple[int, int, int] | None = None  # levels added to the Y, U, V prediction; None: not coded
 
     @property
     def unit(self) -> int:
@@ -211,6 +218,15 @@ def _read_map(
     return blocks
 
 
+def _read_offsets(decoder: SymbolDecoder) -> tuple[int, int, int]:
+    """The three prediction offsets at the start of a motion substream (2.10)."""
+    offsets = decoder.read(np.full(3, OFFSET_TABLE))
+    if np.abs(offsets).max() > OFFSET_LIMIT:
+        worst = int(offsets[np.abs(offsets).argmax()])
+        raise BitstreamError(f"prediction offset {worst} outside -{OFFSET_LIMIT}..{OFFSET_LIMIT}")
+    return int(offsets[0]), int(offsets[1]), int(offsets[2])
+
+
 def block_grid(frame_shape: tuple[int, ...], block: int) -> tuple[int, int]:
     """(Hb, Wb) motion blocks of block x block luma pixels (block / 2 of the tensor) covering a
     frame tensor (N, 6, h, w)."""
@@ -244,12 +260,15 @@ class MotionCoder(nn.Module):
         return self.qp_indices(qp)[:, DELTA_BUCKET]
 
     def encode(self, field: MotionField, qp: int, tables: ProbabilityTables) -> bytes:
-        """The motion substream: the flat-block map and the split map when there are, the
-        differences of the blocks that are not flat (a flat block's vector must be its
-        predictor), then the deltas of the split blocks."""
+        """The motion substream: the prediction offsets, the flat-block map and the split map
+        when there are, the differences of the blocks that are not flat (a flat block's vector
+        must be its predictor), then the deltas of the split blocks."""
         vectors, flat, split = field.vectors, field.flat, field.split
         d = vectors - median_prediction(vectors)
         encoder = SymbolEncoder(tables)
+        if field.offsets is not None:
+            assert max(map(abs, field.offsets)) <= OFFSET_LIMIT, "offsets within the limit"
+            encoder.add(np.asarray(field.offsets, dtype=np.int64), np.full(3, OFFSET_TABLE))
         rows = [] if flat is None else _map_rows(flat, FLAT_PROBABILITIES, None)
         rows += [] if split is None else _map_rows(split, SPLIT_PROBABILITIES, flat)
         for flags, probabilities in rows:
@@ -294,10 +313,13 @@ class MotionCoder(nn.Module):
         block: int,
         has_flat: bool,
         has_split: bool,
+        has_offsets: bool,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
-        `has_split`: the record says it holds a flat-block map, a split map."""
+        `has_split`: the record says it holds a flat-block map, a split map; `has_offsets`: it
+        starts with prediction offsets (2.10)."""
         decoder = SymbolDecoder(tables, stream)
+        offsets = _read_offsets(decoder) if has_offsets else None
         flat = _read_map(decoder, grid, FLAT_PROBABILITIES) if has_flat else None
         split = _read_map(decoder, grid, SPLIT_PROBABILITIES, flat) if has_split else None
         coded = np.ones(grid, dtype=bool) if flat is None else ~flat
@@ -308,4 +330,4 @@ class MotionCoder(nn.Module):
         deltas = None if split is None else self._read_deltas(decoder, qp, split)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
-        return MotionField(vectors, block, flat, split, deltas)
+        return MotionField(vectors, block, flat, split, deltas, offsets)

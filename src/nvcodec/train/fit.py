@@ -201,7 +201,10 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
                 grid = block_grid(shape, block)
                 motion = weights.model.inter.motion  # no flat-block map: the tool is off above
                 args = (rec.substreams[0], grid, rec.qp, encoder.tables)
-                v = motion.decode(*args, block=block, has_flat=False, has_split=False).vectors
+                offsets = encoder.header.prediction_offsets
+                v = motion.decode(
+                    *args, block=block, has_flat=False, has_split=False, has_offsets=offsets
+                ).vectors
                 counts.add_vectors(rec.qp, v - median_prediction(v))
     return bits
 
