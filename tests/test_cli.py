@@ -532,7 +532,7 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
     info = cli.info_json(coded.nvc)
     weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
-    assert info["version"] == [2, 9] and info["skip_edges"]  # P frames skip edges (auto)
+    assert info["version"] == [2, 10] and info["skip_edges"] and info["prediction_offsets"]  # auto
     assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
     assert (info["model"], info["weights"]) == ("tiny", weights_id)
     assert (info["intra_period"], info["refresh_period"], info["tools"]) == (-1, 32, 255)

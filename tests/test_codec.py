@@ -37,15 +37,21 @@ def make_weights(seed: int = 0, refiners: bool = False) -> Weights:
 def encode(weights: Weights, params: CodingParams, frames: int = 6, seed: int = 0,
            device: str = "cpu", dtype: torch.dtype = torch.float32):  # fmt: skip
     """(source frames, the encoder's outputs, the .nvc bytes) of a synthetic clip."""
-    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), frames)
-    encoder = Encoder(weights, params, info, torch.device(device), dtype)
     source = list(synthetic_frames(WIDTH, HEIGHT, frames, seed=seed))
+    return (source, *encode_frames(weights, params, source, device, dtype))
+
+
+def encode_frames(weights: Weights, params: CodingParams, source: list, device: str = "cpu",
+                  dtype: torch.dtype = torch.float32):  # fmt: skip
+    """(the encoder's outputs, the .nvc bytes) of WIDTH x HEIGHT frames."""
+    info = VideoInfo(WIDTH, HEIGHT, Fraction(25), len(source))
+    encoder = Encoder(weights, params, info, torch.device(device), dtype)
     coded = [encoder.encode(f) for f in source]
     buf = io.BytesIO()
     writer = BitstreamWriter(buf, encoder.header)
     for c in coded:
         writer.write(c.record)
-    return source, coded, buf.getvalue()
+    return coded, buf.getvalue()
 
 
 def decode(weights: Weights, data: bytes, **options):

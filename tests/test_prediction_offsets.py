@@ -9,11 +9,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from tests.test_codec import HEIGHT, WIDTH, decode, make_weights
+from tests.test_codec import HEIGHT, WIDTH, decode, encode_frames, make_weights
 from tests.test_skip_edges import derived_header
 
-from nvcodec.bitstream import BitstreamReader, BitstreamWriter, Header
-from nvcodec.codec.encoder import Encoder, header_for, prediction_offsets_possible
+from nvcodec.bitstream import BitstreamReader, Header
+from nvcodec.codec.encoder import header_for, prediction_offsets_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import ProbabilityTables, SymbolEncoder
 from nvcodec.entropy.tables import build_tables
@@ -21,7 +21,7 @@ from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.inter import offset_prediction
 from nvcodec.models.layout import FINE_PEAK
-from nvcodec.models.motion import OFFSET_TABLE, MotionCoder, MotionField
+from nvcodec.models.motion import OFFSET_TABLE, UNITS, MotionCoder, MotionField, median_prediction
 from nvcodec.sample import synthetic_frames
 
 TABLES = ProbabilityTables(*build_tables())
@@ -29,27 +29,40 @@ GRID = (3, 4)
 
 
 def _field(offsets: tuple[int, int, int] | None) -> MotionField:
+    """A field with a flat block and a split one, so that the offsets share the substream with
+    both maps and the deltas."""
     vectors = np.arange(24, dtype=np.int64).reshape(*GRID, 2) - 12
-    return MotionField(vectors, 16, offsets=offsets)
+    flat = np.zeros(GRID, dtype=bool)
+    flat[0, 1] = True
+    vectors[0, 1] = median_prediction(vectors)[0, 1]  # a flat block's vector is its predictor
+    split = np.zeros(GRID, dtype=bool)
+    split[2, 3] = True
+    deltas = np.zeros((*GRID, UNITS, 2), dtype=np.int64)
+    deltas[2, 3] = [[1, -2], [0, 3], [-4, 0], [2, 2]]
+    return MotionField(vectors, 16, flat, split, deltas, offsets)
 
 
 def _read(stream: bytes, has_offsets: bool) -> MotionField:
     return MotionCoder().decode(
-        stream, GRID, 32, TABLES, block=16, has_flat=False, has_split=False, has_offsets=has_offsets
+        stream, GRID, 32, TABLES, block=16, has_flat=True, has_split=True, has_offsets=has_offsets
     )
+
+
+def _same_motion(a: MotionField, b: MotionField) -> bool:
+    return all(np.array_equal(getattr(a, k), getattr(b, k)) for k in ("vectors", "flat", "split", "deltas"))
 
 
 @pytest.mark.parametrize("offsets", [(0, 0, 0), (-3, 1, 255), (255, -255, 0)])
 def test_offsets_come_back_with_the_vectors(offsets):
     field = _field(offsets)
     read = _read(MotionCoder().encode(field, 32, TABLES), has_offsets=True)
-    assert read.offsets == offsets and np.array_equal(read.vectors, field.vectors)
+    assert read.offsets == offsets and _same_motion(read, field)
 
 
 def test_a_stream_without_offsets_reads_none():
     field = _field(None)
     read = _read(MotionCoder().encode(field, 32, TABLES), has_offsets=False)
-    assert read.offsets is None and np.array_equal(read.vectors, field.vectors)
+    assert read.offsets is None and _same_motion(read, field)
 
 
 def test_an_offset_beyond_255_levels_is_a_damaged_stream():
@@ -107,21 +120,13 @@ def _brightening(frames: int) -> list[Frame]:
     return out
 
 
-def _encode(weights, params: CodingParams, source: list[Frame]) -> tuple[list, bytes]:
-    encoder = Encoder(weights, params, VideoInfo(WIDTH, HEIGHT, Fraction(25), len(source)))
-    coded = [encoder.encode(f) for f in source]
-    buf = io.BytesIO()
-    writer = BitstreamWriter(buf, encoder.header)
-    for c in coded:
-        writer.write(c.record)
-    return coded, buf.getvalue()
-
-
-def test_a_brightening_clip_decodes_to_the_encoders_pictures_with_its_offsets(monkeypatch):
+@pytest.mark.parametrize("in_loop_filter", [ToolMode.OFF, ToolMode.ON])
+def test_a_brightening_clip_decodes_to_the_encoders_pictures_with_its_offsets(monkeypatch, in_loop_filter):
     """The encoder follows the change with its offsets (the luma's up, U's down), and the decoder,
-    reading them, rebuilds the encoder's pictures; coded without them the P frames differ."""
-    weights = make_weights(4)
-    params = CodingParams(qp=37, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    reading them, rebuilds the encoder's pictures, with the in-loop filter on the offset
+    prediction too; coded without them the P frames differ."""
+    weights = make_weights(4, refiners=True)
+    params = CodingParams(qp=37, filter=in_loop_filter, enhance=ToolMode.OFF)
     source = _brightening(4)
     read: list[tuple[int, int, int] | None] = []
     decode_motion = MotionCoder.decode
@@ -135,7 +140,7 @@ def test_a_brightening_clip_decodes_to_the_encoders_pictures_with_its_offsets(mo
     pictures = []
     for mode in (ToolMode.AUTO, ToolMode.OFF):
         read.clear()
-        coded, data = _encode(weights, replace(params, prediction_offsets=mode), source)
+        coded, data = encode_frames(weights, replace(params, prediction_offsets=mode), source)
         assert BitstreamReader(io.BytesIO(data)).header.prediction_offsets == (mode == ToolMode.AUTO)
         for c, d in zip(coded, decode(weights, data)):
             assert d.recon_matches and d.picture.recon == c.picture.recon

@@ -95,7 +95,7 @@ def test_skipped_edges_need_version_2_9_and_the_version_says_so():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(), True),
+        (CodingParams(prediction_offsets=ToolMode.OFF), True),  # 2.10 adds the prediction offsets
         (CodingParams(skip_edges=ToolMode.OFF), False),
         (CodingParams(intra_period=1), False),  # no P frames
     ],
@@ -115,7 +115,8 @@ def test_the_decoder_deblocks_as_the_stream_says():
     """Coded with and without skipped edges, each stream decodes to the encoder's pictures, and
     the P frames differ between the two: the rule changed what the filter did."""
     weights = make_weights(4)
-    params = CodingParams(qp=37, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    off = ToolMode.OFF
+    params = CodingParams(qp=37, filter=off, enhance=off, prediction_offsets=off)  # edges alone differ
     pictures = []
     for mode in (ToolMode.AUTO, ToolMode.OFF):
         _, coded, data = encode(weights, replace(params, skip_edges=mode), frames=4, seed=5)

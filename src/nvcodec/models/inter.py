@@ -27,7 +27,6 @@ from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, la
 from nvcodec.models.layout import FINE_BITS, FINE_PEAK, block_sums, spread_blocks, to_fine
 from nvcodec.models.motion import (
     DELTA_BUCKET,
-    OFFSET_LIMIT,
     MotionCoder,
     MotionField,
     block_grid,
@@ -249,9 +248,9 @@ class InterCoder(nn.Module):
         colour stays below the DC's quantiser step, frame after frame, and is never coded
         otherwise: the error accumulates."""
         prediction = self._prediction(reference, replace(field, offsets=None), None)
-        difference = plane_means(to_fine(x) - prediction.fine)
-        offsets = (round(d / (1 << FINE_BITS)) for d in difference)
-        return replace(field, offsets=tuple(max(-OFFSET_LIMIT, min(OFFSET_LIMIT, o)) for o in offsets))
+        difference = plane_means(to_fine(x) - prediction.fine)  # within 255 levels: both are pictures
+        y, u, v = (round(d / (1 << FINE_BITS)) for d in difference)
+        return replace(field, offsets=(y, u, v))
 
     def _residual_costs(
         self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, vectors: np.ndarray, block: int
@@ -281,7 +280,7 @@ class InterCoder(nn.Module):
         skip_edges: bool,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
-        `split_blocks`); `refine` is the in-loop filter when used; table shifts allowed or not;
+        `split_blocks`, `prediction_offsets`); `refine` is the in-loop filter when used; table shifts allowed or not;
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges."""
         prediction = self._prediction(reference, field, refine)
         latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
