@@ -333,6 +333,8 @@ OTHER_TOOLS_OFF = (
     "off",
     "--skip-edges",
     "off",
+    "--prediction-offsets",
+    "off",
 )
 
 
@@ -343,6 +345,13 @@ def test_tools_off_no_enhance_changes_nothing(cli: Cli, tmp_path: Path, make_vid
     res = cli.dec(tmp_path / "a.nvc", "-o", tmp_path / "plain.y4m", "--no-enhance")
     assert res.code == 0, res.err
     assert (tmp_path / "plain.y4m").read_bytes() == (tmp_path / "rec.y4m").read_bytes()
+
+
+def test_prediction_offsets_off_writes_a_stream_that_2_9_decoders_read(
+    cli: Cli, tmp_path: Path, make_video
+) -> None:
+    info = round_trip(cli, tmp_path, make_video, frames=4, args=["--prediction-offsets", "off", "--qp", "40"])
+    assert info["version"] == [2, 9] and info["skip_edges"] and not info["prediction_offsets"]
 
 
 def test_nvdec_frames_limit(cli: Cli, coded: Coded, tmp_path: Path) -> None:
