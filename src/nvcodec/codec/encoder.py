@@ -263,7 +263,7 @@ class Encoder(FrameLoop):
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             if self.header.prediction_offsets:
-                field = inter.prediction_offsets(x, picture, field)
+                field = inter.prediction_offsets(x, picture, plan.qp, field)
             args = (plan.qp, self.tables, ref.symbols, field)
             out = inter.encode(
                 x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges

@@ -241,16 +241,23 @@ class InterCoder(nn.Module):
 
     @torch.no_grad()
     def prediction_offsets(
-        self, x: torch.Tensor, reference: InterpolatedFrame, field: MotionField
+        self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, field: MotionField
     ) -> MotionField:
-        """The field with the offsets that bring each plane's prediction to the frame's mean: the
-        mean difference, rounded to whole levels (not normative). A slow change of brightness or
-        colour stays below the DC's quantiser step, frame after frame, and is never coded
-        otherwise: the error accumulates."""
-        prediction = self._prediction(reference, replace(field, offsets=None), None)
+        """The field with the offsets that bring each plane's prediction to the frame's mean (the
+        mean difference, rounded to whole levels) where they lower the residual's estimated
+        D + lambda R (flat_blocks.coding_cost), else with zero offsets (not normative). A slow
+        change of brightness or colour stays below the DC's quantiser step, frame after frame,
+        and is never coded otherwise: the error accumulates. The check keeps a frame whose mean
+        moved with its content, not its light, from paying for offsets that its residual undoes."""
+        plain = replace(field, offsets=(0, 0, 0))
+        prediction = self._prediction(reference, plain, None)
         difference = plane_means(to_fine(x) - prediction.fine)  # within 255 levels: both are pictures
         y, u, v = (round(d / (1 << FINE_BITS)) for d in difference)
-        return replace(field, offsets=(y, u, v))
+        shifted = replace(field, offsets=(y, u, v))
+        if not any(shifted.offsets):
+            return plain
+        cost = self._block_costs(x, self._prediction(reference, shifted, None), qp, field.block).sum()
+        return shifted if cost < self._block_costs(x, prediction, qp, field.block).sum() else plain
 
     def _residual_costs(
         self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, vectors: np.ndarray, block: int
