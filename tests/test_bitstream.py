@@ -131,6 +131,11 @@ def only_bitstream_errors(data: bytes) -> None:
 HEADER = Header(64, 48, 25, 1, None, "dcvc-fm", bytes(range(8)), -1, 0, 3, (0,))
 
 
+def derived_header(**fields) -> Header:
+    """HEADER (no tool bit that needs a version) with `fields`, its version derived again."""
+    return replace(HEADER, **{"version": None, **fields})
+
+
 def intra(qp: int = 30, flags: int = 0, crc: int = 7) -> FrameRecord:
     return FrameRecord(FrameType.INTRA, qp, FrameFlags(flags), (b"abcdefgh",), crc, crc & 0xFFFF, -5)
 

@@ -9,8 +9,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
+from tests.test_bitstream import derived_header
 from tests.test_codec import HEIGHT, WIDTH, decode, encode_frames, make_weights
-from tests.test_skip_edges import derived_header
 
 from nvcodec.bitstream import BitstreamReader, Header
 from nvcodec.codec.encoder import header_for, prediction_offsets_possible

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.test_bitstream import HEADER
+from tests.test_bitstream import derived_header
 from tests.test_codec import decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, Header
@@ -74,11 +74,6 @@ def test_p_frame_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions
     expected_horizontal = [[False, True, False, True], [False, True, True, True], [False, False, True, True]]
     assert edges.vertical.tolist() == expected_vertical
     assert edges.horizontal.tolist() == expected_horizontal
-
-
-def derived_header(**fields) -> Header:
-    """test_bitstream's header (no tool bit that needs a version), its version derived again."""
-    return replace(HEADER, **{"version": None, **fields})
 
 
 def test_skipped_edges_need_version_2_9_and_the_version_says_so():

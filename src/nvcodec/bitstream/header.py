@@ -83,6 +83,10 @@ TOOL_VERSIONS = (  # tools that need a version newer than 2.0: bit, version, nam
     (Tools.SIX_TAP, SIX_TAP_VERSION, "six-tap filters (bit 7)"),
     (Tools.INTRA_PREDICTION, INTRA_PREDICTION_VERSION, "intra prediction (bit 2)"),
 )
+IMPLIED_TOOLS = (  # tools no bit signals: the version alone says a stream uses them (field, version, refusal)
+    ("skip_edges", SKIP_EDGES_VERSION, "deblocking the edges of residual and motion alone needs version 2.9"),
+    ("prediction_offsets", OFFSETS_VERSION, "prediction offsets need version 2.10"),
+)
 
 
 def read_fully(stream: BinaryIO, n: int) -> bytearray:
@@ -158,18 +162,16 @@ class Header:
         if self.version is None:
             needs = [(version, tools & bit) for bit, version, _ in TOOL_VERSIONS]
             needs += [(INDEX_VERSION, self.indexed), (SAR_VERSION, self.sar)]
-            needs += [(SKIP_EDGES_VERSION, self.skip_edges), (OFFSETS_VERSION, self.prediction_offsets)]
+            needs += [(version, getattr(self, name)) for name, version, _ in IMPLIED_TOOLS]
             lowest = max([BASE_VERSION] + [version for version, needed in needs if needed])
             object.__setattr__(self, "version", lowest)
         object.__setattr__(self, "version", tuple(self.version))
         if self.indexed and self.version < INDEX_VERSION:
             raise BitstreamError("a segment index needs version 2.2")
-        if self.skip_edges and self.version < SKIP_EDGES_VERSION:
-            raise BitstreamError("deblocking the edges of residual and motion alone needs version 2.9")
-        object.__setattr__(self, "skip_edges", self.version >= SKIP_EDGES_VERSION)
-        if self.prediction_offsets and self.version < OFFSETS_VERSION:
-            raise BitstreamError("prediction offsets need version 2.10")
-        object.__setattr__(self, "prediction_offsets", self.version >= OFFSETS_VERSION)
+        for name, version, refusal in IMPLIED_TOOLS:
+            if getattr(self, name) and self.version < version:
+                raise BitstreamError(refusal)
+            object.__setattr__(self, name, self.version >= version)
         check_int("tools", self.tools, 0, 0xFF)
         for bit, version, name in TOOL_VERSIONS:
             if tools & bit and self.version < version:

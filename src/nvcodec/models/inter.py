@@ -24,7 +24,7 @@ from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
 from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.layout import FINE_BITS, FINE_PEAK, block_sums, spread_blocks, to_fine
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, block_sums, spread_blocks, to_fine, to_planes
 from nvcodec.models.motion import (
     DELTA_BUCKET,
     MotionCoder,
@@ -92,10 +92,9 @@ def offset_prediction(fine: torch.Tensor, offsets: tuple[int, int, int]) -> torc
     return (fine + (shift << FINE_BITS)).clamp(0, FINE_PEAK)
 
 
-def plane_means(t: torch.Tensor) -> tuple[float, float, float]:
-    """The mean of each plane (Y, U, V) of a frame tensor (1, 6, h, w)."""
-    t = t.double()
-    return float(t[0, :4].mean()), float(t[0, 4].mean()), float(t[0, 5].mean())
+def _offset(prediction: Prediction, offsets: tuple[int, int, int]) -> Prediction:
+    """The prediction with `offsets` added (offset_prediction), as a Prediction."""
+    return Prediction.exact(offset_prediction(prediction.fine, offsets), prediction.values.dtype)
 
 
 def _zero_conv(ch: int) -> nn.Conv2d:
@@ -251,13 +250,13 @@ class InterCoder(nn.Module):
         moved with its content, not its light, from paying for offsets that its residual undoes."""
         plain = replace(field, offsets=(0, 0, 0))
         prediction = self._prediction(reference, plain, None)
-        difference = plane_means(to_fine(x) - prediction.fine)  # within 255 levels: both are pictures
-        y, u, v = (round(d / (1 << FINE_BITS)) for d in difference)
-        shifted = replace(field, offsets=(y, u, v))
-        if not any(shifted.offsets):
+        difference = to_planes((to_fine(x) - prediction.fine).double())  # within 255 levels: pictures
+        y, u, v = (round(float(d.mean()) / (1 << FINE_BITS)) for d in difference)
+        if not (y or u or v):
             return plain
-        cost = self._block_costs(x, self._prediction(reference, shifted, None), qp, field.block).sum()
-        return shifted if cost < self._block_costs(x, prediction, qp, field.block).sum() else plain
+        cost = self._block_costs(x, _offset(prediction, (y, u, v)), qp, field.block).sum()
+        keep = cost < self._block_costs(x, prediction, qp, field.block).sum()
+        return replace(field, offsets=(y, u, v)) if keep else plain
 
     def _residual_costs(
         self, x: torch.Tensor, reference: InterpolatedFrame, qp: int, vectors: np.ndarray, block: int
@@ -312,9 +311,7 @@ class InterCoder(nn.Module):
             flat = flatten(prediction.fine, field.flat, field.block)
             prediction = Prediction.exact(flat, reference.frame.dtype)
         if field.offsets is not None and any(field.offsets):
-            prediction = Prediction.exact(
-                offset_prediction(prediction.fine, field.offsets), reference.frame.dtype
-            )
+            prediction = _offset(prediction, field.offsets)
         if refine is not None:
             prediction = prediction.refined(refine)
         return prediction
