@@ -1,12 +1,23 @@
 """Probability tables and the symbol coder: deterministic tables, exact round trips, escapes."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
-from nvcodec.entropy.tables import NUM_TABLES, SCALES, TOTAL, build_tables, quantize_pmf, table_parameters
+from nvcodec.entropy.tables import (
+    FAMILY_THETAS,
+    FAMILY_ZEROS,
+    NUM_TABLES,
+    SCALES,
+    TOTAL,
+    build_tables,
+    quantize_pmf,
+    table_parameters,
+)
 from nvcodec.errors import BitstreamError
 from nvcodec.models.config import TINY
 from nvcodec.weights import random_model
@@ -44,6 +55,27 @@ def test_dead_zone_family_matches_its_quantiser():
         y = rng.laplace(scale=b, size=200000)
         s = np.sign(y) * np.floor(np.abs(y) + theta)
         assert np.mean(s == 0) == pytest.approx(p_zero, abs=0.01)
+
+
+def test_zero_families_hold_their_probability_of_zero_at_every_scale():
+    """The families after the theta ones fix P(0) and leave the tail's width to the scale."""
+    radius, counts = build_tables()
+    for f, zero in enumerate(FAMILY_ZEROS):
+        family = len(FAMILY_THETAS) + f
+        p_zero = [(counts[k][radius[k]] + 1) / TOTAL for k in range(family * SCALES, (family + 1) * SCALES)]
+        assert p_zero == pytest.approx([zero] * SCALES, abs=1e-4)
+    narrow, wide = len(FAMILY_THETAS) * SCALES + 20, len(FAMILY_THETAS) * SCALES + 40  # one P(0)
+    assert radius[wide] > radius[narrow]
+
+
+def test_the_first_240_tables_are_those_of_earlier_weights():
+    """Tables were only added after the 240 of bitstream_spec.md 5.1.1 (its published hashes), so
+    the index tables of weights made before keep their meaning."""
+    radius, counts = build_tables()
+    digest = hashlib.sha256(radius[:240].astype("<i4").tobytes()).hexdigest()
+    assert digest == "fbb16cd6522f2f6536914c3edca32c988e1dc0de649f9e0754ddf935a5248478"
+    digest = hashlib.sha256(counts[:240].astype("<i4").tobytes()).hexdigest()
+    assert digest == "2204a827fd748fe0c96ad0548d24800aebd368b83f9e912e4cd0310a16735e4e"
 
 
 def test_model_stores_the_tables_it_codes_with():

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from nvcodec.entropy.tables import SCALES
+from nvcodec.entropy.tables import NUM_TABLES, SCALES
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.config import TINY
+from nvcodec.models.motion import MotionField
 from nvcodec.models.nvc import NvcModel
 from nvcodec.train import refine
 from nvcodec.train.checkpoint import load_checkpoint, save_checkpoint
@@ -115,23 +116,64 @@ def test_fitted_tables_cover_every_qp(fitted):
     assert luma_dc[0] > luma_dc[63]
 
 
+def changed_parts(before: Weights, after: Weights) -> set[str]:
+    """Names of the tensors that differ between two weights."""
+    old = before.model.state_dict()
+    return {name for name, value in after.model.state_dict().items() if not torch.equal(value, old[name])}
+
+
 def test_refitting_the_intra_tables_leaves_everything_else(fitted, pack_path, tmp_path):
-    """--refit-intra starts from released weights and changes only the intra codec's tables and
+    """--refit intra starts from released weights and changes only the intra codec's tables and
     reconstruction offsets, and its history names what it started from."""
     start = load_weights(fitted)
     out = tmp_path / "refit.safetensors"
-    argv = ["--pack", str(pack_path), "--out", str(out), "--refit-intra", str(fitted), "--intra-qp-step", "8",
-            "--threads", "1", "--passes", "1"]  # fmt: skip
+    argv = ["--pack", str(pack_path), "--out", str(out), "--refit", "intra", "--start", str(fitted),
+            "--intra-qp-step", "8", "--threads", "1", "--passes", "1"]  # fmt: skip
     assert fit_main(argv) == 0
-    refit = load_weights(out)
-    changed = {
-        name
-        for name, value in refit.model.state_dict().items()
-        if not torch.equal(value, start.model.state_dict()[name])
-    }
+    changed = changed_parts(start, load_weights(out))
     assert changed and changed <= {"intra.latent.index_table", "intra.latent.recon_offset"}
     history = json.loads(out.with_suffix(".json").read_text())
     assert history["started_from"]["sha256"] == start.sha256.hex() and history["clips"] == 0
+
+
+def test_refitting_the_vector_tables_leaves_everything_else(fitted, pack_path, tmp_path):
+    """--refit motion codes clips as users do and changes only the vector tables, which may then
+    name any of today's tables (the weights it starts from may hold fewer)."""
+    start = load_weights(fitted)
+    start.model.use_tables(start.model.table_radius[:240].clone(), start.model.table_counts[:240].clone())
+    for name, table in start.model.named_buffers():
+        if name.endswith("index_table"):
+            table.clamp_(max=239)  # as weights made before 2.11 are
+    older = tmp_path / "older.safetensors"
+    save_weights(start.model, older)
+    out = tmp_path / "refit.safetensors"
+    argv = ["--pack", str(pack_path), "--out", str(out), "--refit", "motion", "--start", str(older),
+            "--clips", "2", "--inter-qps", "32", "--threads", "1", "--passes", "1"]  # fmt: skip
+    assert fit_main(argv) == 0
+    refit = load_weights(out)
+    assert len(refit.model.table_radius) == NUM_TABLES
+    refit.model.use_tables(start.model.table_radius, start.model.table_counts)  # compare the rest
+    assert changed_parts(load_weights(older), refit) == {"inter.motion.index_table"}
+
+
+def test_vector_counts_skip_flat_blocks_and_hold_the_deltas():
+    """What the vector tables code: the differences of blocks that are not flat, in their
+    buckets, and the split blocks' deltas, with the widest bucket's tables."""
+    vectors = np.zeros((2, 3, 2), dtype=np.int64)
+    vectors[0, 2] = (5, -2)  # difference (5, -2) from its left neighbour: bucket 0
+    flat = np.zeros((2, 3), dtype=bool)
+    flat[1, 0] = True  # not coded
+    split = np.zeros((2, 3), dtype=bool)
+    split[1, 1] = True
+    deltas = np.zeros((2, 3, 4, 2), dtype=np.int64)
+    deltas[1, 1] = [(1, 0), (0, 0), (0, 3), (0, 0)]
+    counts = Counts()
+    counts.add_vectors(20, MotionField(vectors, 16, flat, split, deltas))
+    x, y = counts.vectors[20]
+    assert x.sum() == y.sum() == 5 + 4  # five coded blocks, four units
+    assert x[0, 5] == 1 and y[0, 2] == 1 and x[0, 0] == 2  # the first row: bucket 0
+    # row 1's blocks (1, 1) and (1, 2) sit under (0, 2)'s difference of size 7: buckets 3 and 4
+    assert x[3, 0] == 1 and x[4, 0] == 1 + 3 and x[4, 1] == 1 and y[4, 3] == 1
 
 
 def fake_rd(directory: Path, sha: str, psnr_shift: float, frames: int = 4) -> None:

@@ -150,3 +150,17 @@ def test_released_weights_match_their_manifest():
     assert manifest["config"]["name"] == weights.config.name == "base"
     assert manifest["config"] == json.loads(json.dumps(weights.config.to_dict()))
     assert manifest["parameters"] == sum(p.numel() for p in weights.model.parameters())
+
+
+def test_weights_with_the_tables_of_earlier_versions_load(tmp_path):
+    """A weights file holds its own tables: one made before 2.11 has 240 of them, loads with
+    them, and its index tables may only name those."""
+    model = random_model(TINY, seed=2)
+    model.use_tables(model.table_radius[:240].clone(), model.table_counts[:240].clone())
+    path = tmp_path / "old.safetensors"
+    save_weights(model, path)
+    loaded = load_weights(path).model
+    assert loaded.probability_tables().counts.shape == (240, model.table_counts.shape[1])
+    with torch.no_grad():
+        model.inter.motion.index_table[0, 0, 0] = 240
+    saved_and_refused(model, path, r"inter\.motion\.index_table has values outside 0\.\.239")

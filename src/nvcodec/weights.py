@@ -176,6 +176,9 @@ def weights_from_bytes(data: bytes, label: str) -> Weights:
         raise WeightsError(
             f"{p}: tensors do not match the model ({len(missing)} missing, {len(unexpected)} unknown)"
         )
+    if _table_rows(tensors) not in (-1, len(model.table_radius)):
+        model.use_tables(torch.zeros_like(tensors["table_radius"]), torch.zeros_like(tensors["table_counts"]))
+        expected = model.state_dict()
     for name, t in tensors.items():
         want = expected[name]
         if t.dtype != want.dtype and not (t.is_floating_point() and want.is_floating_point()):
@@ -187,6 +190,13 @@ def weights_from_bytes(data: bytes, label: str) -> Weights:
     model.load_state_dict({n: t.to(expected[n].dtype) for n, t in tensors.items()})
     check_integer_parts(model)
     return Weights(model.eval(), hashlib.sha256(data).digest(), label)
+
+
+def _table_rows(tensors: dict[str, torch.Tensor]) -> int:
+    """How many probability tables a weights file holds, if its two table tensors agree (-1 if not)."""
+    radius, counts = tensors["table_radius"], tensors["table_counts"]
+    agree = radius.ndim == 1 and counts.ndim == 2 and len(radius) == len(counts) and len(radius) > 0
+    return len(radius) if agree else -1
 
 
 def random_model(cfg: ModelConfig, seed: int = 0) -> NvcModel:

@@ -24,9 +24,13 @@ class NvcModel(nn.Module):
         # ConFRE 3.2: in-loop filter of the prediction context; 3.3: out-of-loop enhancement of x_hat
         self.context_filter = ResidualRefiner(6, cfg.confre_ch, cfg.confre_blocks)
         self.enhancer = ResidualRefiner(6, cfg.confre_ch, cfg.confre_blocks)
-        radius, counts = build_tables()
-        self.register_buffer("table_radius", torch.from_numpy(radius))
-        self.register_buffer("table_counts", torch.from_numpy(counts))
+        self.use_tables(*(torch.from_numpy(t) for t in build_tables()))
+
+    def use_tables(self, radius: torch.Tensor, counts: torch.Tensor) -> None:
+        """Code with these probability tables (bitstream_spec.md 5.1.1): the ones a new model
+        builds, or a weights file's, whose number of tables is the file's own (240 before 2.11)."""
+        self.register_buffer("table_radius", radius)
+        self.register_buffer("table_counts", counts)
 
     def probability_tables(self) -> ProbabilityTables:
         return ProbabilityTables(self.table_radius.cpu().numpy(), self.table_counts.cpu().numpy())

@@ -7,6 +7,7 @@ codes its counts in the fewest bits. The bits predicted this way are exact code 
 script checks them against the real substream sizes of held-out frames.
 
     python -m nvcodec.train.fit --out runs/fit.safetensors [--pack packs/train.npz]
+    python -m nvcodec.train.fit --refit motion --start weights/base.safetensors --out runs/refit.safetensors
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,19 +26,26 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import FrameType, Tools
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Tools
 from nvcodec.codec.encoder import Encoder
 from nvcodec.codec.frame_loop import motion_block
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder
 from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
-from nvcodec.entropy.tables import SCALES, scale_of
+from nvcodec.entropy.tables import SCALES, build_tables, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
 from nvcodec.models.intra_prediction import map_bits, mode_grid, read_modes
 from nvcodec.models.latent_codec import Coded, LatentCodec, latent_positions
 from nvcodec.models.layout import frame_to_tensor
-from nvcodec.models.motion import VECTOR_BUCKETS, block_grid, field_buckets, median_prediction
+from nvcodec.models.motion import (
+    DELTA_BUCKET,
+    VECTOR_BUCKETS,
+    MotionField,
+    block_grid,
+    field_buckets,
+    median_prediction,
+)
 from nvcodec.models.nvc import NvcModel
 from nvcodec.outputs import write_file
 from nvcodec.train.data import Pack
@@ -48,6 +57,10 @@ PRIOR_WEIGHT = 8.0  # pseudo-counts from the cell's step and bucket, for sparse 
 SPYNET = Path(__file__).resolve().parents[4] / "shared" / "data" / "pretrained" / "spynet"
 INTER_QPS = (0, 6, 12, 18, 24, 30, 36, 42, 48, 54, 60)
 KINDS = ("intra", "inter")
+REFITS = {
+    "intra": "refit: the intra tables and offsets refitted on intra-predicted symbols, the rest unchanged",
+    "motion": "refit: the vector tables refitted on the vectors of clips coded with every tool, the rest unchanged",
+}
 MIN_COUNT = 200  # symbols a qp needs before it is fitted on its own
 FLUSH_BITS = 32  # the ANS coder's final state word, once per substream
 
@@ -78,12 +91,21 @@ class Counts:
 
         return observe
 
-    def add_vectors(self, qp: int, diff: np.ndarray) -> None:
-        """Count a field's (Hb, Wb, 2) differences in the contexts the motion coder uses."""
-        mag = np.minimum(np.abs(diff), HIST - 1)
-        bucket = field_buckets(diff)
+    def add_vectors(self, qp: int, field: MotionField) -> None:
+        """Count what a field codes with the vector tables: the differences of its blocks that are
+        not flat, in the contexts the motion coder uses, and its split blocks' deltas."""
+        diff = field.vectors - median_prediction(field.vectors)
+        coded = np.ones(diff.shape[:2], dtype=bool) if field.flat is None else ~field.flat
+        self._count(qp, diff[coded], field_buckets(diff)[coded])
+        if field.split is not None:
+            deltas = field.deltas[field.split].reshape(-1, 2)
+            self._count(qp, deltas, np.full(len(deltas), DELTA_BUCKET))
+
+    def _count(self, qp: int, values: np.ndarray, buckets: np.ndarray) -> None:
+        """Count (n, 2) vector components coded with the tables of `buckets` (n,)."""
+        mag = np.minimum(np.abs(values), HIST - 1)
         for c in range(2):
-            np.add.at(self.vectors[qp, c], (bucket, mag[..., c]), 1)
+            np.add.at(self.vectors[qp, c], (buckets, mag[:, c]), 1)
 
     def offsets(self, kind: int) -> np.ndarray:
         """Per channel, the mean distance from a level to the values quantised to it (centroid)."""
@@ -164,26 +186,28 @@ def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range
                 model.intra.encode(x, qp, tables, predicted=True)
 
 
-def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) -> int:
-    """Code a clip with the real encoder and count its symbols; returns the substream bits. No
-    tool is tried (each trial would be counted): 16x16 motion blocks, no flat blocks, no filter,
-    no enhancement; intra frames are predicted, as count_intra codes them."""
+# The full fit codes without trying tools (each trial would be counted in the latent's symbols):
+# 16x16 motion blocks, no flat blocks, no filter, no enhancement; intra frames are predicted, as
+# count_intra codes them. The motion refit counts vectors from the records alone, so it codes as
+# users do, every tool decided by the encoder.
+NO_TRIALS = CodingParams(
+    filter=ToolMode.OFF,
+    enhance=ToolMode.OFF,
+    large_blocks=ToolMode.OFF,
+    flat_blocks=ToolMode.OFF,
+    table_shifts=ToolMode.OFF,
+    split_blocks=ToolMode.OFF,
+    six_tap=ToolMode.OFF,
+)
+AS_USERS_CODE = CodingParams()
+
+
+def encode_clip(
+    weights: Weights, clip: list[Frame], qp: int, counts: Counts, tools: CodingParams = NO_TRIALS
+) -> int:
+    """Code a clip with the real encoder and count its symbols; returns the substream bits."""
     info = VideoInfo(clip[0].width, clip[0].height, Fraction(25), len(clip))
-    off = ToolMode.OFF
-    encoder = Encoder(
-        weights,
-        CodingParams(
-            qp=qp,
-            filter=off,
-            enhance=off,
-            large_blocks=off,
-            flat_blocks=off,
-            table_shifts=off,
-            split_blocks=off,
-            six_tap=off,
-        ),
-        info,
-    )
+    encoder = Encoder(weights, replace(tools, qp=qp), info)
     bits = 0
     with observed(weights.model, counts):
         for frame in clip:
@@ -196,17 +220,23 @@ def encode_clip(weights: Weights, clip: list[Frame], qp: int, counts: Counts) ->
                     read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid)
                 )
             if rec.frame_type == FrameType.INTER:
-                shape = tuple(encoder.reference.picture.frame.shape)
-                block = motion_block(rec.flags)
-                grid = block_grid(shape, block)
-                motion = weights.model.inter.motion  # no flat-block map: the tool is off above
-                args = (rec.substreams[0], grid, rec.qp, encoder.tables)
-                offsets = encoder.header.prediction_offsets
-                v = motion.decode(
-                    *args, block=block, has_flat=False, has_split=False, has_offsets=offsets
-                ).vectors
-                counts.add_vectors(rec.qp, v - median_prediction(v))
+                counts.add_vectors(rec.qp, coded_field(weights, encoder, rec))
     return bits
+
+
+def coded_field(weights: Weights, encoder: Encoder, rec: FrameRecord) -> MotionField:
+    """The motion field a P frame's record holds, read back as a decoder reads it."""
+    block = motion_block(rec.flags)
+    return weights.model.inter.motion.decode(
+        rec.substreams[0],
+        block_grid(tuple(encoder.reference.picture.frame.shape), block),
+        rec.qp,
+        encoder.tables,
+        block=block,
+        has_flat=bool(rec.flags & FrameFlags.FLAT_BLOCKS),
+        has_split=bool(rec.flags & FrameFlags.SPLIT_BLOCKS),
+        has_offsets=encoder.header.prediction_offsets,
+    )
 
 
 def fit_codec(codec: LatentCodec, counts: Counts, kind: int, cost: np.ndarray) -> None:
@@ -216,11 +246,17 @@ def fit_codec(codec: LatentCodec, counts: Counts, kind: int, cost: np.ndarray) -
         codec.recon_offset.copy_(torch.from_numpy(counts.offsets(kind)))
 
 
-def count_inter(weights: Weights, clips: list[list[Frame]], counts: Counts, qps: tuple[int, ...]) -> None:
+def count_inter(
+    weights: Weights,
+    clips: list[list[Frame]],
+    counts: Counts,
+    qps: tuple[int, ...],
+    tools: CodingParams = NO_TRIALS,
+) -> None:
     with tqdm(total=len(clips) * len(qps), desc="inter", unit="clip", file=sys.stderr) as bar:
         for qp in qps:
             for clip in clips:
-                encode_clip(weights, clip, qp, counts)
+                encode_clip(weights, clip, qp, counts, tools)
                 bar.update()
 
 
@@ -261,26 +297,31 @@ def fit_tables(
     inter_qps: tuple[int, ...],
     args: argparse.Namespace,
 ) -> None:
-    """Count and fit every table (`args.passes` times: the encoder's decisions weigh bits, so
-    later passes see fitted tables); without clips only the intra tables and offsets."""
+    """Count and fit the tables `args.refit` names, every table without it (`args.passes` times:
+    the encoder's decisions weigh bits, so later passes see fitted tables)."""
     model = weights.model
     cost = cost_matrix(model.probability_tables())
     for _ in range(args.passes):
         counts = Counts()
-        count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
-        fit_codec(model.intra.latent, counts, 0, cost)
-        if not clips:
-            continue
-        count_inter(weights, clips, counts, inter_qps)
-        fit_codec(model.inter.latent, counts, 1, cost)
-        model.inter.motion.index_table.copy_(torch.from_numpy(fit_vectors(counts.vectors, cost)))
+        if args.refit in (None, "intra"):
+            count_intra(model, images, counts, range(0, QPS, args.intra_qp_step))
+            fit_codec(model.intra.latent, counts, 0, cost)
+        if args.refit is None:
+            count_inter(weights, clips, counts, inter_qps)
+            fit_codec(model.inter.latent, counts, 1, cost)
+        elif args.refit == "motion":
+            count_inter(weights, clips, counts, inter_qps, AS_USERS_CODE)
+        if args.refit in (None, "motion"):
+            model.inter.motion.index_table.copy_(torch.from_numpy(fit_vectors(counts.vectors, cost)))
 
 
 def start_weights(args: argparse.Namespace) -> tuple[Weights, dict]:
-    """The model to fit (a new one, or the weights to refit) and what it started from."""
-    if args.refit_intra:
-        weights = load_weights(args.refit_intra)
-        manifest = Path(args.refit_intra).parent / "manifest.json"
+    """The model to fit (a new one, or the weights to refit, given today's full set of tables)
+    and what it started from."""
+    if args.refit:
+        weights = load_weights(args.start)
+        weights.model.use_tables(*(torch.from_numpy(t) for t in build_tables()))
+        manifest = Path(args.start).parent / "manifest.json"
         known = json.loads(manifest.read_text()) if manifest.is_file() else {}
         sha = weights.sha256.hex()
         return weights, {
@@ -306,28 +347,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--intra-qp-step", type=int, default=3, help="fit intra symbols every N qps")
     parser.add_argument("--inter-qps", default=",".join(map(str, INTER_QPS)), help="base qps of the clips")
     parser.add_argument(
-        "--refit-intra",
-        metavar="WEIGHTS",
-        help="refit only the intra tables of these weights; the rest stays",
+        "--refit",
+        choices=REFITS,
+        help="refit only these tables of the --start weights (intra: with the intra offsets); the rest stays",
     )
+    parser.add_argument("--start", metavar="WEIGHTS", help="the weights --refit starts from")
     args = parser.parse_args(argv)
+    if (args.refit is None) != (args.start is None):
+        parser.error("--refit and --start go together")
     torch.set_num_threads(args.threads)
     started = time.time()
     pack = Pack(args.pack)
     weights, started_from = start_weights(args)
     images = [unpack_frame(p) for p in (pack.photos + pack.crops)[: args.images]]
-    refit = args.refit_intra is not None  # the intra tables alone: no clip is coded
-    clips = [] if refit else [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
-    inter_qps = () if refit else tuple(int(q) for q in args.inter_qps.split(","))
+    refit = args.refit is not None
+    clips = (
+        []
+        if args.refit == "intra"
+        else [[unpack_frame(f) for f in clip] for clip in pack.clips[: args.clips]]
+    )
+    inter_qps = () if args.refit == "intra" else tuple(int(q) for q in args.inter_qps.split(","))
     fit_tables(weights, images, clips, inter_qps, args)
     check = check_rates(weights, pack.eval_frames(), cost_matrix(weights.model.probability_tables()))
     sha = save_weights(weights.model, args.out)
     summary = {
-        "stage": (
-            "refit: the intra tables and offsets refitted on intra-predicted symbols, the rest unchanged"
-            if refit
-            else "fit: rate-only fit of the entropy tables, no gradient training"
-        ),
+        "stage": REFITS[args.refit]
+        if refit
+        else "fit: rate-only fit of the entropy tables, no gradient training",
         "data": pack.summary(),
         "seconds": round(time.time() - started),
         "images": len(images),
