@@ -143,6 +143,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "six_tap": params.six_tap.value,
         "skip_edges": params.skip_edges.value,
         "prediction_offsets": params.prediction_offsets.value,
+        "adaptive_tables": params.adaptive_tables.value,
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -186,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--prediction-offsets", choices=["auto", "off"], default="auto", help="as nvenc's option"
     )
+    parser.add_argument(
+        "--adaptive-tables", choices=["auto", "off"], default="auto", help="as nvenc's option"
+    )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -201,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             six_tap=ToolMode(args.six_tap),
             skip_edges=ToolMode(args.skip_edges),
             prediction_offsets=ToolMode(args.prediction_offsets),
+            adaptive_tables=ToolMode(args.adaptive_tables),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

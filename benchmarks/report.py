@@ -343,6 +343,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("six_tap", "--six-tap"),
                 ("skip_edges", "--skip-edges"),
                 ("prediction_offsets", "--prediction-offsets"),
+                ("adaptive_tables", "--adaptive-tables"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"

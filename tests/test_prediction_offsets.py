@@ -93,7 +93,8 @@ def test_offsets_need_version_2_10_which_also_skips_edges():
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 10)),
+        (CodingParams(), (2, 11)),  # 2.11 adds adaptive tables
+        (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either
         (CodingParams(intra_period=1), (2, 8)),  # no P frames
@@ -101,7 +102,7 @@ def test_offsets_need_version_2_10_which_also_skips_edges():
 )
 def test_header_has_offsets_where_a_stream_has_p_frames(params, version):
     header = header_for(make_weights(), params, VideoInfo(64, 48, Fraction(25), 6))
-    assert header.prediction_offsets == (version == (2, 10)) == prediction_offsets_possible(params)
+    assert header.prediction_offsets == (version >= (2, 10)) == prediction_offsets_possible(params)
     assert header.version == version
 
 

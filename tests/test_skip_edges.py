@@ -90,7 +90,10 @@ def test_skipped_edges_need_version_2_9_and_the_version_says_so():
 @pytest.mark.parametrize(
     ("params", "allowed"),
     [
-        (CodingParams(prediction_offsets=ToolMode.OFF), True),  # 2.10 adds the prediction offsets
+        (
+            CodingParams(prediction_offsets=ToolMode.OFF),
+            True,
+        ),  # 2.10 adds the prediction offsets (2.11 adapts)
         (CodingParams(skip_edges=ToolMode.OFF), False),
         (CodingParams(intra_period=1), False),  # no P frames
     ],

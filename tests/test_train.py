@@ -143,7 +143,7 @@ def test_refitting_the_vector_tables_leaves_everything_else(fitted, pack_path, t
     start.model.use_tables(start.model.table_radius[:240].clone(), start.model.table_counts[:240].clone())
     for name, table in start.model.named_buffers():
         if name.endswith("index_table"):
-            table.clamp_(max=239)  # as weights made before 2.11 are
+            table.clamp_(max=239)  # as weights released before 3 December 2026 are
     older = tmp_path / "older.safetensors"
     save_weights(start.model, older)
     out = tmp_path / "refit.safetensors"

@@ -153,7 +153,7 @@ def test_released_weights_match_their_manifest():
 
 
 def test_weights_with_the_tables_of_earlier_versions_load(tmp_path):
-    """A weights file holds its own tables: one made before 2.11 has 240 of them, loads with
+    """A weights file holds its own tables: one released before 3 December 2026 has 240 of them, loads with
     them, and its index tables may only name those."""
     model = random_model(TINY, seed=2)
     model.use_tables(model.table_radius[:240].clone(), model.table_counts[:240].clone())

@@ -163,7 +163,16 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     default="auto",
     show_default=True,
     help="P frames add a whole-level offset to each plane's prediction, following slow changes of "
-    "brightness and colour (off: readable by 2.9 decoders).",
+    "brightness and colour (off: readable by 2.9 decoders, and no adaptive tables).",
+)
+@click.option(
+    "--adaptive-tables",
+    "adaptive_tables",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames code their residual with the tables that the P frames since the intra frame "
+    "would have coded best, on every stream with P frames in auto (off: readable by 2.10 decoders).",
 )
 @MAX_SIZE
 @WEIGHTS
@@ -203,6 +212,7 @@ def command(
     intra_prediction: str,
     skip_edges: str,
     prediction_offsets: str,
+    adaptive_tables: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -231,6 +241,7 @@ def command(
         intra_prediction=ToolMode(intra_prediction),
         skip_edges=ToolMode(skip_edges),
         prediction_offsets=ToolMode(prediction_offsets),
+        adaptive_tables=ToolMode(adaptive_tables),
     )
     job = EncodeJob(
         input=input,

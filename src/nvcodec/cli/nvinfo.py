@@ -33,9 +33,13 @@ def _header_lines(info: StreamInfo) -> list[str]:
 
 
 def _tool_names(h: Header) -> list[str]:
-    """The tools the header allows: its bits, then skipped edges (2.9) and prediction offsets (2.10),
-    which the version implies."""
-    implied = [("skip_edges", h.skip_edges), ("prediction_offsets", h.prediction_offsets)]
+    """The tools the header allows: its bits, then skipped edges (2.9), prediction offsets (2.10)
+    and adaptive tables (2.11), which the version implies."""
+    implied = [
+        ("skip_edges", h.skip_edges),
+        ("prediction_offsets", h.prediction_offsets),
+        ("adaptive_tables", h.adaptive_tables),
+    ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
 
@@ -98,6 +102,7 @@ def _as_json(info: StreamInfo) -> str:
             "tools": h.tools,
             "skip_edges": h.skip_edges,
             "prediction_offsets": h.prediction_offsets,
+            "adaptive_tables": h.adaptive_tables,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

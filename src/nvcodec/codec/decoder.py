@@ -59,7 +59,7 @@ class Decoder(FrameLoop):
         enhance: bool = True,
     ) -> None:
         check_weights(header, weights)
-        super().__init__(weights, device, dtype, header.width, header.height)
+        super().__init__(weights, device, dtype, header.width, header.height, header.adaptive_tables)
         self.header = header
         self.apply_enhancement = enhance
         wp, hp = padded_size(header.width, header.height)
@@ -107,6 +107,7 @@ class Decoder(FrameLoop):
                 skip_edges=self.header.skip_edges,
                 has_offsets=self.header.prediction_offsets,
                 refine=refine,
+                table=self.latent_table(record.qp),
             )
         x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)
@@ -116,7 +117,7 @@ class Decoder(FrameLoop):
         if not recon_ok:
             self._check_signature(picture.recon, record.signature)
         index = self.index
-        self.advance(x_hat, out.latent.symbols)
+        self.advance(x_hat, out.latent, record)
         output_ok = picture.output_crc & 0xFFFF == record.crc_output if enhance or not flagged else None
         return DecodedFrame(index, record, picture, recon_ok, output_ok)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
@@ -109,6 +110,12 @@ def prediction_offsets_possible(params: CodingParams) -> bool:
     return skip_edges_possible(params) and params.prediction_offsets != ToolMode.OFF
 
 
+def adaptive_tables_possible(params: CodingParams) -> bool:
+    """Whether P frames' tables adapt (then the stream is version 2.11, which also has 2.10's
+    prediction offsets and 2.9's skipped edges: off with any of them)."""
+    return prediction_offsets_possible(params) and params.adaptive_tables != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -141,6 +148,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         indexed=indexed,
         skip_edges=skip_edges_possible(params),
         prediction_offsets=prediction_offsets_possible(params),
+        adaptive_tables=adaptive_tables_possible(params),
     )
 
 
@@ -166,13 +174,13 @@ class Encoder(FrameLoop):
         """`length_hint`: at most this many frames will come (--frames on an input of unknown
         length), for rate control to plan with when info.frame_count is None. `header_counted`:
         the header's bits count against the target (false for a segment after the first)."""
-        super().__init__(weights, device, dtype, info.width, info.height)
+        self.header = header_for(weights, params, info)
+        super().__init__(weights, device, dtype, info.width, info.height, self.header.adaptive_tables)
         self.params = params
         self.table_shifts = table_shifts_possible(params)
         self.intra_prediction = intra_prediction_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
-        self.header = header_for(weights, params, info)
         self.filter_decider = FilterDecider(info.frame_count)
         self.interpolation = HEVC_FILTERS  # the interpolation filters of the current group of P frames
         self.rate: RateController | None = None
@@ -218,7 +226,7 @@ class Encoder(FrameLoop):
             picture.output_crc & 0xFFFF,
             picture_signature(picture.recon),
         )
-        self.advance(x_hat, out.latent.symbols)
+        self.advance(x_hat, out.latent, record)
         coded = EncodedFrame(plan, record, picture)
         if self.rate is not None:
             self.rate.coded(plan.index, plan.position, plan.qp, 8 * coded.bytes)
@@ -248,9 +256,12 @@ class Encoder(FrameLoop):
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))
 
-    def _motion(self, x: torch.Tensor, plan: FramePlan) -> tuple[InterOutput, Trial, InterpolatedFrame]:
-        """The frame coded without the in-loop filter, with the motion block size and the
-        interpolation filters of least D + lambda R, and the reference read through them."""
+    def _motion(
+        self, x: torch.Tensor, plan: FramePlan, table: np.ndarray | None
+    ) -> tuple[InterOutput, Trial, InterpolatedFrame]:
+        """The frame coded without the in-loop filter (its latent with `table`), with the motion
+        block size and the interpolation filters of least D + lambda R, and the reference read
+        through them."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
 
@@ -265,9 +276,7 @@ class Encoder(FrameLoop):
             if self.header.prediction_offsets:
                 field = inter.prediction_offsets(x, picture, plan.qp, field)
             args = (plan.qp, self.tables, ref.symbols, field)
-            out = inter.encode(
-                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges
-            )
+            out = inter.encode(x, picture, *args, **self._latent_options(table))
             return out, self._trial(out, x), picture
 
         pixels = self.width * self.height
@@ -295,14 +304,13 @@ class Encoder(FrameLoop):
         ref = self.reference
         if plan.refresh:
             self.filter_decider.reset()
-        off, off_trial, picture = self._motion(x, plan)
+        table = self.latent_table(plan.qp)
+        off, off_trial, picture = self._motion(x, plan, table)
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, off.field, refine)
-            return self.model.inter.encode(
-                x, picture, *args, shifts_allowed=self.table_shifts, skip_edges=self.header.skip_edges
-            )
+            return self.model.inter.encode(x, picture, *args, **self._latent_options(table))
 
         mode = self.filter_mode
         use = mode == ToolMode.ON
@@ -319,6 +327,10 @@ class Encoder(FrameLoop):
             | shift_flag(out.latent.shifts)
         )
         return out, flags
+
+    def _latent_options(self, table: np.ndarray | None) -> dict:
+        """How a P frame's latent is coded: shifts allowed or not, its edges, its tables."""
+        return {"shifts_allowed": self.table_shifts, "skip_edges": self.header.skip_edges, "table": table}
 
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""

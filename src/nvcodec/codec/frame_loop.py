@@ -9,7 +9,8 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from nvcodec.bitstream import FrameFlags
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType
+from nvcodec.entropy.adaptation import TableAdaptation
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
 from nvcodec.models.compensation import (
@@ -20,6 +21,7 @@ from nvcodec.models.compensation import (
     FilterSet,
     InterpolatedFrame,
 )
+from nvcodec.models.latent_codec import LatentResult
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.motion import MotionField
 from nvcodec.models.nvc import NvcModel
@@ -136,10 +138,17 @@ class Picture:
 
 
 class FrameLoop:
-    """The model placed for coding, its tables, and the reference state across frames."""
+    """The model placed for coding, its tables, and the reference state across frames: the
+    reference picture and symbols, and (`adaptive`, 2.11) the counts that adapt P frames' tables."""
 
     def __init__(
-        self, weights: Weights, device: torch.device, dtype: torch.dtype, width: int, height: int
+        self,
+        weights: Weights,
+        device: torch.device,
+        dtype: torch.dtype,
+        width: int,
+        height: int,
+        adaptive: bool = False,
     ) -> None:
         self.weights = weights
         if device.type == "cuda" and dtype == torch.float32:
@@ -149,11 +158,25 @@ class FrameLoop:
         self.device, self.dtype = device, dtype
         self.width, self.height = width, height
         self.reference: Reference | None = None
+        self.adaptation = TableAdaptation(self.tables) if adaptive else None
         self.index = 0
 
-    def advance(self, x_hat: torch.Tensor, symbols: np.ndarray) -> None:
-        """Make the frame just coded the reference of the next one."""
-        self.reference, self.index = Reference(InterpolatedFrame(x_hat), symbols), self.index + 1
+    def latent_table(self, qp: int) -> np.ndarray | None:
+        """The table indices of the next P frame's latent at qp when adapted (2.11); None: the
+        fitted ones."""
+        if self.adaptation is None:
+            return None
+        return self.adaptation.table(qp, self.model.inter.latent.fitted(qp))
+
+    def advance(self, x_hat: torch.Tensor, latent: LatentResult, record: FrameRecord) -> None:
+        """Make the frame just coded the reference of the next one, and count its latent for
+        the tables of the next P frames (an intra frame clears the counts)."""
+        if self.adaptation is not None:
+            if record.frame_type == FrameType.INTRA:
+                self.adaptation.reset()
+            else:
+                self.adaptation.add(record.qp, latent.symbols, latent.buckets)
+        self.reference, self.index = Reference(InterpolatedFrame(x_hat), latent.symbols), self.index + 1
 
     def to_frame(self, x: torch.Tensor) -> Frame:
         """An 8-bit picture of the true size from a frame tensor."""

@@ -77,6 +77,7 @@ class CodingParams:
     intra_prediction: ToolMode = ToolMode.AUTO  # intra blocks predicted from their neighbours (auto or off)
     skip_edges: ToolMode = ToolMode.AUTO  # P-frame deblocking leaves copied edges alone (auto or off)
     prediction_offsets: ToolMode = ToolMode.AUTO  # P frames' prediction offset per plane (auto or off)
+    adaptive_tables: ToolMode = ToolMode.AUTO  # P frames' latent tables adapt (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -98,6 +99,8 @@ class CodingParams:
             raise InputError("--skip-edges is auto or off (auto: on every stream with P frames)")
         if self.prediction_offsets == ToolMode.ON:
             raise InputError("--prediction-offsets is auto or off (the encoder decides frame by frame)")
+        if self.adaptive_tables == ToolMode.ON:
+            raise InputError("--adaptive-tables is auto or off (auto: on every stream with P frames)")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from nvcodec.bitstream import Header
 from nvcodec.codec.encoder import (
     EncodedFrame,
     Encoder,
+    adaptive_tables_possible,
     header_for,
     prediction_offsets_possible,
     skip_edges_possible,
@@ -82,13 +83,16 @@ def _segment_encoder(
     if period > 0:
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
-    # the video's header, not the segment's, says whether P frames skip edges and code prediction
-    # offsets (no record bit does)
+    # the video's header, not the segment's, says whether P frames skip edges, code prediction
+    # offsets and adapt their tables (no record bit does)
     edges = params.skip_edges if skip_edges_possible(params) else ToolMode.OFF
     offsets = params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF
+    adaptive = params.adaptive_tables if adaptive_tables_possible(params) else ToolMode.OFF
     return Encoder(
         weights,
-        replace(params, intra_period=-1, skip_edges=edges, prediction_offsets=offsets),
+        replace(
+            params, intra_period=-1, skip_edges=edges, prediction_offsets=offsets, adaptive_tables=adaptive
+        ),
         local,
         device,
         dtype,

@@ -284,12 +284,15 @@ class InterCoder(nn.Module):
         *,
         shifts_allowed: bool,
         skip_edges: bool,
+        table: np.ndarray | None = None,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
         `split_blocks`, `prediction_offsets`); `refine` is the in-loop filter when used; table shifts allowed or not;
-        deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges."""
+        deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges; `table`: the
+        latent's table indices when adapted (2.11), else the fitted ones."""
         prediction = self._prediction(reference, field, refine)
-        latent = self.latent.encode(self.analysis(x, prediction), qp, tables, previous, shifts_allowed)
+        y = self.analysis(x, prediction)
+        latent = self.latent.encode(y, qp, tables, previous, shifts_allowed, table)
         x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
@@ -332,12 +335,13 @@ class InterCoder(nn.Module):
         skip_edges: bool,
         has_offsets: bool,
         refine: Refine | None = None,
+        table: np.ndarray | None = None,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
         `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
-        substream starts with prediction offsets, 2.10)."""
+        substream starts with prediction offsets, 2.10; `table`: as encode's)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
@@ -353,6 +357,6 @@ class InterCoder(nn.Module):
         prediction = self._prediction(reference, field, refine)
         like = prediction.values
         latent = self.latent.decode(
-            streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts
+            streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts, table
         )
         return InterOutput(self._reconstruction(latent, prediction, field, qp, skip_edges), field, latent)

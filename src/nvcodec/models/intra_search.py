@@ -58,7 +58,7 @@ class _Quantiser:
         x: torch.Tensor,
     ) -> None:
         self.transform, self.latent, self.qp, self.tables = transform, latent, qp, tables
-        self.table = latent.index_table[qp].cpu().numpy().astype(np.int64)
+        self.table = latent.fitted(qp)
         self.buckets = latent.contexts(transform.analysis(x), qp, tables)
         self.dtype = latent.log_weight.dtype
         self.lam = latent.lam * LAMBDA_SCALE

@@ -105,6 +105,7 @@ class LatentResult:
     symbols: np.ndarray  # (C, H, W) int64, as coded (DC residuals on intra frames)
     stream: bytes | None = None  # encoding only
     shifts: np.ndarray | None = None  # the frame's table shifts (entropy.table_shifts); None: not coded
+    buckets: np.ndarray | None = None  # the context bucket of each symbol (C, H, W)
 
 
 # take(step, buckets) -> the step's symbols, both (channels of the step, H, W)
@@ -203,8 +204,15 @@ class LatentCodec(nn.Module):
             current = current + activity(symbols, STEP_CHANNELS[j])
         return symbols
 
-    def _indices(self, qp: int, j: int, bucket: np.ndarray, shifts: np.ndarray | None = None) -> np.ndarray:
-        table = self.index_table[qp].cpu().numpy().astype(np.int64)
+    def fitted(self, qp: int) -> np.ndarray:
+        """(C, BUCKETS) the fitted table indices of qp."""
+        return self.index_table[qp].cpu().numpy().astype(np.int64)
+
+    @staticmethod
+    def _indices(
+        table: np.ndarray, j: int, bucket: np.ndarray, shifts: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The table index of each symbol of step j from the frame's (C, BUCKETS) table."""
         k = table[STEP_CHANNELS[j][:, None, None], bucket]
         return k if shifts is None else shift_step(k, shifts, j, PLANE_OF_CHANNEL[STEP_CHANNELS[j]])
 
@@ -216,11 +224,13 @@ class LatentCodec(nn.Module):
         tables: ProbabilityTables,
         previous: np.ndarray | None = None,
         shifts_allowed: bool = False,
+        table: np.ndarray | None = None,
     ) -> LatentResult:
         """Quantise and code y; returns the decoder's own y_hat and the substream, with table
-        shifts where they are allowed and the encoder expects them to save bits."""
+        shifts where they are allowed and the encoder expects them to save bits; `table`: the
+        frame's (C, BUCKETS) table indices when not the fitted ones (adaptive tables)."""
         scaled = self.scaled(y, qp)
-        decided = self._decide(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed)
+        decided = self._decide(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed, table)
         return self._write(y, scaled, qp, tables, decided)
 
     @torch.no_grad()
@@ -254,6 +264,7 @@ class LatentCodec(nn.Module):
         tables: ProbabilityTables,
         previous: np.ndarray | None,
         adapt: bool,
+        table: np.ndarray | None = None,
         rd: bool = True,
     ) -> Decisions:
         """The symbols to code, step by step, each step's RD decisions made with its tables (with
@@ -261,6 +272,7 @@ class LatentCodec(nn.Module):
         on the decided ones, and decided again without shifts when they would not pay for
         themselves; without `rd`, the levels as they are)."""
         s = self.to_symbols(levels)
+        frame_table = self.fitted(qp) if table is None else table
         seen = np.zeros_like(s)
         shifts = np.zeros(GROUPS, dtype=np.int64)
         groups: list[tuple[np.ndarray, np.ndarray]] = []
@@ -271,7 +283,7 @@ class LatentCodec(nn.Module):
             planes = PLANE_OF_CHANNEL[channels]
             group = slice(j * PLANES, (j + 1) * PLANES)
             values = s[channels]
-            unshifted = self._indices(qp, j, bucket)
+            unshifted = self._indices(frame_table, j, bucket)
             gain = 0.0
             if adapt:
                 shifts[group], gain = choose(tables, unshifted, values, planes)
@@ -288,7 +300,7 @@ class LatentCodec(nn.Module):
 
         s = self._steps(s.shape[1:], previous, take)
         if adapt and not worth_coding(tables, sum(gains)):
-            return self._decide(scaled, levels, qp, tables, previous, adapt=False, rd=rd)
+            return self._decide(scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd)
         return Decisions(s, seen, groups, shifts if adapt else None)
 
     def _write(
@@ -311,7 +323,8 @@ class LatentCodec(nn.Module):
         q = self.from_symbols(decided.symbols)
         if self.observer is not None:
             self.observer(Coded(qp, scaled, q, decided.symbols, decided.buckets))
-        return LatentResult(self.dequantize(q, qp, y), decided.symbols, encoder.finish(), decided.shifts)
+        y_hat = self.dequantize(q, qp, y)
+        return LatentResult(y_hat, decided.symbols, encoder.finish(), decided.shifts, decided.buckets)
 
     @torch.no_grad()
     def decode(
@@ -323,11 +336,12 @@ class LatentCodec(nn.Module):
         like: torch.Tensor,
         previous: np.ndarray | None = None,
         has_shifts: bool = False,
+        table: np.ndarray | None = None,
     ) -> LatentResult:
         """Read a latent of (H, W) positions; `like` gives the device and dtype of y_hat;
-        `has_shifts`: the substream starts with table shifts."""
+        `has_shifts`: the substream starts with table shifts; `table`: as encode's."""
         decoder = SymbolDecoder(tables, stream)
-        latent = self.read(decoder, shape, qp, like, previous, has_shifts)
+        latent = self.read(decoder, shape, qp, like, previous, has_shifts, table)
         decoder.finish()
         return latent
 
@@ -339,11 +353,19 @@ class LatentCodec(nn.Module):
         like: torch.Tensor,
         previous: np.ndarray | None = None,
         has_shifts: bool = False,
+        table: np.ndarray | None = None,
     ) -> LatentResult:
         """Read a latent from where `decoder` stands (decode)."""
         shifts = read_shifts(decoder) if has_shifts else None
-        s = self._steps(shape, previous, lambda j, bucket: decoder.read(self._indices(qp, j, bucket, shifts)))
-        return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts)
+        frame_table = self.fitted(qp) if table is None else table
+        seen = np.zeros((CHANNELS, *shape), dtype=np.int64)
+
+        def take(j: int, bucket: np.ndarray) -> np.ndarray:
+            seen[STEP_CHANNELS[j]] = bucket
+            return decoder.read(self._indices(frame_table, j, bucket, shifts))
+
+        s = self._steps(shape, previous, take)
+        return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts, buckets=seen)
 
 
 def latent_positions(frame_shape: tuple[int, ...]) -> tuple[int, int]:

@@ -28,7 +28,7 @@ class NvcModel(nn.Module):
 
     def use_tables(self, radius: torch.Tensor, counts: torch.Tensor) -> None:
         """Code with these probability tables (bitstream_spec.md 5.1.1): the ones a new model
-        builds, or a weights file's, whose number of tables is the file's own (240 before 2.11)."""
+        builds, or a weights file's, whose number of tables is the file's own (240 in weights released before 3 December 2026)."""
         self.register_buffer("table_radius", radius)
         self.register_buffer("table_counts", counts)
 

@@ -187,8 +187,8 @@ def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range
 
 
 # The full fit codes without trying tools (each trial would be counted in the latent's symbols):
-# 16x16 motion blocks, no flat blocks, no filter, no enhancement; intra frames are predicted, as
-# count_intra codes them. The motion refit counts vectors from the records alone, so it codes as
+# 16x16 motion blocks, no flat blocks, no filter, no enhancement; the latents coded with the fitted
+# tables themselves (no shifts, no adaptation); intra frames are predicted, as count_intra codes them. The motion refit counts vectors from the records alone, so it codes as
 # users do, every tool decided by the encoder.
 NO_TRIALS = CodingParams(
     filter=ToolMode.OFF,
@@ -198,6 +198,7 @@ NO_TRIALS = CodingParams(
     table_shifts=ToolMode.OFF,
     split_blocks=ToolMode.OFF,
     six_tap=ToolMode.OFF,
+    adaptive_tables=ToolMode.OFF,
 )
 AS_USERS_CODE = CodingParams()
 
