@@ -106,7 +106,8 @@ class TableAdaptation:
         self.lengths = bin_lengths(tables).astype(np.float64)  # exact: below 2^23
         # cross[t, k]: the mean code length under table k of table t's symbols, in 1/65536 bits
         # (the product is exact in float64: every sum is an integer below 2^47)
-        self.cross = (bin_masses(tables).astype(np.float64) @ self.lengths.T).astype(np.int64) >> PRECISION
+        cross = (bin_masses(tables).astype(np.float64) @ self.lengths.T).astype(np.int64) >> PRECISION
+        self.cross = cross.astype(np.float64)
         self.counts: dict[int, np.ndarray] = {}  # qp -> (C, BUCKETS, BINS)
         self.last: dict[int, np.ndarray] = {}  # qp -> (C, BUCKETS) symbols of its last P frame
 
@@ -135,9 +136,11 @@ class TableAdaptation:
         if qp not in self.counts:
             return fitted
         counts = self.counts[qp].reshape(-1, BINS)
-        prior = PRIOR_FRAMES * self.last[qp].reshape(-1, 1)
+        prior = PRIOR_FRAMES * self.last[qp].ravel()
+        chosen = fitted.ravel().copy()
+        seen = np.flatnonzero(counts.sum(axis=1) + prior > 0)
         # exact in float64: every product and sum is an integer below 2^53
-        lengths = counts.astype(np.float64) @ self.lengths.T + prior * self.cross[fitted.ravel()]
-        best = np.argmin(lengths, axis=1).reshape(fitted.shape)
-        seen = (counts.sum(axis=1, keepdims=True) + prior).reshape(fitted.shape) > 0
-        return np.where(seen, best, fitted)
+        lengths = counts[seen].astype(np.float64) @ self.lengths.T
+        lengths += prior[seen, None] * self.cross[chosen[seen]]
+        chosen[seen] = np.argmin(lengths, axis=1)
+        return chosen.reshape(fitted.shape)
