@@ -18,6 +18,7 @@ cutting and segments are unaffected.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from nvcodec.entropy.coder import EXP_BITS, ProbabilityTables
 from nvcodec.entropy.context import BUCKETS, CHANNELS
@@ -90,6 +91,13 @@ def bin_masses(tables: ProbabilityTables) -> np.ndarray:
     return np.add.reduceat(per_magnitude, BIN_EDGES, axis=1)
 
 
+def exact_products(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b.T of integer-valued float64 arrays, exact while every sum stays below 2^53. Through
+    torch (its threads, as the coding sets them): numpy's BLAS pool busy-waited for minutes in
+    the spawned workers of `nvenc --jobs 2` on a loaded machine."""
+    return (torch.from_numpy(a) @ torch.from_numpy(b).T).numpy()
+
+
 def halve_to_limit(counts: np.ndarray) -> np.ndarray:
     """Counts (..., BINS) whose rows sum above COUNT_LIMIT shifted right until they do not."""
     total = counts.sum(axis=-1, keepdims=True)
@@ -106,7 +114,9 @@ class TableAdaptation:
         self.lengths = bin_lengths(tables).astype(np.float64)  # exact: below 2^23
         # cross[t, k]: the mean code length under table k of table t's symbols, in 1/65536 bits
         # (the product is exact in float64: every sum is an integer below 2^47)
-        cross = (bin_masses(tables).astype(np.float64) @ self.lengths.T).astype(np.int64) >> PRECISION
+        cross = (
+            exact_products(bin_masses(tables).astype(np.float64), self.lengths).astype(np.int64) >> PRECISION
+        )
         self.cross = cross.astype(np.float64)
         self.counts: dict[int, np.ndarray] = {}  # qp -> (C, BUCKETS, BINS)
         self.last: dict[int, np.ndarray] = {}  # qp -> (C, BUCKETS) symbols of its last P frame
@@ -140,7 +150,7 @@ class TableAdaptation:
         chosen = fitted.ravel().copy()
         seen = np.flatnonzero(counts.sum(axis=1) + prior > 0)
         # exact in float64: every product and sum is an integer below 2^53
-        lengths = counts[seen].astype(np.float64) @ self.lengths.T
+        lengths = exact_products(counts[seen].astype(np.float64), self.lengths)
         lengths += prior[seen, None] * self.cross[chosen[seen]]
         chosen[seen] = np.argmin(lengths, axis=1)
         return chosen.reshape(fitted.shape)
