@@ -193,20 +193,29 @@ class LatentCodec(nn.Module):
             q[DC_CHANNELS] = med_reconstruct(s[DC_CHANNELS])
         return q
 
-    def _steps(self, shape: tuple[int, int], previous: np.ndarray | None, take: Take) -> np.ndarray:
-        """Run the coding steps; `take` gets each step's context buckets and returns its symbols."""
+    def _steps(
+        self, shape: tuple[int, int], previous: np.ndarray | None, take: Take
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Run the coding steps; `take` gets each step's context buckets and returns its symbols.
+        Returns the symbols and the bucket of each, both (C, H, W)."""
         symbols = np.zeros((CHANNELS, *shape), dtype=np.int64)
+        seen = np.zeros_like(symbols)
         current = np.zeros((3, *shape), dtype=np.int64)
         before = activity(previous, ALL_CHANNELS) if previous is not None and not self.intra else current
         for j in range(STEPS):
             bucket = buckets(before if j == 0 else current)[PLANE_OF_CHANNEL[STEP_CHANNELS[j]]]
             symbols[STEP_CHANNELS[j]] = take(j, bucket)
+            seen[STEP_CHANNELS[j]] = bucket
             current = current + activity(symbols, STEP_CHANNELS[j])
-        return symbols
+        return symbols, seen
 
     def fitted(self, qp: int) -> np.ndarray:
         """(C, BUCKETS) the fitted table indices of qp."""
         return self.index_table[qp].cpu().numpy().astype(np.int64)
+
+    def _frame_table(self, qp: int, table: np.ndarray | None) -> np.ndarray:
+        """The frame's (C, BUCKETS) table indices: `table` when adapted (2.11), else the fitted ones."""
+        return self.fitted(qp) if table is None else table
 
     @staticmethod
     def _indices(
@@ -272,8 +281,7 @@ class LatentCodec(nn.Module):
         on the decided ones, and decided again without shifts when they would not pay for
         themselves; without `rd`, the levels as they are)."""
         s = self.to_symbols(levels)
-        frame_table = self.fitted(qp) if table is None else table
-        seen = np.zeros_like(s)
+        frame_table = self._frame_table(qp, table)
         shifts = np.zeros(GROUPS, dtype=np.int64)
         groups: list[tuple[np.ndarray, np.ndarray]] = []
         gains: list[float] = []
@@ -295,10 +303,9 @@ class LatentCodec(nn.Module):
                     k = shift_step(unshifted, shifts, j, planes)
             gains.append(gain)
             groups.append((values, k))
-            seen[channels] = bucket
             return values
 
-        s = self._steps(s.shape[1:], previous, take)
+        s, seen = self._steps(s.shape[1:], previous, take)
         if adapt and not worth_coding(tables, sum(gains)):
             return self._decide(scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd)
         return Decisions(s, seen, groups, shifts if adapt else None)
@@ -357,14 +364,10 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """Read a latent from where `decoder` stands (decode)."""
         shifts = read_shifts(decoder) if has_shifts else None
-        frame_table = self.fitted(qp) if table is None else table
-        seen = np.zeros((CHANNELS, *shape), dtype=np.int64)
-
-        def take(j: int, bucket: np.ndarray) -> np.ndarray:
-            seen[STEP_CHANNELS[j]] = bucket
-            return decoder.read(self._indices(frame_table, j, bucket, shifts))
-
-        s = self._steps(shape, previous, take)
+        frame_table = self._frame_table(qp, table)
+        s, seen = self._steps(
+            shape, previous, lambda j, bucket: decoder.read(self._indices(frame_table, j, bucket, shifts))
+        )
         return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts, buckets=seen)
 
 
