@@ -24,6 +24,7 @@ from nvcodec.models.flat_blocks import to_predictors
 from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import frame_to_tensor, quantize_pixels
 from nvcodec.models.motion import MAX_VECTOR, MotionField, spread_units, unit_field, units_by_block
+from nvcodec.models.motion_search import search_units
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
 
@@ -161,6 +162,26 @@ def test_the_encoder_splits_blocks_that_straddle_two_motions(block, edge):
     unit = block // 2
     inside = field.unit_vectors()[: 48 // unit, edge // unit - 1 : edge // unit + 1]
     assert (inside[:, 0, 0] == -12).all() and (inside[:, 1, 0] == 12).all()
+
+
+@pytest.mark.parametrize("shift", [(1, 0), (3, 0), (0, 2), (-2, 2), (2, -1)])
+def test_a_unit_finds_its_motion_pixels_away_from_its_block_and_seed(shift):
+    """One 8x8 unit of a still picture moved by `shift` (x, y) pixels: neither its block, its
+    neighbours nor its (zero) seed holds that vector, and the unit search finds it exactly (a
+    one-pixel walk from the block's vector missed the moves down)."""
+    sx, sy = shift
+    texture = frame_to_tensor(next(synthetic_frames(96, 48, 1, seed=6)))
+    reference = InterpolatedFrame(quantize_pixels(texture))
+    luma = reference.luma.clone()
+    luma[16:24, 40:48] = reference.luma[16 + sy : 24 + sy, 40 + sx : 48 + sx]  # reference(y + sy, x + sx)
+    zeros = np.zeros((6, 12, 2), dtype=np.int64)
+
+    def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+        return np.abs(d).sum(axis=-1) * 1.0
+
+    found = search_units(luma.float() / 255, reference, zeros, 1.0, rate_of, zeros, 8)
+    assert found[2, 5].tolist() == [4 * sx, 4 * sy]  # quarter pixels
+    assert not np.delete(found.reshape(-1, 2), 2 * 12 + 5, axis=0).any()  # the still units stay
 
 
 def checkerboard_split(self, x, reference, qp, tables, flow, field):
