@@ -42,7 +42,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
+from nvcodec.bitstream import BitstreamReader, FrameFlags, FrameType, Tools
+from nvcodec.bitstream.container import record_spans
+from nvcodec.bitstream.record import read_varint, varint
 from nvcodec.cli import nvdec
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.codec.segments import SegmentLength
@@ -75,7 +77,8 @@ NAMED_FIELDS = {  # name: (offset after the model name's name_len bytes, format)
     "qp_offset_count": (42, "<B"),
     "qp_offset": (43, "<b"),
 }
-RECORD_FIELDS = {"frame_type": (4, "<B"), "qp": (5, "<B"), "flags": (6, "<B"), "n_substreams": (7, "<B")}
+# name: (offset after a compact record's record_len field, format); crc_recon follows the size varint
+RECORD_FIELDS = {"frame_type": (0, "<B"), "qp": (1, "<B"), "flags": (2, "<B")}
 HOSTILE = (0, 1, 2, 3, 7, 8, 63, 64, 96, 127, 128, 255, 256, 4095, 8191, 8192, 8193, 65535,
            2**31 - 1, 2**31, 2**32 - 1, -1, -2**31)  # fmt: skip
 
@@ -121,17 +124,6 @@ class Tally:
                                   "detail": outcome.detail[-500:]})  # fmt: skip
 
 
-def record_spans(data: bytes, start: int) -> list[tuple[int, int]]:
-    spans, pos = [], start
-    while pos < len(data):
-        (n,) = struct.unpack_from("<I", data, pos)
-        if n == 0:  # the segment index
-            break
-        spans.append((pos, pos + 4 + n))
-        pos += 4 + n
-    return spans
-
-
 def fix_header_crc(data: bytearray) -> None:
     (header_len,) = struct.unpack_from("<H", data, 6)
     end = 8 + header_len
@@ -139,9 +131,34 @@ def fix_header_crc(data: bytearray) -> None:
         struct.pack_into("<I", data, end, zlib.crc32(bytes(data[:end])))
 
 
-def fix_record_crc(data: bytearray, span: tuple[int, int]) -> None:
-    start, end = span
-    struct.pack_into("<I", data, end - 4, zlib.crc32(bytes(data[start + 4 : end - 4])))
+@dataclass(frozen=True)
+class RecordLayout:
+    """Where the fields of one compact record (bitstream 2.12, spec 4.1) lie in a stream."""
+
+    start: int  # its record_len field
+    body: int  # frame_type, just after record_len
+    checks: int  # crc_recon, after the substream sizes
+    end: int  # just after record_crc
+
+    @classmethod
+    def of(cls, data: bytes | bytearray, span: tuple[int, int]) -> RecordLayout:
+        start, end = span
+        _, body = read_varint(data, start, end, "record_len")
+        checks = body + 3
+        if data[body] == FrameType.INTER:
+            _, checks = read_varint(data, checks, end, "the motion substream's size")
+        return cls(start, body, checks, end)
+
+
+def fix_record_crc(data: bytearray, layout: RecordLayout) -> None:
+    struct.pack_into("<I", data, layout.end - 4, zlib.crc32(bytes(data[layout.body : layout.end - 4])))
+
+
+def with_motion_size(data: bytearray, layout: RecordLayout, words: int) -> bytearray:
+    """The stream with an inter record's motion size replaced, its record_len and CRC made to agree."""
+    body = data[layout.body : layout.body + 3] + varint(words) + data[layout.checks : layout.end - 4]
+    record = varint(len(body) + 4) + body + struct.pack("<I", zlib.crc32(bytes(body)))
+    return data[: layout.start] + record + data[layout.end :]
 
 
 def _pack(fmt: str, value: int) -> bytes:
@@ -187,28 +204,31 @@ def mutate(base: Base, rng: random.Random) -> tuple[str, bytes, int]:
         fix_header_crc(data)
         return f"header {name}={value}", bytes(data), offset
     index = rng.randrange(len(base.spans))
-    span = base.spans[index]
+    layout = RecordLayout.of(data, base.spans[index])
     if kind == "record":
-        name = rng.choice([*RECORD_FIELDS, "size", "crc_recon"])
-        if name == "size":
-            offset, fmt = span[0] + 8, "<I"
-        elif name == "crc_recon":
-            n = data[span[0] + 7]
-            offset, fmt = span[0] + 8 + 4 * n, "<I"
-        else:
-            offset, fmt = span[0] + RECORD_FIELDS[name][0], RECORD_FIELDS[name][1]
+        inter = data[layout.body] == FrameType.INTER
+        name = rng.choice([*RECORD_FIELDS, "crc_recon", *(["size"] if inter else [])])
         value = rng.choice(HOSTILE)
+        if name == "size":
+            return (
+                f"record {index} size={value}",
+                bytes(with_motion_size(data, layout, abs(value))),
+                layout.start,
+            )
+        if name == "crc_recon":
+            offset, fmt = layout.checks, "<I"
+        else:
+            offset, fmt = layout.body + RECORD_FIELDS[name][0], RECORD_FIELDS[name][1]
         data[offset : offset + struct.calcsize(fmt)] = _pack(fmt, value)
-        fix_record_crc(data, span)
+        fix_record_crc(data, layout)
         return f"record {index} {name}={value}", bytes(data), offset
-    n = data[span[0] + 7]
-    payload = span[0] + 8 + 4 * n + 8
-    if payload >= span[1] - 4:
+    payload = layout.checks + 8
+    if payload >= layout.end - 4:
         return f"record {index} (empty payload) untouched", bytes(data), len(data)
-    spots = sorted(rng.randrange(payload, span[1] - 4) for _ in range(rng.randint(1, 4)))
+    spots = sorted(rng.randrange(payload, layout.end - 4) for _ in range(rng.randint(1, 4)))
     for at in spots:
         data[at] ^= 1 << rng.randrange(8)
-    fix_record_crc(data, span)
+    fix_record_crc(data, layout)
     return f"record {index} payload flip {spots}", bytes(data), spots[0]
 
 
@@ -245,7 +265,7 @@ def make_bases(folder: Path, weights: str) -> list[Base]:
         data = nvc.read_bytes()
         (header_body,) = struct.unpack_from("<H", data, 6)
         header_len = 8 + header_body + 4
-        bases.append(Base(name, data, decoded, header_len, record_spans(data, header_len)))
+        bases.append(Base(name, data, decoded, header_len, record_spans(data)))
     for flag, what in (
         (FrameFlags.FLAT_BLOCKS, "a flat-block map"),
         (FrameFlags.TABLE_SHIFTS, "table shifts"),

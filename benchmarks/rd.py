@@ -144,6 +144,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "skip_edges": params.skip_edges.value,
         "prediction_offsets": params.prediction_offsets.value,
         "adaptive_tables": params.adaptive_tables.value,
+        "compact_records": params.compact_records.value,
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -190,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--adaptive-tables", choices=["auto", "off"], default="auto", help="as nvenc's option"
     )
+    parser.add_argument(
+        "--compact-records", choices=["auto", "off"], default="auto", help="as nvenc's option"
+    )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -206,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_edges=ToolMode(args.skip_edges),
             prediction_offsets=ToolMode(args.prediction_offsets),
             adaptive_tables=ToolMode(args.adaptive_tables),
+            compact_records=ToolMode(args.compact_records),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

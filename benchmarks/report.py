@@ -344,6 +344,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("skip_edges", "--skip-edges"),
                 ("prediction_offsets", "--prediction-offsets"),
                 ("adaptive_tables", "--adaptive-tables"),
+                ("compact_records", "--compact-records"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"

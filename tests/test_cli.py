@@ -31,6 +31,8 @@ import torch
 
 from nvcodec import __version__
 from nvcodec.bitstream import MAGIC, read_info
+from nvcodec.bitstream.container import record_spans
+from nvcodec.bitstream.record import read_varint, varint
 from nvcodec.cli import nvdec, nvenc, nvinfo
 from nvcodec.codec.encoder import Encoder
 from nvcodec.frame import Frame
@@ -139,22 +141,6 @@ def hidden_files(folder: Path) -> list[str]:
 def header_bytes(data: bytes) -> int:
     (header_len,) = struct.unpack_from("<H", data, HEADER_LEN_OFFSET)
     return 8 + header_len + 4
-
-
-def record_spans(data: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each record in a valid .nvc file, record_len field included (a segment
-    index after the records, introduced by a zero record_len, is left out)."""
-    spans, pos = [], header_bytes(data)
-    while pos < len(data):
-        (record_len,) = struct.unpack_from("<I", data, pos)
-        if record_len == 0:
-            (index_len,) = struct.unpack_from("<I", data, len(data) - 8)
-            assert pos + index_len == len(data)
-            return spans
-        spans.append((pos, pos + 4 + record_len))
-        pos += 4 + record_len
-    assert pos == len(data)
-    return spans
 
 
 def fix_header_crc(data: bytearray) -> bytearray:
@@ -550,8 +536,8 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
     info = cli.info_json(coded.nvc)
     weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
-    assert info["version"] == [2, 11] and info["skip_edges"] and info["prediction_offsets"]  # auto
-    assert info["adaptive_tables"]
+    assert info["version"] == [2, 12] and info["skip_edges"] and info["prediction_offsets"]  # auto
+    assert info["adaptive_tables"] and info["compact_records"]
     assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
     assert (info["model"], info["weights"]) == ("tiny", weights_id)
     assert (info["intra_period"], info["refresh_period"], info["tools"]) == (-1, 32, 255)
@@ -561,13 +547,15 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
         assert f["index"] == i
         assert (f["type"], f["qp"]) == expected_qp(i, DEFAULT_QP, -1)
         assert len(f["substreams"]) == (1 if f["type"] == "I" else 2)  # (latent,) or (motion, latent)
-        assert f["bytes"] == 4 + 16 + sum(4 + s for s in f["substreams"])
+        sizes = f["substreams"]  # a compact record (2.12): varint lengths, the last size implied
+        record_len = 15 + sum(len(varint(size // 4)) for size in sizes[:-1]) + sum(sizes)
+        assert f["bytes"] == len(varint(record_len)) + record_len
 
     res = cli.info(coded.nvc, "--frames")
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
-    assert fields["format"] == "nvcodec bitstream 2.11" and fields["tools"].endswith(
+    assert fields["format"] == "nvcodec bitstream 2.12" and fields["tools"].endswith(
         "skip_edges, prediction_offsets, adaptive_tables"
     )
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
@@ -893,7 +881,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 12), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 13), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -985,8 +973,9 @@ def test_tampering_behind_recomputed_crcs_is_damage_not_drift(cli: Cli, coded: C
     signature tells it from drift, so nvdec stops there and keeps the frames before it."""
     data = bytearray(coded.nvc.read_bytes())
     start, end = record_spans(bytes(data))[2]
-    data[start + 5] += 24  # the qp of frame 2: steps four times as large
-    struct.pack_into("<I", data, end - 4, zlib.crc32(bytes(data[start + 4 : end - 4])))
+    _, body = read_varint(data, start, end, "record_len")  # frame_type, qp, flags follow
+    data[body + 1] += 24  # the qp of frame 2: steps four times as large
+    struct.pack_into("<I", data, end - 4, zlib.crc32(bytes(data[body : end - 4])))
     bad = tmp_path / "tampered.nvc"
     bad.write_bytes(bytes(data))
     line = assert_error(
@@ -1105,7 +1094,7 @@ def test_version_and_help_answer_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"nvenc (nvcodec) {__version__}, bitstream 2.11" in done.stdout
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.12" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

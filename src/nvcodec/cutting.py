@@ -49,7 +49,7 @@ def cut_stream(source: str, output: str, start: Position, end: Position | None, 
             for record in records:
                 writer.write(record)
             index_bytes = writer.finish(len(records))
-        size = len(copied.pack()) + sum(4 + r.record_len for r in records) + index_bytes
+        size = len(copied.pack()) + sum(r.size for r in records) + index_bytes
         return Cut(segments[0][0], len(records), len(segments), size)
 
 

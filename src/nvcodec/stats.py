@@ -30,7 +30,7 @@ class FrameReport:
     @classmethod
     def of(cls, index: int, record: FrameRecord, psnr: FramePsnr | None = None) -> FrameReport:
         kind = "I" if record.kind == "intra" else "P"
-        return cls(index, kind, record.qp, flag_names(record.flags), record.record_len + 4, psnr)
+        return cls(index, kind, record.qp, flag_names(record.flags), record.size, psnr)
 
     def to_dict(self) -> dict:
         d = asdict(self)

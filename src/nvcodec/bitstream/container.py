@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import io
 import os
-import struct
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -11,7 +11,14 @@ from typing import BinaryIO
 
 from nvcodec.bitstream.header import Header, read_fully
 from nvcodec.bitstream.index import MARKER, Segment, SegmentIndex, read_index_body, read_index_from_end
-from nvcodec.bitstream.record import FrameFlags, FrameRecord, FrameType, read_record_after
+from nvcodec.bitstream.record import (
+    FrameFlags,
+    FrameRecord,
+    FrameType,
+    length_value,
+    read_length_field,
+    read_record_after,
+)
 from nvcodec.errors import BitstreamError, DamagedRecord, InputError
 
 
@@ -143,13 +150,17 @@ class BitstreamReader:
             return None
         announced = self.header.frame_count
         index = self.frames_read
-        raw = read_fully(self._file, 4)
+        raw = read_length_field(self._file, self.header.compact_records)
         if not raw:
             return self._end_of_file()
+        if raw == MARKER[:1] and self.header.compact_records:  # a varint 0, or the index's marker
+            raw += read_fully(self._file, len(MARKER) - 1)
         if self.header.may_index and raw == MARKER and index:
             return self._read_index()
         if announced is not None and index == announced:
             raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
+        if self.header.compact_records and raw[0] == 0:
+            raw = raw[:1]  # not the marker: a record_len of 0, refused as too short
         try:
             record = read_record_after(raw, self._file, self.header, index)
         except DamagedRecord as err:
@@ -161,7 +172,7 @@ class BitstreamReader:
     def _passed(self, raw: bytes) -> None:
         """Count a record read in full, from its record_len field."""
         self.frames_read += 1
-        self.offset += 4 + struct.unpack("<I", raw)[0]
+        self.offset += len(raw) + length_value(raw, self.header.compact_records, self.frames_read)
 
     def _end_of_file(self) -> None:
         announced, index = self.header.frame_count, self.frames_read
@@ -183,6 +194,16 @@ class BitstreamReader:
         found.check(self.header_bytes, self.offset)
         self.index, self._ended = found, True
         return None
+
+
+def record_spans(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of each record of a valid stream in memory, its record_len field included."""
+    reader = BitstreamReader(io.BytesIO(data))
+    spans, start = [], reader.offset
+    for _ in reader:
+        spans.append((start, reader.offset))
+        start = reader.offset
+    return spans
 
 
 @dataclass(frozen=True)
@@ -257,7 +278,7 @@ def _read_info(file: BinaryIO) -> StreamInfo:
                     record.qp,
                     record.flags,
                     sizes,
-                    record.record_len + 4,
+                    record.size,
                     record.crc_recon,
                     record.crc_output,
                     record.signature,

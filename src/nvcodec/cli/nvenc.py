@@ -174,6 +174,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="P frames code their residual with the tables that the P frames since the intra frame "
     "would have coded best, on every stream with P frames in auto (off: readable by 2.10 decoders).",
 )
+@click.option(
+    "--compact-records",
+    "compact_records",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="Records give their lengths in as few bytes as they need, about 10 bytes less per P frame, "
+    "on every stream whose tables adapt in auto (off: readable by 2.11 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -213,6 +222,7 @@ def command(
     skip_edges: str,
     prediction_offsets: str,
     adaptive_tables: str,
+    compact_records: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -242,6 +252,7 @@ def command(
         skip_edges=ToolMode(skip_edges),
         prediction_offsets=ToolMode(prediction_offsets),
         adaptive_tables=ToolMode(adaptive_tables),
+        compact_records=ToolMode(compact_records),
     )
     job = EncodeJob(
         input=input,

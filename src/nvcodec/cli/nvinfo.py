@@ -103,6 +103,7 @@ def _as_json(info: StreamInfo) -> str:
             "skip_edges": h.skip_edges,
             "prediction_offsets": h.prediction_offsets,
             "adaptive_tables": h.adaptive_tables,
+            "compact_records": h.compact_records,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
-from nvcodec.bitstream.record import record_len_of
+from nvcodec.bitstream.record import record_size
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.frame_loop import (
     CPU,
@@ -48,7 +48,7 @@ class EncodedFrame:
 
     @property
     def bytes(self) -> int:
-        return self.record.record_len + 4
+        return self.record.size
 
 
 # In auto mode, P frames from this qp on are also tried with large motion blocks (encoder's
@@ -116,6 +116,12 @@ def adaptive_tables_possible(params: CodingParams) -> bool:
     return prediction_offsets_possible(params) and params.adaptive_tables != ToolMode.OFF
 
 
+def compact_records_possible(params: CodingParams) -> bool:
+    """Whether records are compact (then the stream is version 2.12, which has every P-frame tool
+    of 2.11: a stream without them keeps the fixed-length records its version had)."""
+    return adaptive_tables_possible(params) and params.compact_records != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -149,6 +155,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         skip_edges=skip_edges_possible(params),
         prediction_offsets=prediction_offsets_possible(params),
         adaptive_tables=adaptive_tables_possible(params),
+        compact_records=compact_records_possible(params),
     )
 
 
@@ -225,6 +232,7 @@ class Encoder(FrameLoop):
             picture.recon_crc,
             picture.output_crc & 0xFFFF,
             picture_signature(picture.recon),
+            self.header.compact_records,
         )
         self.advance(x_hat, out.latent, record)
         coded = EncodedFrame(plan, record, picture)
@@ -243,7 +251,7 @@ class Encoder(FrameLoop):
         """Code an intra frame; rate control may send it back once at a higher qp."""
         out = self._intra(x, plan.qp)
         if self.rate is not None:
-            size = 4 + record_len_of((out.latent.stream,))  # what EncodedFrame.bytes will count
+            size = record_size((out.latent.stream,), self.header.compact_records)  # EncodedFrame.bytes
             qp = self.rate.retry_qp(plan.index, plan.position, plan.qp, 8 * size)
             if qp is not None:
                 plan = replace(plan, qp=qp)

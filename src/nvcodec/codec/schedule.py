@@ -78,6 +78,7 @@ class CodingParams:
     skip_edges: ToolMode = ToolMode.AUTO  # P-frame deblocking leaves copied edges alone (auto or off)
     prediction_offsets: ToolMode = ToolMode.AUTO  # P frames' prediction offset per plane (auto or off)
     adaptive_tables: ToolMode = ToolMode.AUTO  # P frames' latent tables adapt (auto or off)
+    compact_records: ToolMode = ToolMode.AUTO  # records with varint lengths (auto: always; or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -101,6 +102,8 @@ class CodingParams:
             raise InputError("--prediction-offsets is auto or off (the encoder decides frame by frame)")
         if self.adaptive_tables == ToolMode.ON:
             raise InputError("--adaptive-tables is auto or off (auto: on every stream with P frames)")
+        if self.compact_records == ToolMode.ON:
+            raise InputError("--compact-records is auto or off (auto: on every stream)")
 
 
 @dataclass(frozen=True)

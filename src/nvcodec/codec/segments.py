@@ -20,6 +20,7 @@ from nvcodec.codec.encoder import (
     EncodedFrame,
     Encoder,
     adaptive_tables_possible,
+    compact_records_possible,
     header_for,
     prediction_offsets_possible,
     skip_edges_possible,
@@ -84,15 +85,16 @@ def _segment_encoder(
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
-    # offsets and adapt their tables (no record bit does)
-    edges = params.skip_edges if skip_edges_possible(params) else ToolMode.OFF
-    offsets = params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF
-    adaptive = params.adaptive_tables if adaptive_tables_possible(params) else ToolMode.OFF
+    # offsets and adapt their tables, and whether records are compact (no record bit does)
+    decided = dict(
+        skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
+        prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
+        adaptive_tables=params.adaptive_tables if adaptive_tables_possible(params) else ToolMode.OFF,
+        compact_records=params.compact_records if compact_records_possible(params) else ToolMode.OFF,
+    )
     return Encoder(
         weights,
-        replace(
-            params, intra_period=-1, skip_edges=edges, prediction_offsets=offsets, adaptive_tables=adaptive
-        ),
+        replace(params, intra_period=-1, **decided),
         local,
         device,
         dtype,
