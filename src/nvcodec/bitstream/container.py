@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from nvcodec.bitstream.header import Header, read_fully
+from nvcodec.bitstream.header import Header
 from nvcodec.bitstream.index import MARKER, Segment, SegmentIndex, read_index_body, read_index_from_end
 from nvcodec.bitstream.record import (
     FrameFlags,
@@ -153,14 +153,10 @@ class BitstreamReader:
         raw = read_length_field(self._file, self.header.compact_records)
         if not raw:
             return self._end_of_file()
-        if raw == MARKER[:1] and self.header.compact_records:  # a varint 0, or the index's marker
-            raw += read_fully(self._file, len(MARKER) - 1)
         if self.header.may_index and raw == MARKER and index:
             return self._read_index()
         if announced is not None and index == announced:
             raise BitstreamError(f"frame {index}: more records than the {announced} frames announced")
-        if self.header.compact_records and raw[0] == 0:
-            raw = raw[:1]  # not the marker: a record_len of 0, refused as too short
         try:
             record = read_record_after(raw, self._file, self.header, index)
         except DamagedRecord as err:

@@ -231,14 +231,15 @@ class FrameRecord:
 
 def read_length_field(stream: BinaryIO, compact: bool) -> bytes:
     """The bytes of a record_len field (4, or a varint's 1 to 5 in a compact stream); fewer, or
-    none, where the data ends."""
+    none, where the data ends. A compact field starting with 0 (never a record) is read as 4
+    bytes, the length of the segment index's marker, in either layout."""
     if not compact:
         return bytes(read_fully(stream, 4))
-    raw = bytearray()
-    while len(raw) < MAX_VARINT_BYTES and (byte := stream.read(1)):
+    raw = bytearray(stream.read(1))
+    if raw == b"\0":
+        return bytes(raw + read_fully(stream, 3))
+    while raw and raw[-1] >= 0x80 and len(raw) < MAX_VARINT_BYTES and (byte := stream.read(1)):
         raw += byte
-        if byte[0] < 0x80:
-            break
     return bytes(raw)
 
 
