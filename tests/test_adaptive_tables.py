@@ -108,7 +108,8 @@ def test_adaptive_tables_need_version_2_11_which_also_has_offsets_and_skipped_ed
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 12)),  # 2.12: compact records too
+        (CodingParams(), (2, 13)),  # 2.12: compact records too, 2.13 intra blocks
+        (CodingParams(intra_blocks=ToolMode.OFF), (2, 12)),
         (CodingParams(compact_records=ToolMode.OFF), (2, 11)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),  # 2.11 would have offsets
@@ -131,6 +132,7 @@ def test_adapted_streams_decode_to_the_encoders_pictures_and_differ_from_fitted_
     weights' tables are not fitted, so adaptation moves them), and the decoder follows."""
     weights = make_weights(3)
     params = CodingParams(qp=30, qp_offsets=(0, 2), filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    params = replace(params, intra_blocks=ToolMode.OFF)  # 2.13's map would change every P frame
     source = list(synthetic_frames(WIDTH, HEIGHT, 6, seed=2))
     streams = {}
     for mode in (ToolMode.AUTO, ToolMode.OFF):

@@ -143,9 +143,10 @@ def test_a_zero_where_a_record_starts_is_the_index_only_after_a_record() -> None
 def test_the_encoder_writes_compact_records_unless_told_off() -> None:
     """Same pictures and payloads either way; only the framing differs, by what `size` counts."""
     weights = make_weights()
-    _, compact_coded, compact_data = encode(weights, CodingParams(qp=40), frames=4, seed=5)
+    compact = CodingParams(qp=40, intra_blocks=ToolMode.OFF)  # 2.13's intra blocks would change the payloads
+    _, compact_coded, compact_data = encode(weights, compact, frames=4, seed=5)
     _, fixed_coded, fixed_data = encode(
-        weights, CodingParams(qp=40, compact_records=ToolMode.OFF), frames=4, seed=5
+        weights, replace(compact, compact_records=ToolMode.OFF), frames=4, seed=5
     )
     headers = [BitstreamReader(io.BytesIO(d)).header for d in (compact_data, fixed_data)]
     assert [h.version for h in headers] == [(2, 12), (2, 11)]

@@ -20,9 +20,9 @@ from nvcodec.errors import InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.models.compensation import InterpolatedFrame
 from nvcodec.models.config import TINY
-from nvcodec.models.flat_blocks import block_means, flatten, to_predictors
+from nvcodec.models.flat_blocks import flatten, to_predictors
 from nvcodec.models.inter import InterCoder
-from nvcodec.models.layout import frame_to_tensor, quantize_pixels
+from nvcodec.models.layout import block_means, frame_to_tensor, quantize_pixels
 from nvcodec.models.motion import MotionField, map_contexts, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.sample import synthetic_frames

@@ -93,7 +93,7 @@ def test_offsets_need_version_2_10_which_also_skips_edges():
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 12)),  # 2.11 adds adaptive tables, 2.12 compact records
+        (CodingParams(), (2, 13)),  # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either

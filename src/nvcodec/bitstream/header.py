@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 12)  # the newest version this code reads and writes
+VERSION = (2, 13)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -28,6 +28,7 @@ SKIP_EDGES_VERSION = (2, 9)  # P frames deblock only the edges of residual and m
 OFFSETS_VERSION = (2, 10)  # P frames' motion substreams start with prediction offsets (no bit)
 ADAPTIVE_VERSION = (2, 11)  # P frames' latent tables adapt to the P frames before them (no bit)
 COMPACT_VERSION = (2, 12)  # records give their lengths as varints (section 4.1; no bit)
+INTRA_BLOCKS_VERSION = (2, 13)  # P frames' motion substreams end with an intra blocks' map (no bit)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -42,6 +43,7 @@ VERSIONS = (
     OFFSETS_VERSION,
     ADAPTIVE_VERSION,
     COMPACT_VERSION,
+    INTRA_BLOCKS_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -92,6 +94,7 @@ IMPLIED_TOOLS = (  # tools no bit signals: the version alone says a stream uses 
     ("prediction_offsets", OFFSETS_VERSION, "prediction offsets need version 2.10"),
     ("adaptive_tables", ADAPTIVE_VERSION, "adaptive tables need version 2.11"),
     ("compact_records", COMPACT_VERSION, "compact records need version 2.12"),
+    ("intra_blocks", INTRA_BLOCKS_VERSION, "intra blocks in P frames need version 2.13"),
 )
 
 
@@ -115,7 +118,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.12)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.13)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -151,6 +154,7 @@ class Header:
     prediction_offsets: bool = False  # P frames add an offset per plane to their prediction (2.10 and later)
     adaptive_tables: bool = False  # P frames' latent tables adapt (2.11 and later)
     compact_records: bool = False  # records in the compact layout (2.12 and later)
+    intra_blocks: bool = False  # P frames' macroblocks may be intra predicted (2.13 and later)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     @property

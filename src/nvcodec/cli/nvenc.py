@@ -183,6 +183,16 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Records give their lengths in as few bytes as they need, about 10 bytes less per P frame, "
     "on every stream whose tables adapt in auto (off: readable by 2.11 decoders).",
 )
+@click.option(
+    "--intra-blocks",
+    "intra_blocks",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P-frame macroblocks where motion fails may be predicted from their decoded neighbours, "
+    "as the encoder decides, on every stream with compact records in auto (off: readable by 2.12 "
+    "decoders, and faster).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -223,6 +233,7 @@ def command(
     prediction_offsets: str,
     adaptive_tables: str,
     compact_records: str,
+    intra_blocks: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -253,6 +264,7 @@ def command(
         prediction_offsets=ToolMode(prediction_offsets),
         adaptive_tables=ToolMode(adaptive_tables),
         compact_records=ToolMode(compact_records),
+        intra_blocks=ToolMode(intra_blocks),
     )
     job = EncodeJob(
         input=input,

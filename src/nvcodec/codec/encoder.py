@@ -33,6 +33,7 @@ from nvcodec.models.compensation import (
 )
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
+from nvcodec.models.intra_blocks import macroblock_grid
 from nvcodec.models.layout import frame_to_tensor, weighted_mse
 from nvcodec.models.motion import MotionField
 from nvcodec.weights import Weights
@@ -122,6 +123,12 @@ def compact_records_possible(params: CodingParams) -> bool:
     return adaptive_tables_possible(params) and params.compact_records != ToolMode.OFF
 
 
+def intra_blocks_possible(params: CodingParams) -> bool:
+    """Whether P frames may have intra blocks (then the stream is version 2.13, which implies
+    compact records and 2.11's P-frame tools)."""
+    return compact_records_possible(params) and params.intra_blocks != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -156,6 +163,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         prediction_offsets=prediction_offsets_possible(params),
         adaptive_tables=adaptive_tables_possible(params),
         compact_records=compact_records_possible(params),
+        intra_blocks=intra_blocks_possible(params),
     )
 
 
@@ -269,16 +277,19 @@ class Encoder(FrameLoop):
     ) -> tuple[InterOutput, Trial, InterpolatedFrame]:
         """The frame coded without the in-loop filter (its latent with `table`), with the motion
         block size and the interpolation filters of least D + lambda R, and the reference read
-        through them."""
+        through them. The trials are coded without intra blocks (an empty map where the stream
+        has them), the winner again with them, kept where that lowers D + lambda R: their search
+        is what a trial would cost most."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
+        no_modes = self._no_modes(x)
 
         def coded(picture: InterpolatedFrame, block: int) -> tuple[InterOutput, Trial, InterpolatedFrame]:
             vectors = inter.search(x, picture, plan.qp, self.tables, flow, block)
             flat = None
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block)
-            field = MotionField(vectors, block, flat)
+            field = MotionField(vectors, block, flat, modes=no_modes)
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             if self.header.prediction_offsets:
@@ -295,7 +306,16 @@ class Encoder(FrameLoop):
         ]
         best = min((coded(*t) for t in tries), key=lambda c: c[1].rd_cost(plan.qp, pixels))
         self.interpolation = best[2].filters
-        return best
+        if not self.header.intra_blocks:
+            return best
+        args = (plan.qp, self.tables, ref.symbols, best[0].field)
+        out = inter.encode(x, best[2], *args, **self._latent_options(table), intra_blocks_allowed=True)
+        trial = self._trial(out, x)
+        return (
+            (out, trial, best[2])
+            if trial.rd_cost(plan.qp, pixels) < best[1].rd_cost(plan.qp, pixels)
+            else best
+        )
 
     def _interpolations(self, plan: FramePlan) -> tuple[FilterSet, ...]:
         """The interpolation filters tried on this P frame: in auto mode both on the first P frame
@@ -317,8 +337,11 @@ class Encoder(FrameLoop):
 
         def filtered() -> InterOutput:
             refine = self.model.context_filter
-            args = (plan.qp, self.tables, ref.symbols, off.field, refine)
-            return self.model.inter.encode(x, picture, *args, **self._latent_options(table))
+            args = (plan.qp, self.tables, ref.symbols, replace(off.field, modes=self._no_modes(x)), refine)
+            options = self._latent_options(table)
+            return self.model.inter.encode(
+                x, picture, *args, **options, intra_blocks_allowed=self.header.intra_blocks
+            )
 
         mode = self.filter_mode
         use = mode == ToolMode.ON
@@ -336,9 +359,17 @@ class Encoder(FrameLoop):
         )
         return out, flags
 
+    def _no_modes(self, x: torch.Tensor) -> np.ndarray | None:
+        """The empty intra blocks' map of frame x where the stream has the map, else None."""
+        return np.zeros(macroblock_grid(tuple(x.shape)), dtype=np.int64) if self.header.intra_blocks else None
+
     def _latent_options(self, table: np.ndarray | None) -> dict:
         """How a P frame's latent is coded: shifts allowed or not, its edges, its tables."""
-        return {"shifts_allowed": self.table_shifts, "skip_edges": self.header.skip_edges, "table": table}
+        return {
+            "shifts_allowed": self.table_shifts,
+            "skip_edges": self.header.skip_edges,
+            "table": table,
+        }
 
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""

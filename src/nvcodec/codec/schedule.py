@@ -79,6 +79,7 @@ class CodingParams:
     prediction_offsets: ToolMode = ToolMode.AUTO  # P frames' prediction offset per plane (auto or off)
     adaptive_tables: ToolMode = ToolMode.AUTO  # P frames' latent tables adapt (auto or off)
     compact_records: ToolMode = ToolMode.AUTO  # records with varint lengths (auto: always; or off)
+    intra_blocks: ToolMode = ToolMode.AUTO  # P-frame macroblocks may be intra predicted (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -104,6 +105,8 @@ class CodingParams:
             raise InputError("--adaptive-tables is auto or off (auto: on every stream with P frames)")
         if self.compact_records == ToolMode.ON:
             raise InputError("--compact-records is auto or off (auto: on every stream)")
+        if self.intra_blocks == ToolMode.ON:
+            raise InputError("--intra-blocks is auto or off (auto: the encoder decides per macroblock)")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from nvcodec.codec.encoder import (
     adaptive_tables_possible,
     compact_records_possible,
     header_for,
+    intra_blocks_possible,
     prediction_offsets_possible,
     skip_edges_possible,
 )
@@ -85,12 +86,14 @@ def _segment_encoder(
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
-    # offsets and adapt their tables, and whether records are compact (no record bit does)
+    # offsets and adapt their tables, whether records are compact and whether P frames may have
+    # intra blocks (no record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
         adaptive_tables=params.adaptive_tables if adaptive_tables_possible(params) else ToolMode.OFF,
         compact_records=params.compact_records if compact_records_possible(params) else ToolMode.OFF,
+        intra_blocks=params.intra_blocks if intra_blocks_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

@@ -14,26 +14,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nvcodec.models.layout import block_sums, spread_blocks
+from nvcodec.models.layout import block_means, spread_blocks
 from nvcodec.models.motion import field_buckets, median_prediction, predictors_at, wavefronts
 from nvcodec.models.motion_search import RateOf
-
-LUMA_PHASES = 4  # channels 0..3 of a frame tensor are the four phases of full-resolution luma
-
-
-def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
-    """(1, 6, h, w) int32: every sample of a prediction in 1/64 levels replaced by its block's
-    rounded mean, (sum + n / 2) // n over the block's samples of its plane (luma: four channels)."""
-    half = block // 2
-    h, w = fine.shape[-2:]
-    sums = block_sums(fine.long(), half)
-    counts = block_sums(torch.ones_like(fine[:, :1], dtype=torch.long), half)[0]
-    luma = sums[:LUMA_PHASES].sum(dim=0, keepdim=True)
-    sums = torch.cat([luma, sums[LUMA_PHASES:]])
-    n = torch.stack([LUMA_PHASES * counts, counts, counts])
-    means = (sums + n // 2) // n
-    planes = torch.cat([means[:1].expand(LUMA_PHASES, -1, -1), means[1:]])
-    return spread_blocks(planes, half, h, w).to(torch.int32)
 
 
 def flatten(fine: torch.Tensor, flat: np.ndarray, block: int) -> torch.Tensor:

@@ -19,12 +19,24 @@ from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS
+from nvcodec.models import intra_blocks
 from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
-from nvcodec.models.flat_blocks import block_means, coding_cost, flatten, to_predictors, vector_costs
-from nvcodec.models.latent_codec import LatentCodec, LatentResult, base_step, latent_positions
-from nvcodec.models.layout import FINE_BITS, FINE_PEAK, block_sums, spread_blocks, to_fine, to_planes
+from nvcodec.models.flat_blocks import coding_cost, flatten, to_predictors, vector_costs
+from nvcodec.models.intra_prediction import MACROBLOCK, MODES
+from nvcodec.models.intra_search import BlockQuantiser, IntraDecision, search_modes
+from nvcodec.models.latent_codec import ALL_CHANNELS, LatentCodec, LatentResult, base_step, latent_positions
+from nvcodec.models.layout import (
+    FINE_BITS,
+    FINE_PEAK,
+    block_means,
+    block_sums,
+    from_fine,
+    spread_blocks,
+    to_fine,
+    to_planes,
+)
 from nvcodec.models.motion import (
     DELTA_BUCKET,
     MotionCoder,
@@ -79,6 +91,9 @@ def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
     if field.flat is not None:
         flat = torch.from_numpy(field.flat)
         coded = coded | spread_blocks(flat[None], field.block // POSITION, hp, wp)[0, 0]
+    if field.modes is not None:
+        shaped = torch.from_numpy(field.modes != 0)
+        coded = coded | spread_blocks(shaped[None], MACROBLOCK // POSITION, hp, wp)[0, 0]
     units = torch.from_numpy(field.unit_vectors()).permute(2, 0, 1)
     vectors = spread_blocks(units, field.unit // POSITION, hp, wp)[0].permute(1, 2, 0)
     return Edges.between(coded, vectors)
@@ -119,20 +134,37 @@ class InterCoder(nn.Module):
     def _embedded(self, prediction: torch.Tensor) -> torch.Tensor:
         return self.transform.embed(F.pixel_unshuffle(prediction, PATCH))
 
-    def analysis(self, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
-        """y = A(x - x~) + C_a(E(x~))."""
+    def analysis(
+        self, x: torch.Tensor, prediction: Prediction, shaped: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """y = A(x - x~) + C_a(E(x~)); with intra blocks, A codes x minus `shaped` (x~ with
+        their shapes, 1/64 levels) and C_a still sees x~."""
         p = prediction.values
-        return self.transform.analysis(x - p) + self.condition_analysis(self._embedded(p))
+        target = p if shaped is None else from_fine(shaped, p.dtype)
+        return self.transform.analysis(x - target) + self.condition_analysis(self._embedded(p))
 
     def synthesis(
-        self, y_hat: torch.Tensor, prediction: Prediction, qp: int, edges: Edges | None = None
+        self,
+        y_hat: torch.Tensor,
+        prediction: Prediction,
+        qp: int,
+        edges: Edges | None = None,
+        modes: np.ndarray | None = None,
     ) -> torch.Tensor:
         """x_hat = deblock(x~ + S(y_hat + C_s(E(x~)))), the residual rounded to 1/64 levels, the
-        filter on every edge or on `edges`."""
-        residual = self.transform.synthesis(
-            y_hat + self.condition_synthesis(self._embedded(prediction.values))
+        intra blocks' shapes added (`modes`, 2.13), the filter on every edge or on `edges`."""
+        return deblock(self._unfiltered(y_hat, prediction, modes), qp, y_hat.dtype, edges)
+
+    def _unfiltered(
+        self, y_hat: torch.Tensor, prediction: Prediction, modes: np.ndarray | None
+    ) -> torch.Tensor:
+        """The reconstruction in 1/64 levels before deblocking."""
+        residual = to_fine(
+            self.transform.synthesis(y_hat + self.condition_synthesis(self._embedded(prediction.values)))
         )
-        return deblock(prediction.fine + to_fine(residual), qp, residual.dtype, edges)
+        if modes is None or not modes.any():
+            return prediction.fine + residual
+        return intra_blocks.reconstruct(intra_blocks.levels_of(prediction.fine, modes) + residual, modes)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
@@ -285,14 +317,37 @@ class InterCoder(nn.Module):
         shifts_allowed: bool,
         skip_edges: bool,
         table: np.ndarray | None = None,
+        intra_blocks_allowed: bool = False,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
         `split_blocks`, `prediction_offsets`); `refine` is the in-loop filter when used; table shifts allowed or not;
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges; `table`: the
-        latent's table indices when adapted (2.11), else the fitted ones."""
+        latent's table indices when adapted (2.11), else the fitted ones; `field.modes`: None (no
+        intra blocks' map) or an empty map, which `intra_blocks_allowed` lets the encoder fill
+        (2.13)."""
+        assert field.modes is None or not field.modes.any(), "the modes are this method's to decide"
         prediction = self._prediction(reference, field, refine)
         y = self.analysis(x, prediction)
         latent = self.latent.encode(y, qp, tables, previous, shifts_allowed, table)
+        if intra_blocks_allowed:
+            frame_table = self.latent.fitted(qp) if table is None else table
+            quantise = BlockQuantiser(
+                self.transform,
+                self.latent,
+                qp,
+                tables,
+                frame_table,
+                latent.buckets,
+                INTER_LAMBDA,
+                ALL_CHANNELS,
+            )
+
+            def code(scaled: np.ndarray, levels: np.ndarray) -> LatentResult:
+                return self.latent.encode_decided(
+                    scaled, levels, qp, tables, x, None, shifts_allowed, previous, table
+                )
+
+            field, latent = self._intra_blocks(x, prediction, field, latent, quantise, code)
         x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
@@ -302,7 +357,53 @@ class InterCoder(nn.Module):
     ) -> torch.Tensor:
         """The synthesis deblocked on every edge, or (`skip_edges`, 2.9) on the frame's own."""
         edges = p_frame_edges(latent.symbols, field) if skip_edges else None
-        return self.synthesis(latent.y_hat, prediction, qp, edges)
+        return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes)
+
+    def _intra_blocks(
+        self,
+        x: torch.Tensor,
+        prediction: Prediction,
+        field: MotionField,
+        latent: LatentResult,
+        quantise: BlockQuantiser,
+        code: Callable[[np.ndarray, np.ndarray], LatentResult],
+    ) -> tuple[MotionField, LatentResult]:
+        """The field with the macroblocks' intra modes (intra_blocks) and the latent coded with
+        them (not normative): the macroblocks where the estimate says a mode may pay are decided
+        again closed loop (intra_search.search_modes) from the frame coded without modes, and
+        the levels it decides are coded (`code`)."""
+        recon = self._unfiltered(latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
+        candidates = self._candidates(x, prediction, recon, quantise.qp)
+        modes = np.zeros(candidates.shape, dtype=np.int64)
+        if not candidates.any():
+            return replace(field, modes=modes), latent
+        levels = self.latent.from_symbols(latent.symbols)
+        start = IntraDecision(
+            modes, self.latent.scaled(self.analysis(x, prediction), quantise.qp), levels, recon
+        )
+        bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
+        decision = search_modes(x, quantise, start, intra_blocks.mode_bits, bases, candidates)
+        return replace(field, modes=decision.modes), code(decision.scaled, decision.levels)
+
+    def _candidates(
+        self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int
+    ) -> np.ndarray:
+        """(Hm, Wm) the macroblocks where a mode's prediction, its shape taken from `recon`, has a
+        lower estimated D + lambda R (flat_blocks.coding_cost, the map's bits at its sparsest
+        context) than the motion's."""
+        hm, wm = (side // intra_blocks.TENSOR_SIDE for side in recon.shape[-2:])
+        every = np.ones((hm, wm), dtype=np.int64)
+        levels = intra_blocks.levels_of(prediction.fine, every)
+        candidates = intra_blocks.shapes(recon)
+        grid = np.indices((hm, wm)).reshape(2, -1)
+        bits = intra_blocks.mode_bits(np.zeros_like(every), *grid).reshape(len(MODES), hm, wm)
+        none = self._block_costs(x, prediction, qp, MACROBLOCK)
+        best = np.full(none.shape, np.inf)
+        for m in range(1, len(MODES)):
+            shaped = intra_blocks.predicted(levels, candidates, every * m).clamp(0, FINE_PEAK).to(torch.int32)
+            estimate = self._block_costs(x, Prediction.exact(shaped, x.dtype), qp, MACROBLOCK)
+            best = np.minimum(best, estimate + INTER_LAMBDA * (bits[m] - bits[0]))
+        return best < none
 
     @staticmethod
     def _prediction(reference: InterpolatedFrame, field: MotionField, refine: Refine | None) -> Prediction:
@@ -334,6 +435,7 @@ class InterCoder(nn.Module):
         has_shifts: bool,
         skip_edges: bool,
         has_offsets: bool,
+        has_intra_blocks: bool = False,
         refine: Refine | None = None,
         table: np.ndarray | None = None,
     ) -> InterOutput:
@@ -341,7 +443,8 @@ class InterCoder(nn.Module):
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
         `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
-        substream starts with prediction offsets, 2.10; `table`: as encode's)."""
+        substream starts with prediction offsets, 2.10; `has_intra_blocks`: it ends with the
+        intra blocks' map, 2.13; `table`: as encode's)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
@@ -353,6 +456,7 @@ class InterCoder(nn.Module):
             has_flat=has_flat,
             has_split=has_split,
             has_offsets=has_offsets,
+            macroblocks=intra_blocks.macroblock_grid(shape) if has_intra_blocks else None,
         )
         prediction = self._prediction(reference, field, refine)
         like = prediction.values

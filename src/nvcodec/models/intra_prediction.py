@@ -67,14 +67,14 @@ def predictions(top: Array, left: Array) -> Array:
     return shapes - mean[:, :, None, None]
 
 
-def _blocks(plane: np.ndarray, n: int) -> np.ndarray:
+def block_view(plane: np.ndarray, n: int) -> np.ndarray:
     """(Hb, Wb, P, n, n) view of (P, H, W) planes: block (i, j) of every plane at [i, j]."""
     p, h, w = plane.shape
     return plane.reshape(p, h // n, n, w // n, n).transpose(1, 3, 0, 2, 4)
 
 
-def _neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (k P, n) substituted neighbours of blocks (i, j) in each plane of a _blocks view."""
+def neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (k P, n) substituted neighbours of blocks (i, j) in each plane of a block_view."""
     planes, n = view.shape[2], view.shape[-1]
     top = view[np.maximum(i - 1, 0), j, :, -1, :].reshape(-1, n)
     left = view[i, np.maximum(j - 1, 0), :, :, -1].reshape(-1, n)
@@ -98,10 +98,10 @@ def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
             continue
         j = d - i
         for plane, res, n in zip(out, residuals, (8, 4)):
-            view = _blocks(plane, n)
+            view = block_view(plane, n)
             which = np.repeat(per_block[i, j], view.shape[2])
-            pred = predictions(*_neighbours(view, i, j))[which, np.arange(len(which))]
-            total = _blocks(res, n)[i, j] + pred.reshape(len(i), -1, n, n)
+            pred = predictions(*neighbours(view, i, j))[which, np.arange(len(which))]
+            total = block_view(res, n)[i, j] + pred.reshape(len(i), -1, n, n)
             view[i, j] = np.clip(total, 0, FINE_PEAK)
     y, uv = (torch.from_numpy(p.astype(np.int32)).to(residual.device) for p in out)
     return from_planes([y, uv[:1], uv[1:]])

@@ -15,6 +15,7 @@ reconstructs from the decided levels as the decoder does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,10 @@ class IntraDecision:
     fine: torch.Tensor  # (1, 6, H/2, W/2) int32: the reconstruction before deblocking the search worked with
 
 
-class _Quantiser:
-    """Residual blocks -> levels and their reconstruction, as the latent codec will code them."""
+class BlockQuantiser:
+    """Residual blocks -> levels and their reconstruction, as the latent codec will code them:
+    the dead zone, then rd_levels on `channels` with the table indices of each symbol's context
+    bucket in `buckets` (C, H, W), at `lam` squared steps per bit."""
 
     def __init__(
         self,
@@ -55,13 +58,30 @@ class _Quantiser:
         latent: LatentCodec,
         qp: int,
         tables: ProbabilityTables,
-        x: torch.Tensor,
+        table: np.ndarray,
+        buckets: np.ndarray,
+        lam: float,
+        channels: np.ndarray,
     ) -> None:
         self.transform, self.latent, self.qp, self.tables = transform, latent, qp, tables
-        self.table = latent.fitted(qp)
-        self.buckets = latent.contexts(transform.analysis(x), qp, tables)
+        self.table, self.buckets, self.lam, self.channels = table, buckets, lam, channels
         self.dtype = latent.log_weight.dtype
-        self.lam = latent.lam * LAMBDA_SCALE
+
+    @classmethod
+    def intra(
+        cls,
+        transform: BlockTransform,
+        latent: LatentCodec,
+        qp: int,
+        tables: ProbabilityTables,
+        x: torch.Tensor,
+    ) -> BlockQuantiser:
+        """An intra frame's: the fitted tables, the contexts of frame x coded without prediction,
+        the AC levels weighed at LAMBDA_SCALE times the latent's lambda (the DC rounds)."""
+        buckets = latent.contexts(transform.analysis(x), qp, tables)
+        return cls(
+            transform, latent, qp, tables, latent.fitted(qp), buckets, latent.lam * LAMBDA_SCALE, AC_CHANNELS
+        )
 
     def indices(self, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         """(C, k, 1) table indices of the blocks at (rows, cols), from their contexts in the
@@ -77,9 +97,9 @@ class _Quantiser:
         scaled = self.latent.scaled(y, self.qp)
         levels = self.latent.quantize(scaled)
         k = self.indices(at)
-        ac = AC_CHANNELS
-        levels[ac] = rd_levels(
-            scaled[ac], levels[ac], lambda c: self.tables.magnitude_bits(k[ac], c), self.lam
+        ch = self.channels
+        levels[ch] = rd_levels(
+            scaled[ch], levels[ch], lambda c: self.tables.magnitude_bits(k[ch], c), self.lam
         )
         y_hat = self.latent.dequantize(levels, self.qp, y)
         error = (scaled - (y_hat / self.latent.steps(self.qp, y)).float()[0].cpu().numpy()) ** 2
@@ -101,25 +121,55 @@ def _patches(planes: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor) -> 
     return out
 
 
+ModeBits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (modes, i, j) -> (4, k) bits
+
+
 @torch.no_grad()
 def decide_modes(
     x: torch.Tensor, transform: BlockTransform, latent: LatentCodec, qp: int, tables: ProbabilityTables
 ) -> IntraDecision:
     """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
-    quantise = _Quantiser(transform, latent, qp, tables, x)
+    quantise = BlockQuantiser.intra(transform, latent, qp, tables, x)
+    hm, wm = x.shape[-2] // 8, x.shape[-1] // 8
+    start = IntraDecision(
+        np.zeros((hm, wm), dtype=np.int64),
+        np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.float32),
+        np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.int64),
+        torch.zeros_like(x, dtype=torch.int32),
+    )
+    return search_modes(x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j)))
+
+
+@torch.no_grad()
+def search_modes(
+    x: torch.Tensor,
+    quantise: BlockQuantiser,
+    start: IntraDecision,
+    bits_of: ModeBits,
+    bases: torch.Tensor | None = None,
+    candidates: np.ndarray | None = None,
+) -> IntraDecision:
+    """`start` with the `candidates` macroblocks (all when None) decided again, closed loop along
+    anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64 levels,
+    mode none's and the others'; zero when None) plus its shape, the mode of least squared
+    error plus lambda times the levels' and the mode's estimated bits (`bits_of`) wins. The
+    other macroblocks keep their levels and reconstruction (`start.fine`, before deblocking)."""
     source = [p[0].float() * FINE_PEAK for p in to_planes(x.float())]
-    recon = [torch.zeros_like(p, dtype=torch.int32) for p in source]
-    hm, wm = source[0].shape[0] // 16, source[0].shape[1] // 16
-    modes = np.zeros((hm, wm), dtype=np.int64)
-    scaled = np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.float32)
-    levels = np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.int64)
+    recon = [p[0].clone() for p in to_planes(start.fine)]
+    base_planes = None if bases is None else [p.long() for p in to_planes(bases)]
+    modes, scaled, levels = start.modes.copy(), start.scaled.copy(), start.levels.copy()
+    hm, wm = modes.shape
     for d in range(hm + wm - 1):
-        mi = torch.arange(max(0, d - wm + 1), min(hm, d + 1), device=x.device)
-        mj = d - mi
-        tried = _try_modes(source, recon, mi, mj, quantise)
-        k = len(mi)
-        i, j = mi.cpu().numpy(), mj.cpu().numpy()
-        cost = tried.cost.reshape(len(MODES), k) + quantise.lam * mode_bits(*_mode_contexts(modes, i, j))
+        i = np.arange(max(0, d - wm + 1), min(hm, d + 1))
+        if candidates is not None:
+            i = i[candidates[i, d - i]]
+        if not i.size:
+            continue
+        j = d - i
+        mi, mj = (torch.from_numpy(a).to(x.device) for a in (i, j))
+        tried = _try_modes(source, base_planes, recon, mi, mj, quantise)
+        k = len(i)
+        cost = tried.cost.reshape(len(MODES), k) + quantise.lam * bits_of(modes, i, j)
         best = cost.argmin(axis=0)
         row = best * k + np.arange(k)  # the chosen mode's row of each macroblock
         modes[i, j] = best
@@ -159,12 +209,14 @@ class _Tried:
 
 def _try_modes(
     source: list[torch.Tensor],
+    bases: list[torch.Tensor] | None,
     recon: list[torch.Tensor],
     mi: torch.Tensor,
     mj: torch.Tensor,
-    quantise: _Quantiser,
+    quantise: BlockQuantiser,
 ) -> _Tried:
-    """Macroblocks (mi, mj) coded in each mode, their four blocks in turn."""
+    """Macroblocks (mi, mj) coded in each mode, their four blocks in turn (`bases`: per plane
+    (2, H, W), mode none's base and the others', added to the shapes)."""
     n_modes = len(MODES)
     patches = [p.repeat(n_modes, 1, 1) for p in _patches(recon, mi, mj)]
     device = mi.device
@@ -174,14 +226,17 @@ def _try_modes(
     tried = _Tried(np.zeros(len(mode)), patches, [], [])
     for a, b in SUB_BLOCKS:
         preds, sources = [], []
-        for plane_src, patch, n in zip(source, patches, (8, 4, 4)):
+        for p, (plane_src, patch, n) in enumerate(zip(source, patches, (8, 4, 4))):
             r0, c0 = 1 + a * n, 1 + b * n
             top, left = patch[:, r0 - 1, c0 : c0 + n], patch[:, r0 : r0 + n, c0 - 1]
             neighbours = substitute(top, left, (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0))
-            preds.append(predictions(*neighbours)[mode, rows4])
-            rows = (mi4 * 2 * n + a * n)[:, None] + torch.arange(n, device=device)
-            cols = (mj4 * 2 * n + b * n)[:, None] + torch.arange(n, device=device)
-            sources.append(plane_src[rows[:, :, None], cols[:, None, :]])
+            rows = (mi4 * 2 * n + a * n)[:, None, None] + torch.arange(n, device=device)[:, None]
+            cols = (mj4 * 2 * n + b * n)[:, None, None] + torch.arange(n, device=device)
+            pred = predictions(*neighbours)[mode, rows4]
+            if bases is not None:
+                pred = pred + bases[p][(mode > 0).long()[:, None, None], rows, cols]
+            preds.append(pred)
+            sources.append(plane_src[rows, cols])
         residual = from_planes([(s - p) / FINE_PEAK for s, p in zip(sources, preds)])
         at = (2 * at4[0] + a, 2 * at4[1] + b)
         scaled, levels, synthesised, cost = quantise(residual.to(quantise.dtype), at)

@@ -257,12 +257,15 @@ class LatentCodec(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         like: torch.Tensor,
-        encoder: SymbolEncoder,
+        encoder: SymbolEncoder | None = None,
         shifts_allowed: bool = False,
+        previous: np.ndarray | None = None,
+        table: np.ndarray | None = None,
     ) -> LatentResult:
         """Code levels whose RD decisions the caller made (intra prediction's), after what
-        `encoder` already holds; `like` gives the device and dtype of y_hat."""
-        decided = self._decide(scaled, levels, qp, tables, None, shifts_allowed, rd=False)
+        `encoder` holds when given; `like` gives the device and dtype of y_hat; `previous`,
+        `table`: as encode's."""
+        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed, table, rd=False)
         return self._write(like, scaled, qp, tables, decided, encoder)
 
     def _decide(

@@ -15,6 +15,7 @@ from nvcodec.frame import Frame
 MULTIPLE = 16  # one 16x16 motion block; the latent is at 1/8
 FINE_BITS = 6  # reconstructions are assembled in 1/64 of an 8-bit level, in integers
 FINE_PEAK = 255 << FINE_BITS
+LUMA_PHASES = 4  # channels 0..3 of a frame tensor are the four phases of full-resolution luma
 
 
 def padded_size(width: int, height: int) -> tuple[int, int]:
@@ -75,6 +76,21 @@ def spread_blocks(values: torch.Tensor, side: int, h: int, w: int) -> torch.Tens
     inverse layout of block_sums."""
     spread = values.repeat_interleave(side, dim=1).repeat_interleave(side, dim=2)
     return spread[None, :, :h, :w]
+
+
+def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
+    """(1, 6, h, w) int32: every sample of a prediction in 1/64 levels replaced by its block's
+    rounded mean, (sum + n / 2) // n over the block's samples of its plane (luma: four channels)."""
+    half = block // 2
+    h, w = fine.shape[-2:]
+    sums = block_sums(fine.long(), half)
+    counts = block_sums(torch.ones_like(fine[:, :1], dtype=torch.long), half)[0]
+    luma = sums[:LUMA_PHASES].sum(dim=0, keepdim=True)
+    sums = torch.cat([luma, sums[LUMA_PHASES:]])
+    n = torch.stack([LUMA_PHASES * counts, counts, counts])
+    means = (sums + n // 2) // n
+    planes = torch.cat([means[:1].expand(LUMA_PHASES, -1, -1), means[1:]])
+    return spread_blocks(planes, half, h, w).to(torch.int32)
 
 
 def quantize_pixels(x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncode
 from nvcodec.entropy.context import QPS, capped_bit_length
 from nvcodec.entropy.tables import SCALES
 from nvcodec.errors import BitstreamError
+from nvcodec.models import intra_blocks
 
 MAX_VECTOR = 1 << 14  # quarter pixels; the encoder stays inside, the decoder clamps
 VECTOR_BUCKETS = 5
@@ -73,6 +74,7 @@ class MotionField:
     split: np.ndarray | None = None  # (Hb, Wb) split blocks; None: no map coded
     deltas: np.ndarray | None = None  # (Hb, Wb, UNITS, 2) each unit's vector minus its block's
     offsets: tuple[int, int, int] | None = None  # levels added to the Y, U, V prediction; None: not coded
+    modes: np.ndarray | None = None  # (Hm, Wm) intra mode per macroblock (models.intra_blocks); None: no map
 
     @property
     def unit(self) -> int:
@@ -283,6 +285,8 @@ class MotionCoder(nn.Module):
         if split is not None:
             assert flat is None or not (split & flat).any(), "a flat block is never split"
             self._add_deltas(encoder, qp, split, field.deltas)
+        if field.modes is not None:
+            intra_blocks.write_map(encoder, field.modes)
         return encoder.finish()
 
     def _add_deltas(self, encoder: SymbolEncoder, qp: int, split: np.ndarray, deltas: np.ndarray) -> None:
@@ -314,10 +318,12 @@ class MotionCoder(nn.Module):
         has_flat: bool,
         has_split: bool,
         has_offsets: bool,
+        macroblocks: tuple[int, int] | None = None,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
         `has_split`: the record says it holds a flat-block map, a split map; `has_offsets`: it
-        starts with prediction offsets (2.10)."""
+        starts with prediction offsets (2.10); `macroblocks`: the grid of the intra blocks' map
+        that ends it (2.13), None when it has none."""
         decoder = SymbolDecoder(tables, stream)
         offsets = _read_offsets(decoder) if has_offsets else None
         flat = _read_map(decoder, grid, FLAT_PROBABILITIES) if has_flat else None
@@ -328,6 +334,7 @@ class MotionCoder(nn.Module):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
         deltas = None if split is None else self._read_deltas(decoder, qp, split)
+        modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
-        return MotionField(vectors, block, flat, split, deltas, offsets)
+        return MotionField(vectors, block, flat, split, deltas, offsets, modes)

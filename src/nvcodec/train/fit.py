@@ -35,6 +35,7 @@ from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
 from nvcodec.entropy.tables import SCALES, build_tables, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
+from nvcodec.models.intra_blocks import macroblock_grid
 from nvcodec.models.intra_prediction import map_bits, mode_grid, read_modes
 from nvcodec.models.latent_codec import Coded, LatentCodec, latent_positions
 from nvcodec.models.layout import frame_to_tensor
@@ -237,6 +238,9 @@ def coded_field(weights: Weights, encoder: Encoder, rec: FrameRecord) -> MotionF
         has_flat=bool(rec.flags & FrameFlags.FLAT_BLOCKS),
         has_split=bool(rec.flags & FrameFlags.SPLIT_BLOCKS),
         has_offsets=encoder.header.prediction_offsets,
+        macroblocks=macroblock_grid(tuple(encoder.reference.picture.frame.shape))
+        if encoder.header.intra_blocks
+        else None,
     )
 
 
