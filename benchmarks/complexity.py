@@ -68,6 +68,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
             has_shifts=False,
             skip_edges=True,
             has_offsets=False,
+            has_intra_blocks=False,
         )
         inter.decode(
             coded.streams, ref, 32, tables, intra.latent.symbols, **flags, refine=model.context_filter

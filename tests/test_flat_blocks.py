@@ -107,14 +107,30 @@ def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     assert not (vectors - median_prediction(vectors))[flat].any()
     with_map = coder.encode(MotionField(vectors, 16, flat), 30, tables)
     field = coder.decode(
-        with_map, (6, 9), 30, tables, block=16, has_flat=True, has_split=False, has_offsets=False
+        with_map,
+        (6, 9),
+        30,
+        tables,
+        block=16,
+        has_flat=True,
+        has_split=False,
+        has_offsets=False,
+        macroblocks=None,
     )
     got, got_flat = field.vectors, field.flat
     np.testing.assert_array_equal(got, vectors)
     np.testing.assert_array_equal(got_flat, flat)
     without = coder.encode(MotionField(vectors, 16), 30, tables)
     field = coder.decode(
-        without, (6, 9), 30, tables, block=16, has_flat=False, has_split=False, has_offsets=False
+        without,
+        (6, 9),
+        30,
+        tables,
+        block=16,
+        has_flat=False,
+        has_split=False,
+        has_offsets=False,
+        macroblocks=None,
     )
     got, none = field.vectors, field.flat
     assert none is None
@@ -129,7 +145,15 @@ def test_a_map_of_only_flat_blocks_decodes_to_the_predictor_field():
     flat = np.ones((4, 5), dtype=bool)
     stream = coder.encode(MotionField(np.zeros((4, 5, 2), dtype=np.int64), 16, flat), 30, tables)
     field = coder.decode(
-        stream, (4, 5), 30, tables, block=16, has_flat=True, has_split=False, has_offsets=False
+        stream,
+        (4, 5),
+        30,
+        tables,
+        block=16,
+        has_flat=True,
+        has_split=False,
+        has_offsets=False,
+        macroblocks=None,
     )
     vectors, got = field.vectors, field.flat
     assert got.all() and not vectors.any()

@@ -22,7 +22,7 @@ from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import Frame
 from nvcodec.models import intra_blocks
 from nvcodec.models.compensation import Prediction
-from nvcodec.models.intra_prediction import block_view, neighbours, predictions
+from nvcodec.models.intra_prediction import block_view, macroblock_grid, neighbours, predictions
 from nvcodec.models.layout import FINE_PEAK, block_means, padded_size, to_planes
 from nvcodec.models.motion import block_grid
 from nvcodec.weights import Weights
@@ -137,7 +137,7 @@ def _modes(weights: Weights, data: bytes) -> tuple[tuple[int, int], list[np.ndar
                 has_flat=bool(record.flags & FrameFlags.FLAT_BLOCKS),
                 has_split=bool(record.flags & FrameFlags.SPLIT_BLOCKS),
                 has_offsets=True,
-                macroblocks=intra_blocks.macroblock_grid(shape) if reader.header.intra_blocks else None,
+                macroblocks=macroblock_grid(shape) if reader.header.intra_blocks else None,
             )
             out.append(field.modes)
     return reader.header.version, out

@@ -44,7 +44,15 @@ def _field(offsets: tuple[int, int, int] | None) -> MotionField:
 
 def _read(stream: bytes, has_offsets: bool) -> MotionField:
     return MotionCoder().decode(
-        stream, GRID, 32, TABLES, block=16, has_flat=True, has_split=True, has_offsets=has_offsets
+        stream,
+        GRID,
+        32,
+        TABLES,
+        block=16,
+        has_flat=True,
+        has_split=True,
+        has_offsets=has_offsets,
+        macroblocks=None,
     )
 
 

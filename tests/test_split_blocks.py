@@ -64,7 +64,15 @@ def test_motion_substream_round_trips_flat_and_split_maps_and_deltas(hb, wb, see
     coder, tables = model.inter.motion, model.probability_tables()
     stream = coder.encode(MotionField(vectors, 16, flat, split, deltas), 30, tables)
     got = coder.decode(
-        stream, (hb, wb), 30, tables, block=16, has_flat=True, has_split=True, has_offsets=False
+        stream,
+        (hb, wb),
+        30,
+        tables,
+        block=16,
+        has_flat=True,
+        has_split=True,
+        has_offsets=False,
+        macroblocks=None,
     )
     np.testing.assert_array_equal(got.vectors, vectors)
     np.testing.assert_array_equal(got.flat, flat)
@@ -74,7 +82,15 @@ def test_motion_substream_round_trips_flat_and_split_maps_and_deltas(hb, wb, see
     assert len(without) <= len(stream)
     assert (
         coder.decode(
-            without, (hb, wb), 30, tables, block=16, has_flat=True, has_split=False, has_offsets=False
+            without,
+            (hb, wb),
+            30,
+            tables,
+            block=16,
+            has_flat=True,
+            has_split=False,
+            has_offsets=False,
+            macroblocks=None,
         ).split
         is None
     )
@@ -87,7 +103,15 @@ def test_hostile_deltas_are_clamped_with_the_vectors():
     deltas = np.array([[[[10, -10], [0, 0], [-5, 3], [1 << 20, 0]]]])
     stream = coder.encode(MotionField(vectors, 16, None, np.ones((1, 1), bool), deltas), 30, tables)
     got = coder.decode(
-        stream, (1, 1), 30, tables, block=16, has_flat=False, has_split=True, has_offsets=False
+        stream,
+        (1, 1),
+        30,
+        tables,
+        block=16,
+        has_flat=False,
+        has_split=True,
+        has_offsets=False,
+        macroblocks=None,
     ).unit_vectors()
     top, bottom = MAX_VECTOR, -MAX_VECTOR
     assert got.reshape(4, 2).tolist() == [
@@ -242,6 +266,14 @@ def test_the_spec_example_of_split_blocks():
     stream = coder.encode(MotionField(vectors, 16, None, split, deltas), qp, tables)
     assert stream == by_hand.finish()
     field = coder.decode(
-        stream, (2, 3), qp, tables, block=16, has_flat=False, has_split=True, has_offsets=False
+        stream,
+        (2, 3),
+        qp,
+        tables,
+        block=16,
+        has_flat=False,
+        has_split=True,
+        has_offsets=False,
+        macroblocks=None,
     )
     assert units_by_block(field.unit_vectors())[1, 1].tolist() == [[9, 0], [8, 0], [6, 1], [8, 3]]

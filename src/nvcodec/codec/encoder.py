@@ -33,7 +33,7 @@ from nvcodec.models.compensation import (
 )
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
-from nvcodec.models.intra_blocks import macroblock_grid
+from nvcodec.models.intra_prediction import macroblock_grid
 from nvcodec.models.layout import frame_to_tensor, weighted_mse
 from nvcodec.models.motion import MotionField
 from nvcodec.weights import Weights
@@ -335,7 +335,7 @@ class Encoder(FrameLoop):
         table = self.latent_table(plan.qp)
         off, off_trial, picture = self._motion(x, plan, table)
 
-        def filtered() -> InterOutput:
+        def filtered() -> InterOutput:  # its intra blocks kept unchecked: the released filter is off
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, replace(off.field, modes=self._no_modes(x)), refine)
             options = self._latent_options(table)

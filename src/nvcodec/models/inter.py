@@ -19,12 +19,12 @@ from torch import nn
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS
-from nvcodec.models import intra_blocks
+from nvcodec.models import intra_blocks, intra_prediction
 from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import coding_cost, flatten, to_predictors, vector_costs
-from nvcodec.models.intra_prediction import MACROBLOCK, MODES
+from nvcodec.models.intra_prediction import MACROBLOCK, MODES, macroblock_grid
 from nvcodec.models.intra_search import BlockQuantiser, IntraDecision, search_modes
 from nvcodec.models.latent_codec import ALL_CHANNELS, LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.layout import (
@@ -32,7 +32,6 @@ from nvcodec.models.layout import (
     FINE_PEAK,
     block_means,
     block_sums,
-    from_fine,
     spread_blocks,
     to_fine,
     to_planes,
@@ -119,6 +118,35 @@ def _zero_conv(ch: int) -> nn.Conv2d:
     return conv
 
 
+@dataclass(frozen=True)
+class _LatentCoding:
+    """How a P frame's latent is coded: qp, tables, the reference's levels (contexts), whether
+    table shifts are allowed, the adapted table indices (None: the fitted ones)."""
+
+    latent: LatentCodec
+    qp: int
+    tables: ProbabilityTables
+    previous: np.ndarray
+    shifts_allowed: bool
+    table: np.ndarray | None
+
+    def encode(self, y: torch.Tensor) -> LatentResult:
+        return self.latent.encode(y, self.qp, self.tables, self.previous, self.shifts_allowed, self.table)
+
+    def encode_decided(self, scaled: np.ndarray, levels: np.ndarray, like: torch.Tensor) -> LatentResult:
+        """The levels an encoder's search decided, coded as they are."""
+        return self.latent.encode_decided(
+            scaled, levels, self.qp, self.tables, like, None, self.shifts_allowed, self.previous, self.table
+        )
+
+    def quantiser(self, transform: BlockTransform, buckets: np.ndarray) -> BlockQuantiser:
+        """A block quantiser deciding every level as `encode` does, priced in `buckets`."""
+        table = self.latent.frame_table(self.qp, self.table)
+        return BlockQuantiser(
+            transform, self.latent, self.qp, self.tables, table, buckets, self.latent.lam, ALL_CHANNELS
+        )
+
+
 class InterCoder(nn.Module):
     """Motion (estimation, search, vector coding) and the conditional residual coder."""
 
@@ -134,14 +162,10 @@ class InterCoder(nn.Module):
     def _embedded(self, prediction: torch.Tensor) -> torch.Tensor:
         return self.transform.embed(F.pixel_unshuffle(prediction, PATCH))
 
-    def analysis(
-        self, x: torch.Tensor, prediction: Prediction, shaped: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """y = A(x - x~) + C_a(E(x~)); with intra blocks, A codes x minus `shaped` (x~ with
-        their shapes, 1/64 levels) and C_a still sees x~."""
+    def analysis(self, x: torch.Tensor, prediction: Prediction) -> torch.Tensor:
+        """y = A(x - x~) + C_a(E(x~))."""
         p = prediction.values
-        target = p if shaped is None else from_fine(shaped, p.dtype)
-        return self.transform.analysis(x - target) + self.condition_analysis(self._embedded(p))
+        return self.transform.analysis(x - p) + self.condition_analysis(self._embedded(p))
 
     def synthesis(
         self,
@@ -164,7 +188,7 @@ class InterCoder(nn.Module):
         )
         if modes is None or not modes.any():
             return prediction.fine + residual
-        return intra_blocks.reconstruct(intra_blocks.levels_of(prediction.fine, modes) + residual, modes)
+        return intra_prediction.reconstruct(intra_blocks.levels_of(prediction.fine, modes) + residual, modes)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
@@ -326,28 +350,13 @@ class InterCoder(nn.Module):
         intra blocks' map) or an empty map, which `intra_blocks_allowed` lets the encoder fill
         (2.13)."""
         assert field.modes is None or not field.modes.any(), "the modes are this method's to decide"
+        assert field.modes is not None or not intra_blocks_allowed, "intra blocks need the stream's map"
         prediction = self._prediction(reference, field, refine)
         y = self.analysis(x, prediction)
-        latent = self.latent.encode(y, qp, tables, previous, shifts_allowed, table)
+        coding = _LatentCoding(self.latent, qp, tables, previous, shifts_allowed, table)
+        latent = coding.encode(y)
         if intra_blocks_allowed:
-            frame_table = self.latent.fitted(qp) if table is None else table
-            quantise = BlockQuantiser(
-                self.transform,
-                self.latent,
-                qp,
-                tables,
-                frame_table,
-                latent.buckets,
-                INTER_LAMBDA,
-                ALL_CHANNELS,
-            )
-
-            def code(scaled: np.ndarray, levels: np.ndarray) -> LatentResult:
-                return self.latent.encode_decided(
-                    scaled, levels, qp, tables, x, None, shifts_allowed, previous, table
-                )
-
-            field, latent = self._intra_blocks(x, prediction, field, latent, quantise, code)
+            field, latent = self._intra_blocks(x, y, prediction, field, latent, coding)
         x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
         stream = self.motion.encode(field, qp, tables)
         return InterOutput(x_hat, field, latent, stream)
@@ -362,28 +371,29 @@ class InterCoder(nn.Module):
     def _intra_blocks(
         self,
         x: torch.Tensor,
+        y: torch.Tensor,
         prediction: Prediction,
         field: MotionField,
         latent: LatentResult,
-        quantise: BlockQuantiser,
-        code: Callable[[np.ndarray, np.ndarray], LatentResult],
+        coding: _LatentCoding,
     ) -> tuple[MotionField, LatentResult]:
         """The field with the macroblocks' intra modes (intra_blocks) and the latent coded with
         them (not normative): the macroblocks where the estimate says a mode may pay are decided
-        again closed loop (intra_search.search_modes) from the frame coded without modes, and
-        the levels it decides are coded (`code`)."""
+        again closed loop (intra_search.search_modes), starting from `latent`, frame x coded
+        without modes (`y`: its analysis), and the levels it decides are coded."""
         recon = self._unfiltered(latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
-        candidates = self._candidates(x, prediction, recon, quantise.qp)
+        candidates = self._candidates(x, prediction, recon, coding.qp)
         modes = np.zeros(candidates.shape, dtype=np.int64)
         if not candidates.any():
             return replace(field, modes=modes), latent
         levels = self.latent.from_symbols(latent.symbols)
-        start = IntraDecision(
-            modes, self.latent.scaled(self.analysis(x, prediction), quantise.qp), levels, recon
-        )
+        start = IntraDecision(modes, self.latent.scaled(y, coding.qp), levels, recon)
         bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
+        quantise = coding.quantiser(self.transform, latent.buckets)
         decision = search_modes(x, quantise, start, intra_blocks.mode_bits, bases, candidates)
-        return replace(field, modes=decision.modes), code(decision.scaled, decision.levels)
+        return replace(field, modes=decision.modes), coding.encode_decided(
+            decision.scaled, decision.levels, x
+        )
 
     def _candidates(
         self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int
@@ -391,16 +401,16 @@ class InterCoder(nn.Module):
         """(Hm, Wm) the macroblocks where a mode's prediction, its shape taken from `recon`, has a
         lower estimated D + lambda R (flat_blocks.coding_cost, the map's bits at its sparsest
         context) than the motion's."""
-        hm, wm = (side // intra_blocks.TENSOR_SIDE for side in recon.shape[-2:])
+        hm, wm = macroblock_grid(tuple(recon.shape))
         every = np.ones((hm, wm), dtype=np.int64)
         levels = intra_blocks.levels_of(prediction.fine, every)
-        candidates = intra_blocks.shapes(recon)
+        shapes = intra_blocks.shapes(recon)
         grid = np.indices((hm, wm)).reshape(2, -1)
         bits = intra_blocks.mode_bits(np.zeros_like(every), *grid).reshape(len(MODES), hm, wm)
         none = self._block_costs(x, prediction, qp, MACROBLOCK)
         best = np.full(none.shape, np.inf)
         for m in range(1, len(MODES)):
-            shaped = intra_blocks.predicted(levels, candidates, every * m).clamp(0, FINE_PEAK).to(torch.int32)
+            shaped = intra_blocks.predicted(levels, shapes, every * m).clamp(0, FINE_PEAK).to(torch.int32)
             estimate = self._block_costs(x, Prediction.exact(shaped, x.dtype), qp, MACROBLOCK)
             best = np.minimum(best, estimate + INTER_LAMBDA * (bits[m] - bits[0]))
         return best < none
@@ -435,7 +445,7 @@ class InterCoder(nn.Module):
         has_shifts: bool,
         skip_edges: bool,
         has_offsets: bool,
-        has_intra_blocks: bool = False,
+        has_intra_blocks: bool,
         refine: Refine | None = None,
         table: np.ndarray | None = None,
     ) -> InterOutput:
@@ -456,7 +466,7 @@ class InterCoder(nn.Module):
             has_flat=has_flat,
             has_split=has_split,
             has_offsets=has_offsets,
-            macroblocks=intra_blocks.macroblock_grid(shape) if has_intra_blocks else None,
+            macroblocks=macroblock_grid(shape) if has_intra_blocks else None,
         )
         prediction = self._prediction(reference, field, refine)
         like = prediction.values

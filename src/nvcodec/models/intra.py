@@ -84,7 +84,9 @@ class IntraCoder(nn.Module):
         positions = latent_positions(frame_shape)
         decoder = SymbolDecoder(tables, stream)
         modes = (
-            intra_prediction.read_modes(decoder, intra_prediction.mode_grid(positions)) if predicted else None
+            intra_prediction.read_modes(decoder, intra_prediction.macroblock_grid(frame_shape))
+            if predicted
+            else None
         )
         latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
         decoder.finish()

@@ -35,11 +35,6 @@ VERTICAL_PROBABILITY = 128  # that a mode other than planar is vertical
 TENSOR_SIDE = MACROBLOCK // 2  # a macroblock's side in the frame tensor (half resolution)
 
 
-def macroblock_grid(frame_shape: tuple[int, ...]) -> tuple[int, int]:
-    """(Hm, Wm) macroblocks of a frame tensor (N, 6, h, w)."""
-    return frame_shape[2] // TENSOR_SIDE, frame_shape[3] // TENSOR_SIDE
-
-
 def mask(modes: np.ndarray, like: torch.Tensor) -> torch.Tensor:
     """(1, 1, h, w) bool: the samples of the frame tensor `like` in a macroblock with a mode."""
     h, w = like.shape[-2:]
@@ -78,12 +73,6 @@ def predicted(levels: torch.Tensor, candidates: torch.Tensor, modes: np.ndarray)
     for m in range(1, len(intra_prediction.MODES)):
         out = torch.where(chosen == m, out + candidates[m - 1 : m], out)
     return out
-
-
-def reconstruct(fine: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
-    """The reconstruction before deblocking from `fine`, the levels plus the synthesised residual:
-    the decoder's, shapes added along anti-diagonals (intra_prediction.reconstruct)."""
-    return intra_prediction.reconstruct(fine, modes)
 
 
 def _map_contexts(flags: np.ndarray) -> np.ndarray:

@@ -136,9 +136,10 @@ def mode_bits(predicted: np.ndarray, contexts: np.ndarray) -> np.ndarray:
     return np.where(np.arange(len(MODES))[:, None] == predicted, -np.log2(same), other)
 
 
-def mode_grid(positions: tuple[int, int]) -> tuple[int, int]:
-    """(Hm, Wm) macroblocks over a latent of (H, W) positions (one position per 8x8 luma block)."""
-    return positions[0] // 2, positions[1] // 2
+def macroblock_grid(frame_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(Hm, Wm) macroblocks of a frame tensor (N, 6, h, w): MACROBLOCK luma pixels, h / 8."""
+    side = MACROBLOCK // 2
+    return frame_shape[2] // side, frame_shape[3] // side
 
 
 def map_bits(modes: np.ndarray) -> float:

@@ -1,16 +1,18 @@
 """The encoder's intra mode decision (not normative): each macroblock's mode and levels, closed loop.
 
-Macroblocks are decided along anti-diagonals, each after those above and left of it. For each
-mode, its four 8x8 blocks are predicted, transformed, quantised and reconstructed in turn, so
-that each block is predicted from its neighbours as the decoder will have them: the dead zone,
-then rd_levels on the AC levels with the tables of each symbol's context in the frame coded
-without prediction (the DC rounds, as it does without prediction). The mode of least squared
+For intra frames and for the intra blocks of P frames (models.intra_blocks). Macroblocks are
+decided along anti-diagonals, each after those above and left of it. For each mode, its four 8x8
+blocks are predicted, transformed, quantised and reconstructed in turn, so that each block is
+predicted from its neighbours as the decoder will have them: the dead zone, then rd_levels with
+the tables of each symbol's context in a first coding of the frame (an intra frame's AC levels,
+its DC rounding as it does without prediction; a P frame's levels all). The mode of least squared
 error plus lambda times estimated bits, levels and mode (in each channel's steps), wins.
 
-Each block is transformed on its own: exact while the transform's residual blocks are the
-identity (the released weights), an approximation once they are trained (their 3x3 convolutions
-reach into the neighbours). The decoder's picture is the encoder's either way: the encoder
-reconstructs from the decided levels as the decoder does.
+Each block is transformed on its own, and a P frame's residual without its conditional branches
+(C_a, C_s of models.inter): exact while the transform's residual blocks are the identity and the
+branches zero (the released weights), an approximation once they are trained (their 3x3
+convolutions reach into the neighbours). The decoder's picture is the encoder's either way: the
+encoder reconstructs from the decided levels as the decoder does.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS, DC_CHANNELS
-from nvcodec.models.intra_prediction import MODES, mode_bits, predictions, substitute
+from nvcodec.models.intra_prediction import MODES, macroblock_grid, mode_bits, predictions, substitute
 from nvcodec.models.latent_codec import LatentCodec, rd_levels
 from nvcodec.models.layout import FINE_PEAK, from_planes, to_fine, to_planes
 from nvcodec.models.transform import BlockTransform
@@ -39,7 +41,7 @@ SUB_BLOCKS = ((0, 0), (0, 1), (1, 0), (1, 1))  # 8x8 blocks of a macroblock, in 
 
 @dataclass
 class IntraDecision:
-    """The modes and levels decided for an intra frame."""
+    """The modes and levels decided for a frame's macroblocks."""
 
     modes: np.ndarray  # (Hm, Wm) mode per macroblock
     scaled: np.ndarray  # (C, H, W) y / step of the chosen predictions' residuals
@@ -84,8 +86,7 @@ class BlockQuantiser:
         )
 
     def indices(self, at: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """(C, k, 1) table indices of the blocks at (rows, cols), from their contexts in the
-        frame coded without prediction."""
+        """(C, k, 1) table indices of the blocks at (rows, cols), from their context buckets."""
         return self.table[np.arange(CHANNELS)[:, None], self.buckets[:, at[0], at[1]]][..., None]
 
     def __call__(
@@ -130,7 +131,7 @@ def decide_modes(
 ) -> IntraDecision:
     """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
     quantise = BlockQuantiser.intra(transform, latent, qp, tables, x)
-    hm, wm = x.shape[-2] // 8, x.shape[-1] // 8
+    hm, wm = macroblock_grid(tuple(x.shape))
     start = IntraDecision(
         np.zeros((hm, wm), dtype=np.int64),
         np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.float32),

@@ -213,7 +213,7 @@ class LatentCodec(nn.Module):
         """(C, BUCKETS) the fitted table indices of qp."""
         return self.index_table[qp].cpu().numpy().astype(np.int64)
 
-    def _frame_table(self, qp: int, table: np.ndarray | None) -> np.ndarray:
+    def frame_table(self, qp: int, table: np.ndarray | None) -> np.ndarray:
         """The frame's (C, BUCKETS) table indices: `table` when adapted (2.11), else the fitted ones."""
         return self.fitted(qp) if table is None else table
 
@@ -284,7 +284,7 @@ class LatentCodec(nn.Module):
         on the decided ones, and decided again without shifts when they would not pay for
         themselves; without `rd`, the levels as they are)."""
         s = self.to_symbols(levels)
-        frame_table = self._frame_table(qp, table)
+        frame_table = self.frame_table(qp, table)
         shifts = np.zeros(GROUPS, dtype=np.int64)
         groups: list[tuple[np.ndarray, np.ndarray]] = []
         gains: list[float] = []
@@ -367,7 +367,7 @@ class LatentCodec(nn.Module):
     ) -> LatentResult:
         """Read a latent from where `decoder` stands (decode)."""
         shifts = read_shifts(decoder) if has_shifts else None
-        frame_table = self._frame_table(qp, table)
+        frame_table = self.frame_table(qp, table)
         s, seen = self._steps(
             shape, previous, lambda j, bucket: decoder.read(self._indices(frame_table, j, bucket, shifts))
         )

@@ -318,7 +318,7 @@ class MotionCoder(nn.Module):
         has_flat: bool,
         has_split: bool,
         has_offsets: bool,
-        macroblocks: tuple[int, int] | None = None,
+        macroblocks: tuple[int, int] | None,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
         `has_split`: the record says it holds a flat-block map, a split map; `has_offsets`: it

@@ -35,9 +35,8 @@ from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
 from nvcodec.entropy.tables import SCALES, build_tables, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
-from nvcodec.models.intra_blocks import macroblock_grid
-from nvcodec.models.intra_prediction import map_bits, mode_grid, read_modes
-from nvcodec.models.latent_codec import Coded, LatentCodec, latent_positions
+from nvcodec.models.intra_prediction import macroblock_grid, map_bits, read_modes
+from nvcodec.models.latent_codec import Coded, LatentCodec
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import (
     DELTA_BUCKET,
@@ -217,7 +216,7 @@ def encode_clip(
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
             if rec.frame_type == FrameType.INTRA and encoder.header.tools & Tools.INTRA_PREDICTION:
-                grid = mode_grid(latent_positions(tuple(encoder.reference.picture.frame.shape)))
+                grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape))
                 counts.mode_map_bits += map_bits(
                     read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid)
                 )
