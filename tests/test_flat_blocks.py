@@ -23,7 +23,7 @@ from nvcodec.models.config import TINY
 from nvcodec.models.flat_blocks import flatten, to_predictors
 from nvcodec.models.inter import InterCoder
 from nvcodec.models.layout import block_means, frame_to_tensor, quantize_pixels
-from nvcodec.models.motion import MotionField, map_contexts, median_prediction
+from nvcodec.models.motion import MotionCoder, MotionField, map_contexts, median_prediction
 from nvcodec.models.nvc import NvcModel
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import random_model
@@ -97,6 +97,22 @@ def test_map_contexts_count_the_flat_blocks_above():
     np.testing.assert_array_equal(map_contexts(flat), [[0, 0, 0, 0], [1, 2, 2, 2], [0, 0, 0, 0]])
 
 
+def read_field(coder: MotionCoder, stream: bytes, grid: tuple[int, int], qp: int, tables, *, has_flat: bool,
+               has_split: bool) -> MotionField:  # fmt: skip
+    """A motion substream of 16x16 blocks without prediction offsets or intra blocks' map, read."""
+    return coder.decode(
+        stream,
+        grid,
+        qp,
+        tables,
+        block=16,
+        has_flat=has_flat,
+        has_split=has_split,
+        has_offsets=False,
+        macroblocks=None,
+    )
+
+
 def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     rng = np.random.default_rng(3)
     model = random_model(TINY, 0)
@@ -106,32 +122,12 @@ def test_motion_substream_round_trips_the_map_and_skips_flat_vectors():
     vectors = to_predictors(rng.integers(-40, 40, size=(6, 9, 2)), flat)
     assert not (vectors - median_prediction(vectors))[flat].any()
     with_map = coder.encode(MotionField(vectors, 16, flat), 30, tables)
-    field = coder.decode(
-        with_map,
-        (6, 9),
-        30,
-        tables,
-        block=16,
-        has_flat=True,
-        has_split=False,
-        has_offsets=False,
-        macroblocks=None,
-    )
+    field = read_field(coder, with_map, (6, 9), 30, tables, has_flat=True, has_split=False)
     got, got_flat = field.vectors, field.flat
     np.testing.assert_array_equal(got, vectors)
     np.testing.assert_array_equal(got_flat, flat)
     without = coder.encode(MotionField(vectors, 16), 30, tables)
-    field = coder.decode(
-        without,
-        (6, 9),
-        30,
-        tables,
-        block=16,
-        has_flat=False,
-        has_split=False,
-        has_offsets=False,
-        macroblocks=None,
-    )
+    field = read_field(coder, without, (6, 9), 30, tables, has_flat=False, has_split=False)
     got, none = field.vectors, field.flat
     assert none is None
     np.testing.assert_array_equal(got, vectors)
@@ -144,17 +140,7 @@ def test_a_map_of_only_flat_blocks_decodes_to_the_predictor_field():
     tables, coder = model.probability_tables(), model.inter.motion
     flat = np.ones((4, 5), dtype=bool)
     stream = coder.encode(MotionField(np.zeros((4, 5, 2), dtype=np.int64), 16, flat), 30, tables)
-    field = coder.decode(
-        stream,
-        (4, 5),
-        30,
-        tables,
-        block=16,
-        has_flat=True,
-        has_split=False,
-        has_offsets=False,
-        macroblocks=None,
-    )
+    field = read_field(coder, stream, (4, 5), 30, tables, has_flat=True, has_split=False)
     vectors, got = field.vectors, field.flat
     assert got.all() and not vectors.any()
 

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.test_codec import check_tool, encode, make_weights
+from tests.test_flat_blocks import read_field
 
 from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Tools
 from nvcodec.codec.encoder import header_for, split_blocks_possible
@@ -63,37 +64,14 @@ def test_motion_substream_round_trips_flat_and_split_maps_and_deltas(hb, wb, see
     model = random_model(TINY, 0)
     coder, tables = model.inter.motion, model.probability_tables()
     stream = coder.encode(MotionField(vectors, 16, flat, split, deltas), 30, tables)
-    got = coder.decode(
-        stream,
-        (hb, wb),
-        30,
-        tables,
-        block=16,
-        has_flat=True,
-        has_split=True,
-        has_offsets=False,
-        macroblocks=None,
-    )
+    got = read_field(coder, stream, (hb, wb), 30, tables, has_flat=True, has_split=True)
     np.testing.assert_array_equal(got.vectors, vectors)
     np.testing.assert_array_equal(got.flat, flat)
     np.testing.assert_array_equal(got.split, split)
     np.testing.assert_array_equal(got.deltas, deltas)
     without = coder.encode(MotionField(vectors, 16, flat), 30, tables)
     assert len(without) <= len(stream)
-    assert (
-        coder.decode(
-            without,
-            (hb, wb),
-            30,
-            tables,
-            block=16,
-            has_flat=True,
-            has_split=False,
-            has_offsets=False,
-            macroblocks=None,
-        ).split
-        is None
-    )
+    assert read_field(coder, without, (hb, wb), 30, tables, has_flat=True, has_split=False).split is None
 
 
 def test_hostile_deltas_are_clamped_with_the_vectors():
@@ -102,17 +80,7 @@ def test_hostile_deltas_are_clamped_with_the_vectors():
     vectors = np.array([[[MAX_VECTOR - 2, -MAX_VECTOR]]])
     deltas = np.array([[[[10, -10], [0, 0], [-5, 3], [1 << 20, 0]]]])
     stream = coder.encode(MotionField(vectors, 16, None, np.ones((1, 1), bool), deltas), 30, tables)
-    got = coder.decode(
-        stream,
-        (1, 1),
-        30,
-        tables,
-        block=16,
-        has_flat=False,
-        has_split=True,
-        has_offsets=False,
-        macroblocks=None,
-    ).unit_vectors()
+    got = read_field(coder, stream, (1, 1), 30, tables, has_flat=False, has_split=True).unit_vectors()
     top, bottom = MAX_VECTOR, -MAX_VECTOR
     assert got.reshape(4, 2).tolist() == [
         [top, bottom],
@@ -265,15 +233,5 @@ def test_the_spec_example_of_split_blocks():
     by_hand.add(np.array([[1, 0, -2, 0], [0, 0, 1, 3]]), np.array([tm[:, 4]] * 4).T)
     stream = coder.encode(MotionField(vectors, 16, None, split, deltas), qp, tables)
     assert stream == by_hand.finish()
-    field = coder.decode(
-        stream,
-        (2, 3),
-        qp,
-        tables,
-        block=16,
-        has_flat=False,
-        has_split=True,
-        has_offsets=False,
-        macroblocks=None,
-    )
+    field = read_field(coder, stream, (2, 3), qp, tables, has_flat=False, has_split=True)
     assert units_by_block(field.unit_vectors())[1, 1].tolist() == [[9, 0], [8, 0], [6, 1], [8, 3]]

@@ -365,11 +365,7 @@ class Encoder(FrameLoop):
 
     def _latent_options(self, table: np.ndarray | None) -> dict:
         """How a P frame's latent is coded: shifts allowed or not, its edges, its tables."""
-        return {
-            "shifts_allowed": self.table_shifts,
-            "skip_edges": self.header.skip_edges,
-            "table": table,
-        }
+        return {"shifts_allowed": self.table_shifts, "skip_edges": self.header.skip_edges, "table": table}
 
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""
