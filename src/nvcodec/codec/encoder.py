@@ -278,8 +278,8 @@ class Encoder(FrameLoop):
         """The frame coded without the in-loop filter (its latent with `table`), with the motion
         block size and the interpolation filters of least D + lambda R, and the reference read
         through them. The trials are coded without intra blocks (an empty map where the stream
-        has them), the winner again with them, kept where that lowers D + lambda R: their search
-        is what a trial would cost most."""
+        has them); the winner's intra blocks are searched from its coding and kept where they
+        lower D + lambda R: their search is what a trial would cost most."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
         no_modes = self._no_modes(x)
@@ -308,8 +308,7 @@ class Encoder(FrameLoop):
         self.interpolation = best[2].filters
         if not self.header.intra_blocks:
             return best
-        args = (plan.qp, self.tables, ref.symbols, best[0].field)
-        out = inter.encode(x, best[2], *args, **self._latent_options(table), intra_blocks_allowed=True)
+        out = inter.with_intra_blocks(x, best[0])
         trial = self._trial(out, x)
         return (
             (out, trial, best[2])
@@ -338,10 +337,8 @@ class Encoder(FrameLoop):
         def filtered() -> InterOutput:  # its intra blocks kept unchecked: the released filter is off
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, replace(off.field, modes=self._no_modes(x)), refine)
-            options = self._latent_options(table)
-            return self.model.inter.encode(
-                x, picture, *args, **options, intra_blocks_allowed=self.header.intra_blocks
-            )
+            out = self.model.inter.encode(x, picture, *args, **self._latent_options(table))
+            return self.model.inter.with_intra_blocks(x, out) if self.header.intra_blocks else out
 
         mode = self.filter_mode
         use = mode == ToolMode.ON

@@ -73,12 +73,24 @@ class InterOutput:
     field: MotionField
     latent: LatentResult
     motion_stream: bytes | None = None
+    unmoded: Unmoded | None = None  # the encoder's, where the stream has an intra blocks' map
 
     @property
     def streams(self) -> tuple[bytes, bytes]:
         """The two substreams of a P frame: motion vectors, residual latent."""
         assert self.motion_stream is not None and self.latent.stream is not None
         return self.motion_stream, self.latent.stream
+
+
+@dataclass(frozen=True)
+class Unmoded:
+    """What a P frame coded with an empty intra blocks' map leaves for their search: its
+    prediction, its analysis, how its latent is coded and whether its edges are skipped."""
+
+    prediction: Prediction
+    y: torch.Tensor
+    coding: _LatentCoding
+    skip_edges: bool
 
 
 def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
@@ -341,25 +353,32 @@ class InterCoder(nn.Module):
         shifts_allowed: bool,
         skip_edges: bool,
         table: np.ndarray | None = None,
-        intra_blocks_allowed: bool = False,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
         `split_blocks`, `prediction_offsets`); `refine` is the in-loop filter when used; table shifts allowed or not;
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges; `table`: the
         latent's table indices when adapted (2.11), else the fitted ones; `field.modes`: None (no
-        intra blocks' map) or an empty map, which `intra_blocks_allowed` lets the encoder fill
-        (2.13)."""
-        assert field.modes is None or not field.modes.any(), "the modes are this method's to decide"
-        assert field.modes is not None or not intra_blocks_allowed, "intra blocks need the stream's map"
+        intra blocks' map) or an empty map, which `with_intra_blocks` may fill (2.13)."""
+        assert field.modes is None or not field.modes.any(), "the modes are with_intra_blocks' to decide"
         prediction = self._prediction(reference, field, refine)
         y = self.analysis(x, prediction)
         coding = _LatentCoding(self.latent, qp, tables, previous, shifts_allowed, table)
         latent = coding.encode(y)
-        if intra_blocks_allowed:
-            field, latent = self._intra_blocks(x, y, prediction, field, latent, coding)
         x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
         stream = self.motion.encode(field, qp, tables)
-        return InterOutput(x_hat, field, latent, stream)
+        unmoded = None if field.modes is None else Unmoded(prediction, y, coding, skip_edges)
+        return InterOutput(x_hat, field, latent, stream, unmoded)
+
+    @torch.no_grad()
+    def with_intra_blocks(self, x: torch.Tensor, out: InterOutput) -> InterOutput:
+        """Frame x coded as `out` (`encode`'s, with an empty map) but with the intra blocks that
+        the search decides (not normative)."""
+        start = out.unmoded
+        assert start is not None, "intra blocks need the stream's map"
+        coding = start.coding
+        field, latent = self._intra_blocks(x, start.y, start.prediction, out.field, out.latent, coding)
+        x_hat = self._reconstruction(latent, start.prediction, field, coding.qp, start.skip_edges)
+        return InterOutput(x_hat, field, latent, self.motion.encode(field, coding.qp, coding.tables))
 
     def _reconstruction(
         self, latent: LatentResult, prediction: Prediction, field: MotionField, qp: int, skip_edges: bool
