@@ -161,9 +161,8 @@ def test_motion_block_size_is_the_trial_of_least_rd_cost(monkeypatch):
     )
     weights = make_weights(3)
     params = CodingParams(qp=44, filter=ToolMode.OFF, enhance=ToolMode.OFF, six_tap=ToolMode.OFF)
-    params = replace(
-        params, intra_blocks=ToolMode.OFF
-    )  # their second coding of the winner: tests/test_intra_blocks.py
+    # without intra blocks, whose check of the winner is one more cost: tests/test_intra_blocks.py
+    params = replace(params, intra_blocks=ToolMode.OFF)
     source, coded, data = encode(weights, params)
     assert len(costs) == 2 * (len(coded) - 1)  # two trials per P frame
     for i, c in enumerate(coded[1:]):

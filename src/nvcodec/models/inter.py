@@ -371,13 +371,25 @@ class InterCoder(nn.Module):
 
     @torch.no_grad()
     def with_intra_blocks(self, x: torch.Tensor, out: InterOutput) -> InterOutput:
-        """Frame x coded as `out` (`encode`'s, with an empty map) but with the intra blocks that
-        the search decides (not normative)."""
+        """Frame x coded as `out` (`encode`'s, with an empty map) but with intra blocks (not
+        normative): the macroblocks where the estimate says a mode may pay are decided again
+        closed loop (intra_search.search_modes) from out's levels and reconstruction, and the
+        levels decided are coded; `out` itself where no macroblock is a candidate."""
         start = out.unmoded
         assert start is not None, "intra blocks need the stream's map"
-        coding = start.coding
-        field, latent = self._intra_blocks(x, start.y, start.prediction, out.field, out.latent, coding)
-        x_hat = self._reconstruction(latent, start.prediction, field, coding.qp, start.skip_edges)
+        coding, prediction = start.coding, start.prediction
+        recon = self._unfiltered(out.latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
+        candidates = self._candidates(x, prediction, recon, coding.qp)
+        if not candidates.any():
+            return out
+        levels = self.latent.from_symbols(out.latent.symbols)
+        begin = IntraDecision(out.field.modes, self.latent.scaled(start.y, coding.qp), levels, recon)
+        bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
+        quantise = coding.quantiser(self.transform, out.latent.buckets)
+        decision = search_modes(x, quantise, begin, intra_blocks.mode_bits, bases, candidates)
+        field = replace(out.field, modes=decision.modes)
+        latent = coding.encode_decided(decision.scaled, decision.levels, x)
+        x_hat = self._reconstruction(latent, prediction, field, coding.qp, start.skip_edges)
         return InterOutput(x_hat, field, latent, self.motion.encode(field, coding.qp, coding.tables))
 
     def _reconstruction(
@@ -386,33 +398,6 @@ class InterCoder(nn.Module):
         """The synthesis deblocked on every edge, or (`skip_edges`, 2.9) on the frame's own."""
         edges = p_frame_edges(latent.symbols, field) if skip_edges else None
         return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes)
-
-    def _intra_blocks(
-        self,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        prediction: Prediction,
-        field: MotionField,
-        latent: LatentResult,
-        coding: _LatentCoding,
-    ) -> tuple[MotionField, LatentResult]:
-        """The field with the macroblocks' intra modes (intra_blocks) and the latent coded with
-        them (not normative): the macroblocks where the estimate says a mode may pay are decided
-        again closed loop (intra_search.search_modes), starting from `latent`, frame x coded
-        without modes (`y`: its analysis), and the levels it decides are coded."""
-        recon = self._unfiltered(latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
-        candidates = self._candidates(x, prediction, recon, coding.qp)
-        modes = np.zeros(candidates.shape, dtype=np.int64)
-        if not candidates.any():
-            return replace(field, modes=modes), latent
-        levels = self.latent.from_symbols(latent.symbols)
-        start = IntraDecision(modes, self.latent.scaled(y, coding.qp), levels, recon)
-        bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
-        quantise = coding.quantiser(self.transform, latent.buckets)
-        decision = search_modes(x, quantise, start, intra_blocks.mode_bits, bases, candidates)
-        return replace(field, modes=decision.modes), coding.encode_decided(
-            decision.scaled, decision.levels, x
-        )
 
     def _candidates(
         self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int
