@@ -146,6 +146,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "adaptive_tables": params.adaptive_tables.value,
         "compact_records": params.compact_records.value,
         "intra_blocks": params.intra_blocks.value,
+        "deep_references": params.deep_references.value,
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -196,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         "--compact-records", choices=["auto", "off"], default="auto", help="as nvenc's option"
     )
     parser.add_argument("--intra-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
+    parser.add_argument(
+        "--deep-references", choices=["auto", "off"], default="auto", help="as nvenc's option"
+    )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -214,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             adaptive_tables=ToolMode(args.adaptive_tables),
             compact_records=ToolMode(args.compact_records),
             intra_blocks=ToolMode(args.intra_blocks),
+            deep_references=ToolMode(args.deep_references),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

@@ -346,6 +346,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("adaptive_tables", "--adaptive-tables"),
                 ("compact_records", "--compact-records"),
                 ("intra_blocks", "--intra-blocks"),
+                ("deep_references", "--deep-references"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"

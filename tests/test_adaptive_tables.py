@@ -108,7 +108,8 @@ def test_adaptive_tables_need_version_2_11_which_also_has_offsets_and_skipped_ed
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 13)),  # 2.12: compact records too, 2.13 intra blocks
+        (CodingParams(), (2, 14)),  # 2.12: compact records too, 2.13 intra blocks, 2.14 deep references
+        (CodingParams(deep_references=ToolMode.OFF), (2, 13)),
         (CodingParams(intra_blocks=ToolMode.OFF), (2, 12)),
         (CodingParams(compact_records=ToolMode.OFF), (2, 11)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),

@@ -193,6 +193,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     "as the encoder decides, on every stream with compact records in auto (off: readable by 2.12 "
     "decoders, and faster).",
 )
+@click.option(
+    "--deep-references",
+    "deep_references",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="Decoded frames are kept in 10-bit levels for the frames that copy them (the output stays "
+    "8-bit), on every stream with intra blocks in auto (off: readable by 2.13 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -234,6 +243,7 @@ def command(
     adaptive_tables: str,
     compact_records: str,
     intra_blocks: str,
+    deep_references: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -265,6 +275,7 @@ def command(
         adaptive_tables=ToolMode(adaptive_tables),
         compact_records=ToolMode(compact_records),
         intra_blocks=ToolMode(intra_blocks),
+        deep_references=ToolMode(deep_references),
     )
     job = EncodeJob(
         input=input,

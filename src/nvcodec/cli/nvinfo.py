@@ -34,13 +34,14 @@ def _header_lines(info: StreamInfo) -> list[str]:
 
 def _tool_names(h: Header) -> list[str]:
     """The tools the header allows: its bits, then skipped edges (2.9), prediction offsets (2.10),
-    adaptive tables (2.11) and intra blocks (2.13), which the version implies (the compact records
-    of 2.12 are framing, not a coding tool)."""
+    adaptive tables (2.11), intra blocks (2.13) and 10-bit references (2.14), which the version
+    implies (the compact records of 2.12 are framing, not a coding tool)."""
     implied = [
         ("skip_edges", h.skip_edges),
         ("prediction_offsets", h.prediction_offsets),
         ("adaptive_tables", h.adaptive_tables),
         ("intra_blocks", h.intra_blocks),
+        ("deep_references", h.deep_references),
     ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
@@ -107,6 +108,7 @@ def _as_json(info: StreamInfo) -> str:
             "adaptive_tables": h.adaptive_tables,
             "compact_records": h.compact_records,
             "intra_blocks": h.intra_blocks,
+            "deep_references": h.deep_references,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

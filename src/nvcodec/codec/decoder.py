@@ -59,7 +59,7 @@ class Decoder(FrameLoop):
         enhance: bool = True,
     ) -> None:
         check_weights(header, weights)
-        super().__init__(weights, device, dtype, header.width, header.height, header.adaptive_tables)
+        super().__init__(weights, device, dtype, header)
         self.header = header
         self.apply_enhancement = enhance
         wp, hp = padded_size(header.width, header.height)
@@ -90,7 +90,9 @@ class Decoder(FrameLoop):
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
             stream, qp = record.substreams[0], record.qp
             predicted = bool(self.header.tools & Tools.INTRA_PREDICTION)
-            out = self.model.intra.decode(stream, self._shape, qp, self.tables, like, has_shifts, predicted)
+            out = self.model.intra.decode(
+                stream, self._shape, qp, self.tables, like, has_shifts, predicted, self.bits
+            )
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
@@ -109,8 +111,9 @@ class Decoder(FrameLoop):
                 has_intra_blocks=self.header.intra_blocks,
                 refine=refine,
                 table=self.latent_table(record.qp),
+                bits=self.bits,
             )
-        x_hat = out.x_hat  # on the 8-bit grid: deblock() rounds
+        x_hat = out.x_hat  # on the grid of self.bits: deblock() rounds
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = self.picture_of(x_hat, self.enhanced(x_hat) if enhance else None)

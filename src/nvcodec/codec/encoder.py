@@ -129,6 +129,12 @@ def intra_blocks_possible(params: CodingParams) -> bool:
     return compact_records_possible(params) and params.intra_blocks != ToolMode.OFF
 
 
+def deep_references_possible(params: CodingParams) -> bool:
+    """Whether reconstructions are kept in 10-bit levels (then the stream is version 2.14, which
+    has every tool of 2.13; an all-intra stream, which has no references, stays older)."""
+    return intra_blocks_possible(params) and params.deep_references != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -164,6 +170,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         adaptive_tables=adaptive_tables_possible(params),
         compact_records=compact_records_possible(params),
         intra_blocks=intra_blocks_possible(params),
+        deep_references=deep_references_possible(params),
     )
 
 
@@ -190,7 +197,7 @@ class Encoder(FrameLoop):
         length), for rate control to plan with when info.frame_count is None. `header_counted`:
         the header's bits count against the target (false for a segment after the first)."""
         self.header = header_for(weights, params, info)
-        super().__init__(weights, device, dtype, info.width, info.height, self.header.adaptive_tables)
+        super().__init__(weights, device, dtype, self.header)
         self.params = params
         self.table_shifts = table_shifts_possible(params)
         self.intra_prediction = intra_prediction_possible(params)
@@ -227,7 +234,7 @@ class Encoder(FrameLoop):
             self.filter_decider.reset()
         else:
             out, flags = self._encode_inter(x, plan)
-            streams, x_hat = out.streams, out.x_hat  # on the 8-bit grid: deblock() rounds
+            streams, x_hat = out.streams, out.x_hat  # on the grid of self.bits: deblock() rounds
         shown = self._enhancement(x_hat, x)
         if shown is not None:
             flags |= FrameFlags.ENHANCE
@@ -267,7 +274,9 @@ class Encoder(FrameLoop):
         return out, plan
 
     def _intra(self, x: torch.Tensor, qp: int) -> IntraOutput:
-        return self.model.intra.encode(x, qp, self.tables, self.table_shifts, self.intra_prediction)
+        return self.model.intra.encode(
+            x, qp, self.tables, self.table_shifts, self.intra_prediction, self.bits
+        )
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))
@@ -361,8 +370,14 @@ class Encoder(FrameLoop):
         return np.zeros(macroblock_grid(tuple(x.shape)), dtype=np.int64) if self.header.intra_blocks else None
 
     def _latent_options(self, table: np.ndarray | None) -> dict:
-        """How a P frame's latent is coded: shifts allowed or not, its edges, its tables."""
-        return {"shifts_allowed": self.table_shifts, "skip_edges": self.header.skip_edges, "table": table}
+        """How a P frame's latent is coded and its reconstruction finished: shifts allowed or not,
+        its tables, its edges, its levels."""
+        return {
+            "shifts_allowed": self.table_shifts,
+            "table": table,
+            "skip_edges": self.header.skip_edges,
+            "bits": self.bits,
+        }
 
     def _enhancement(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor | None:
         """The enhanced picture when the frame is flagged for enhancement, else None."""

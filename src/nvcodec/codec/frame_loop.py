@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
 from nvcodec.entropy.adaptation import TableAdaptation
 from nvcodec.errors import InputError
 from nvcodec.frame import Frame
@@ -28,6 +28,7 @@ from nvcodec.models.nvc import NvcModel
 from nvcodec.weights import Weights
 
 CPU = torch.device("cpu")
+DEEP_BITS = 10  # the levels of reconstructions from version 2.14 (bitstream_spec.md 7.6)
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "fp64": torch.float64}
 
 
@@ -116,7 +117,7 @@ def picture_signature(frame: Frame) -> int:
 class Reference:
     """What frame t is predicted from: the decoded frame t-1 and the symbols its coding left."""
 
-    picture: InterpolatedFrame  # x_hat_{t-1} on the 8-bit grid, interpolated for motion compensation
+    picture: InterpolatedFrame  # x_hat_{t-1}, interpolated for motion compensation
     symbols: np.ndarray  # latent symbols of frame t-1 (C, H, W) int64
 
 
@@ -139,26 +140,20 @@ class Picture:
 
 class FrameLoop:
     """The model placed for coding, its tables, and the reference state across frames: the
-    reference picture and symbols, and (`adaptive`, 2.11) the counts that adapt P frames' tables."""
+    reference picture and symbols, and (adaptive tables, 2.11) the counts that adapt P frames'
+    tables; reconstructions in 10-bit levels from 2.14 (`bits`), else 8-bit ones."""
 
-    def __init__(
-        self,
-        weights: Weights,
-        device: torch.device,
-        dtype: torch.dtype,
-        width: int,
-        height: int,
-        adaptive: bool = False,
-    ) -> None:
+    def __init__(self, weights: Weights, device: torch.device, dtype: torch.dtype, header: Header) -> None:
         self.weights = weights
         if device.type == "cuda" and dtype == torch.float32:
             exact_float32_on_cuda()
         self.model: NvcModel = weights.model.place(device, dtype)
         self.tables = self.model.probability_tables()
         self.device, self.dtype = device, dtype
-        self.width, self.height = width, height
+        self.width, self.height = header.width, header.height
         self.reference: Reference | None = None
-        self.adaptation = TableAdaptation(self.tables) if adaptive else None
+        self.adaptation = TableAdaptation(self.tables) if header.adaptive_tables else None
+        self.bits = DEEP_BITS if header.deep_references else 8
         self.index = 0
 
     def latent_table(self, qp: int) -> np.ndarray | None:
@@ -176,11 +171,12 @@ class FrameLoop:
                 self.adaptation.reset()
             else:
                 self.adaptation.add(record.qp, latent.symbols, latent.buckets)
-        self.reference, self.index = Reference(InterpolatedFrame(x_hat), latent.symbols), self.index + 1
+        picture = InterpolatedFrame(x_hat, self.bits)
+        self.reference, self.index = Reference(picture, latent.symbols), self.index + 1
 
     def to_frame(self, x: torch.Tensor) -> Frame:
         """An 8-bit picture of the true size from a frame tensor."""
-        return tensor_to_frame(x, self.width, self.height)
+        return tensor_to_frame(x, self.width, self.height, self.bits)
 
     def picture_of(self, x_hat: torch.Tensor, shown: torch.Tensor | None) -> Picture:
         """The pictures of a reconstruction and of its enhanced version (None: not enhanced)."""
@@ -188,5 +184,5 @@ class FrameLoop:
         return Picture(recon, recon if shown is None else self.to_frame(shown))
 
     def enhanced(self, x_hat: torch.Tensor) -> torch.Tensor:
-        """The out-of-loop enhancement of an 8-bit reconstruction, back on the 8-bit grid."""
+        """The out-of-loop enhancement of a reconstruction, on the 8-bit grid."""
         return quantize_pixels(self.model.enhancer(x_hat))

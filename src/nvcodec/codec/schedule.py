@@ -80,6 +80,7 @@ class CodingParams:
     adaptive_tables: ToolMode = ToolMode.AUTO  # P frames' latent tables adapt (auto or off)
     compact_records: ToolMode = ToolMode.AUTO  # records with varint lengths (auto: always; or off)
     intra_blocks: ToolMode = ToolMode.AUTO  # P-frame macroblocks may be intra predicted (auto or off)
+    deep_references: ToolMode = ToolMode.AUTO  # references kept in 10-bit levels (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -107,6 +108,8 @@ class CodingParams:
             raise InputError("--compact-records is auto or off (auto: on every stream)")
         if self.intra_blocks == ToolMode.ON:
             raise InputError("--intra-blocks is auto or off (auto: the encoder decides per macroblock)")
+        if self.deep_references == ToolMode.ON:
+            raise InputError("--deep-references is auto or off (auto: on every stream with P frames)")
 
 
 @dataclass(frozen=True)

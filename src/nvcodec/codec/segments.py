@@ -21,6 +21,7 @@ from nvcodec.codec.encoder import (
     Encoder,
     adaptive_tables_possible,
     compact_records_possible,
+    deep_references_possible,
     header_for,
     intra_blocks_possible,
     prediction_offsets_possible,
@@ -86,14 +87,15 @@ def _segment_encoder(
         count = period if count is None else min(period, count)
     local = replace(info, frame_count=count)
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
-    # offsets and adapt their tables, whether records are compact and whether P frames may have
-    # intra blocks (no record bit does)
+    # offsets and adapt their tables, whether records are compact, whether P frames may have
+    # intra blocks and whether references are kept in 10-bit levels (no record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
         adaptive_tables=params.adaptive_tables if adaptive_tables_possible(params) else ToolMode.OFF,
         compact_records=params.compact_records if compact_records_possible(params) else ToolMode.OFF,
         intra_blocks=params.intra_blocks if intra_blocks_possible(params) else ToolMode.OFF,
+        deep_references=params.deep_references if deep_references_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

@@ -3,9 +3,10 @@
 A vector (vx, vy) is in quarter luma pixels; block b of 16x16 luma pixels (8x8 chroma) is
 predicted by reading the reference at (x + vx/4, y + vy/4) in luma and (x + vx/8, y + vy/8) in
 chroma. Fractional positions are interpolated with separable filters, horizontally then
-vertically, on the reference's 8-bit levels in 32-bit integers, then rounded to 1/64 of a level:
-pred = clip((sum + 32) >> 6, 0, 255 * 64) (HEVC's 14-bit intermediate precision), and
-pred / (255 * 64) is the prediction. A P frame uses one of two filter sets (bitstream_spec.md 7.9):
+vertically, on the reference's levels in 32-bit integers, then rounded to 1/64 of a level:
+pred = clip((sum + 32) >> 6, 0, 255 * 64) on a reference of 8-bit levels (HEVC's 14-bit
+intermediate precision), (sum + 128) >> 8 on one of 10-bit levels (quarter levels, version 2.14),
+and pred / (255 * 64) is the prediction. A P frame uses one of two filter sets (bitstream_spec.md 7.9):
 HEVC's (8 taps, quarter pel for luma; 4 taps, eighth pel for chroma), or, on frames flagged for
 them, the six-tap set: H.264's half-pel filter (1, -5, 20, 20, -5, 1) / 32, quarter positions the
 mean of that and the nearer whole pixel, bilinear chroma (H.264's filters, but for its four diagonal
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, to_fine
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, grid_levels, to_fine
 
 BLOCK = 16  # luma pixels per side of a motion block
 LARGE_BLOCK = 32  # the side on P frames flagged for large blocks (bitstream_spec.md, 4.3)
@@ -90,11 +91,11 @@ def _weighted(patches: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def predict_plane(
-    plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor
+    plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor, extra_bits: int = 0
 ) -> torch.Tensor:
-    """(H, W) int32 prediction, in 1/64 levels, of an int32 plane of 8-bit levels from (Hb, Wb, 2)
-    integer vectors in 1/len(filters) pixels, blocks of size x size; `filters` (phases, taps) sum
-    to 64."""
+    """(H, W) int32 prediction, in 1/64 levels, of an int32 plane of (8 + extra_bits)-bit levels
+    from (Hb, Wb, 2) integer vectors in 1/len(filters) pixels, blocks of size x size; `filters`
+    (phases, taps) sum to 64."""
     phases, taps = filters.shape
     before = taps // 2 - 1
     h, w = plane.shape
@@ -106,11 +107,11 @@ def predict_plane(
     rows, cols = _reads(whole, size, span, h, 0), _reads(whole, size, span, w, 1)  # (Hb, Wb, S)
     patch = plane[rows[..., :, None], cols[..., None, :]]  # (Hb, Wb, S, S)
     if taps == 1:
-        return (patch << FINE_BITS).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+        return (patch << (FINE_BITS - extra_bits)).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
     wx, wy = filters[frac[..., 0]], filters[frac[..., 1]]  # (Hb, Wb, taps)
     across = _weighted(patch.unfold(3, taps, 1), wx)  # (Hb, Wb, S, size)
     down = _weighted(across.unfold(2, taps, 1), wy)  # (Hb, Wb, size, size)
-    return _rounded(down).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
+    return _rounded(down, extra_bits).permute(0, 2, 1, 3).reshape(hb * size, wb * size)[:h, :w]
 
 
 def _split(vectors: torch.Tensor, phases: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -127,9 +128,11 @@ def _reads(whole: torch.Tensor, size: int, span: torch.Tensor, limit: int, axis:
     return (origin[..., None] + whole[..., 1 - axis, None] + span).clamp(0, limit - 1)
 
 
-def _rounded(sums: torch.Tensor) -> torch.Tensor:
-    """Two passes of taps (2^12 times the level) to 1/64 levels, rounded and clamped."""
-    return ((sums + (1 << (SHIFT - 1))) >> SHIFT).clamp(0, FINE_PEAK)
+def _rounded(sums: torch.Tensor, extra_bits: int) -> torch.Tensor:
+    """Two passes of taps over levels of 8 + extra_bits bits (2^(12 + extra_bits) times the
+    8-bit level) to 1/64 levels, rounded and clamped."""
+    shift = SHIFT + extra_bits
+    return ((sums + (1 << (shift - 1))) >> shift).clamp(0, FINE_PEAK)
 
 
 # The search reads pre-filtered luma phases up to this many pixels (4K UHD: 16 phases of int16,
@@ -143,7 +146,7 @@ class LumaPhases:
     filters reach (further out, every tap reads the border): reading it at a block's vector gives
     exactly what predict_plane computes for that block."""
 
-    def __init__(self, plane: torch.Tensor, filters: torch.Tensor) -> None:
+    def __init__(self, plane: torch.Tensor, filters: torch.Tensor, extra_bits: int = 0) -> None:
         phases, taps = filters.shape
         h, w = plane.shape
         before = taps // 2 - 1
@@ -157,7 +160,9 @@ class LumaPhases:
         self.planes = torch.empty(phases * phases, *extent, dtype=torch.int16, device=plane.device)
         for fy in range(phases):
             for fx, a in enumerate(across):
-                self.planes[fy * phases + fx] = _rounded(_taps_along(a, filters[fy], 0, extent[0]))
+                self.planes[fy * phases + fx] = _rounded(
+                    _taps_along(a, filters[fy], 0, extent[0]), extra_bits
+                )
         self.phases, self.shape = phases, (h, w)
 
     def predict(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
@@ -210,12 +215,14 @@ class Prediction:
 
 
 class InterpolatedFrame:
-    """A decoded reference frame tensor (1, 6, h, w) on the 8-bit grid, ready to be read by block
-    vectors through one filter set (HEVC's eight taps unless read `through` another)."""
+    """A decoded reference frame tensor (1, 6, h, w) on the grid of `bits`-bit levels (8, or 10
+    from version 2.14), ready to be read by block vectors through one filter set (HEVC's eight
+    taps unless read `through` another)."""
 
-    def __init__(self, frame: torch.Tensor) -> None:
+    def __init__(self, frame: torch.Tensor, bits: int = 8) -> None:
         self.frame = frame
-        levels = torch.round(frame.float() * 255).to(torch.int32)
+        self.extra_bits = bits - 8
+        levels = grid_levels(frame, bits)
         self.luma = F.pixel_shuffle(levels[:, :4], 2)[0, 0]
         self.chroma = levels[0, 4:]
         self._phases: dict[FilterSet, LumaPhases] = {}  # shared with the `through` copies
@@ -238,13 +245,18 @@ class InterpolatedFrame:
         """(H, W) full-resolution luma prediction, on [0, 1] like the frame: what the search
         evaluates, read from the filtered phases where the picture allows them."""
         if self.luma.numel() > PHASE_PIXELS:
-            return from_fine(predict_plane(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
+            return from_fine(self._predict(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
         if self.filters not in self._phases:
-            self._phases[self.filters] = LumaPhases(self.luma, self.luma_filters)
+            self._phases[self.filters] = LumaPhases(self.luma, self.luma_filters, self.extra_bits)
         return from_fine(self._phases[self.filters].predict(vectors, block), self.frame.dtype)
 
     def predict(self, vectors: torch.Tensor, block: int) -> Prediction:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""
-        y = F.pixel_unshuffle(predict_plane(self.luma, vectors, block, self.luma_filters)[None, None], 2)
-        uv = [predict_plane(c, vectors, block // 2, self.chroma_filters) for c in self.chroma]
+        y = F.pixel_unshuffle(self._predict(self.luma, vectors, block, self.luma_filters)[None, None], 2)
+        uv = [self._predict(c, vectors, block // 2, self.chroma_filters) for c in self.chroma]
         return Prediction.exact(torch.cat([y, torch.stack(uv)[None]], dim=1), self.frame.dtype)
+
+    def _predict(
+        self, plane: torch.Tensor, vectors: torch.Tensor, size: int, filters: torch.Tensor
+    ) -> torch.Tensor:
+        return predict_plane(plane, vectors, size, filters, self.extra_bits)

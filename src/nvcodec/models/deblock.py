@@ -1,14 +1,15 @@
 """The in-loop deblocking filter: smooths block edges where the step, not the picture, made them.
 
 The reconstruction arrives in integer 1/64 levels (the exact prediction plus the synthesised
-residual rounded to 1/64, bitstream_spec.md 7.6), clamped to 0..255 << 6. The filter works on
-those integers and only its result is rounded to 8-bit levels, by the integer rule
-(F + 32) >> 6. So every device and float precision that agrees on the 1/64 levels agrees on the
-result (a float rounding of (prediction + residual) * 255 would meet exact ties wherever the
-residual is zero and the prediction ends in half a level, and break them by the last bit of each
-machine's arithmetic), and the filter sees the reconstruction before its rounding, which is worth
-about 0.5% of the rate. Across every edge of the 8x8 luma and 4x4 chroma transform blocks (and so
-of the 16x16 motion blocks), with p1 p0 | q0 q1 the two values on each side:
+residual rounded to 1/64, bitstream_spec.md 7.6), clamped to 0..255 << 6. The filter works on those
+integers and only its result is rounded to the reference's levels, by the integer rule (F + 32) >>
+6 for 8-bit levels or (F + 8) >> 4 for 10-bit ones (version 2.14). So every device and float
+precision that agrees on the 1/64 levels agrees on the result (a float rounding of (prediction +
+residual) * 255 would meet exact ties wherever the residual is zero and the prediction ends in half
+a level, and break them by the last bit of each machine's arithmetic), and the filter sees the
+reconstruction before its rounding, which is worth about 0.5% of the rate. Across every edge of the
+8x8 luma and 4x4 chroma transform blocks (and so of the 16x16 motion blocks), with p1 p0 | q0 q1
+the two values on each side:
 
     filtered where |p0 - q0| < ALPHA[qp], |p1 - p0| < BETA[qp] and |q1 - q0| < BETA[qp]:
     delta = clip((4 (q0 - p0) + (p1 - q1) + 4) >> 3, -TC[qp], TC[qp]);  p0 += delta;  q0 -= delta
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nvcodec.models.layout import FINE_BITS, from_planes, to_planes
+from nvcodec.models.layout import FINE_BITS, from_planes, grid_scale, to_planes
 
 QPS = 64
 ONE = 1 << FINE_BITS
@@ -89,12 +90,16 @@ def _filter_plane(plane: torch.Tensor, spacing: int, qp: int, edges: Edges | Non
     return _filter_columns(_filter_columns(plane, spacing, qp, vertical).t(), spacing, qp, horizontal).t()
 
 
-def deblock(fine: torch.Tensor, qp: int, dtype: torch.dtype, edges: Edges | None = None) -> torch.Tensor:
-    """The (1, 6, h, w) frame tensor of `dtype` on the 8-bit grid from int32 1/64 levels, with its
-    block edges filtered: all of them, or those `edges` chose."""
+def deblock(
+    fine: torch.Tensor, qp: int, dtype: torch.dtype, edges: Edges | None = None, bits: int = 8
+) -> torch.Tensor:
+    """The (1, 6, h, w) frame tensor of `dtype` on the grid of `bits`-bit levels (8, or 10 from
+    version 2.14) from int32 1/64 levels, with its block edges filtered: all of them, or those
+    `edges` chose."""
     fine = fine.clamp(0, 255 * ONE)
     edges = None if edges is None else edges.to(fine.device)
     planes = [_filter_plane(p[0], n, qp, edges)[None] for p, n in zip(to_planes(fine), (8, 4, 4))]
     out = from_planes(planes)
-    levels = ((out + ONE // 2) >> FINE_BITS).clamp(0, 255)
-    return (levels.float() / 255).to(dtype)
+    shift = FINE_BITS - (bits - 8)
+    levels = ((out + (1 << (shift - 1))) >> shift).clamp(0, grid_scale(bits))
+    return (levels.float() / grid_scale(bits)).to(dtype)

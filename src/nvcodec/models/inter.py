@@ -4,7 +4,8 @@ x~ = MC(x_hat_{t-1}, vectors) + offsets    (from 2.10 a whole-level offset per p
                                             refined by ConFRE's in-loop filter)
 y  = A(x - x~) + C_a(E(x~))                 C_a, C_s start at zero: plain residual coding
 x_hat = deblock(x~ + S(y_hat + C_s(E(x~))))  the sum in integer 1/64 levels (models.deblock),
-                                            from 2.9 on the edges that residual or motion made
+                                            from 2.9 on the edges that residual or motion made,
+                                            from 2.14 rounded to 10-bit levels, not 8
 """
 
 from __future__ import annotations
@@ -85,12 +86,14 @@ class InterOutput:
 @dataclass(frozen=True)
 class Unmoded:
     """What a P frame coded with an empty intra blocks' map leaves for their search: its
-    prediction, its analysis, how its latent is coded and whether its edges are skipped."""
+    prediction, its analysis, how its latent is coded, whether its edges are skipped and the
+    levels of its reconstruction."""
 
     prediction: Prediction
     y: torch.Tensor
     coding: _LatentCoding
     skip_edges: bool
+    bits: int
 
 
 def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
@@ -186,10 +189,12 @@ class InterCoder(nn.Module):
         qp: int,
         edges: Edges | None = None,
         modes: np.ndarray | None = None,
+        bits: int = 8,
     ) -> torch.Tensor:
         """x_hat = deblock(x~ + S(y_hat + C_s(E(x~)))), the residual rounded to 1/64 levels, the
-        intra blocks' shapes added (`modes`, 2.13), the filter on every edge or on `edges`."""
-        return deblock(self._unfiltered(y_hat, prediction, modes), qp, y_hat.dtype, edges)
+        intra blocks' shapes added (`modes`, 2.13), the filter on every edge or on `edges`, the
+        result on the grid of `bits`-bit levels (10 from 2.14)."""
+        return deblock(self._unfiltered(y_hat, prediction, modes), qp, y_hat.dtype, edges, bits)
 
     def _unfiltered(
         self, y_hat: torch.Tensor, prediction: Prediction, modes: np.ndarray | None
@@ -353,20 +358,22 @@ class InterCoder(nn.Module):
         shifts_allowed: bool,
         skip_edges: bool,
         table: np.ndarray | None = None,
+        bits: int = 8,
     ) -> InterOutput:
         """Code frame x with the motion the encoder chose (`search`, `flat_blocks`,
         `split_blocks`, `prediction_offsets`); `refine` is the in-loop filter when used; table shifts allowed or not;
         deblocking on every edge or (`skip_edges`, 2.9) on the motion's edges; `table`: the
         latent's table indices when adapted (2.11), else the fitted ones; `field.modes`: None (no
-        intra blocks' map) or an empty map, which `with_intra_blocks` may fill (2.13)."""
+        intra blocks' map) or an empty map, which `with_intra_blocks` may fill (2.13); `bits`:
+        the levels of the reconstruction (10 from 2.14)."""
         assert field.modes is None or not field.modes.any(), "the modes are with_intra_blocks' to decide"
         prediction = self._prediction(reference, field, refine)
         y = self.analysis(x, prediction)
         coding = _LatentCoding(self.latent, qp, tables, previous, shifts_allowed, table)
         latent = coding.encode(y)
-        x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges)
+        x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges, bits)
         stream = self.motion.encode(field, qp, tables)
-        unmoded = None if field.modes is None else Unmoded(prediction, y, coding, skip_edges)
+        unmoded = None if field.modes is None else Unmoded(prediction, y, coding, skip_edges, bits)
         return InterOutput(x_hat, field, latent, stream, unmoded)
 
     @torch.no_grad()
@@ -389,15 +396,22 @@ class InterCoder(nn.Module):
         decision = search_modes(x, quantise, begin, intra_blocks.mode_bits, bases, candidates)
         field = replace(out.field, modes=decision.modes)
         latent = coding.encode_decided(decision.scaled, decision.levels, x)
-        x_hat = self._reconstruction(latent, prediction, field, coding.qp, start.skip_edges)
+        x_hat = self._reconstruction(latent, prediction, field, coding.qp, start.skip_edges, start.bits)
         return InterOutput(x_hat, field, latent, self.motion.encode(field, coding.qp, coding.tables))
 
     def _reconstruction(
-        self, latent: LatentResult, prediction: Prediction, field: MotionField, qp: int, skip_edges: bool
+        self,
+        latent: LatentResult,
+        prediction: Prediction,
+        field: MotionField,
+        qp: int,
+        skip_edges: bool,
+        bits: int,
     ) -> torch.Tensor:
-        """The synthesis deblocked on every edge, or (`skip_edges`, 2.9) on the frame's own."""
+        """The synthesis deblocked on every edge, or (`skip_edges`, 2.9) on the frame's own, on
+        the grid of `bits`-bit levels."""
         edges = p_frame_edges(latent.symbols, field) if skip_edges else None
-        return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes)
+        return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes, bits)
 
     def _candidates(
         self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int
@@ -452,13 +466,14 @@ class InterCoder(nn.Module):
         has_intra_blocks: bool,
         refine: Refine | None = None,
         table: np.ndarray | None = None,
+        bits: int = 8,
     ) -> InterOutput:
         """Read a P frame's two substreams and rebuild it from the reference (motion blocks of
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
         `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
         substream starts with prediction offsets, 2.10; `has_intra_blocks`: it ends with the
-        intra blocks' map, 2.13; `table`: as encode's)."""
+        intra blocks' map, 2.13; `table`, `bits`: as encode's)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
@@ -477,4 +492,6 @@ class InterCoder(nn.Module):
         latent = self.latent.decode(
             streams[1], latent_positions(shape), qp, tables, like, previous, has_shifts, table
         )
-        return InterOutput(self._reconstruction(latent, prediction, field, qp, skip_edges), field, latent)
+        return InterOutput(
+            self._reconstruction(latent, prediction, field, qp, skip_edges, bits), field, latent
+        )

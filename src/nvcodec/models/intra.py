@@ -45,27 +45,31 @@ class IntraCoder(nn.Module):
         tables: ProbabilityTables,
         shifts_allowed: bool = False,
         predicted: bool = False,
+        bits: int = 8,
     ) -> IntraOutput:
         """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
-        intra prediction, the mode map first in the substream)."""
+        intra prediction, the mode map first in the substream), reconstructed on the grid of
+        `bits`-bit levels."""
         if not predicted:
             latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
-            return IntraOutput(self.reconstruct(latent.y_hat, qp), latent)
+            return IntraOutput(self.reconstruct(latent.y_hat, qp, None, bits), latent)
         decision = decide_modes(x, self.transform, self.latent, qp, tables)
         encoder = SymbolEncoder(tables)
         intra_prediction.write_modes(encoder, decision.modes)
         latent = self.latent.encode_decided(
             decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed
         )
-        return IntraOutput(self.reconstruct(latent.y_hat, qp, decision.modes), latent, decision.modes)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, decision.modes, bits), latent, decision.modes)
 
-    def reconstruct(self, y_hat: torch.Tensor, qp: int, modes: np.ndarray | None = None) -> torch.Tensor:
+    def reconstruct(
+        self, y_hat: torch.Tensor, qp: int, modes: np.ndarray | None = None, bits: int = 8
+    ) -> torch.Tensor:
         """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first, each block's
-        prediction added along the way when there are `modes`."""
+        prediction added along the way when there are `modes`, on the grid of `bits`-bit levels."""
         fine = to_fine(self.transform.synthesis(y_hat))
         if modes is not None:
             fine = intra_prediction.reconstruct(fine, modes)
-        return deblock(fine, qp, y_hat.dtype)
+        return deblock(fine, qp, y_hat.dtype, bits=bits)
 
     @torch.no_grad()
     def decode(
@@ -77,10 +81,11 @@ class IntraCoder(nn.Module):
         like: torch.Tensor,
         has_shifts: bool = False,
         predicted: bool = False,
+        bits: int = 8,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
         `has_shifts`: its latent starts with table shifts; `predicted`: the substream starts
-        with the intra prediction's mode map."""
+        with the intra prediction's mode map; `bits`: the levels of its reconstruction."""
         positions = latent_positions(frame_shape)
         decoder = SymbolDecoder(tables, stream)
         modes = (
@@ -90,4 +95,4 @@ class IntraCoder(nn.Module):
         )
         latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
         decoder.finish()
-        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes), latent, modes)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes, bits), latent, modes)

@@ -93,14 +93,29 @@ def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
     return spread_blocks(planes, half, h, w).to(torch.int32)
 
 
+def grid_scale(bits: int) -> int:
+    """The top level of a picture of `bits`-bit levels: 255 for 8 bits, 1020 for 10 (quarters of
+    the 8-bit levels, as 10-bit video relates to 8-bit)."""
+    return 255 << (bits - 8)
+
+
+def grid_levels(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """int32 levels of a tensor on the grid of `bits`-bit levels (exact in every float precision:
+    fp16 holds each 10-bit level within a quarter of its spacing)."""
+    return torch.round(x.float() * grid_scale(bits)).to(torch.int32)
+
+
 def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
     """Round to the 8-bit grid (values stay in [0, 1]); what a decoder outputs."""
     return torch.round(x.clamp(0, 1) * 255) / 255
 
 
-def tensor_to_frame(x: torch.Tensor, width: int, height: int) -> Frame:
-    """The 8-bit frame of a (1, 6, h, w) tensor, cropped to width x height."""
-    q = torch.round(x.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu()
+def tensor_to_frame(x: torch.Tensor, width: int, height: int, bits: int = 8) -> Frame:
+    """The 8-bit frame of a (1, 6, h, w) tensor on the grid of `bits`-bit levels, cropped to
+    width x height: finer levels round half up, in integers (bitstream_spec.md 7.6)."""
+    extra = bits - 8
+    q = grid_levels(x.detach().clamp(0, 1), bits)
+    q = ((q + ((1 << extra) >> 1)) >> extra).to(torch.uint8).cpu()
     y = F.pixel_shuffle(q[:, :4], 2)[0, 0, :height, :width].numpy()
     cw, ch = (width + 1) // 2, (height + 1) // 2
     u = q[0, 4, :ch, :cw].numpy()
