@@ -39,6 +39,20 @@ def test_phases_read_what_the_decoder_filters(filters, size, reach):
         assert torch.equal(phases.predict(vectors, size), predict_plane(plane, vectors, size, bank))
 
 
+@pytest.mark.parametrize("filters", [HEVC_FILTERS, SIX_TAP_FILTERS], ids=lambda f: f.name)
+def test_phases_read_10_bit_levels_as_the_decoder_filters_them(filters):
+    """Version 2.14's references: quarter levels, each pass's sum shifted two bits further."""
+    g = torch.Generator().manual_seed(11)
+    plane = torch.randint(0, 1021, (40, 56), generator=g, dtype=torch.int32)
+    bank = torch.tensor(filters.luma, dtype=torch.int32)
+    phases = LumaPhases(plane, bank, extra_bits=2)
+    for seed in range(3):
+        vectors = _vectors(40, 56, 16, 90, seed)
+        expected = predict_plane(plane, vectors, 16, bank, extra_bits=2)
+        assert torch.equal(phases.predict(vectors, 16), expected)
+        assert expected.min() >= 0 and expected.max() <= 255 * 64
+
+
 def test_whole_pixel_vectors_read_the_levels_at_64_times():
     plane = _plane(32, 48, seed=5)
     bank = torch.tensor(HEVC_FILTERS.luma, dtype=torch.int32)

@@ -14,7 +14,7 @@ from nvcodec.bitstream import BitstreamReader, FrameType
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.models.compensation import HEVC_FILTERS, SIX_TAP_FILTERS, InterpolatedFrame
-from nvcodec.models.deblock import deblock
+from nvcodec.models.deblock import deblock, rounded_levels
 from nvcodec.models.layout import grid_levels, tensor_to_frame
 
 
@@ -55,13 +55,26 @@ def test_fp16_holds_every_10_bit_level():
     assert torch.equal(grid_levels((levels.float() / 1020).half(), 10), levels)
 
 
-def test_deblocking_rounds_to_10_bit_levels_by_the_integer_rule():
-    """At qp 0 nothing is filtered: the result is the rounding alone, (F + 8) >> 4, ties up."""
-    fine = torch.randint(0, 255 * 64 + 1, (1, 6, 8, 8), generator=torch.Generator().manual_seed(3))
-    fine[..., 0, 0] = 100 * 16 + 8  # half a 10-bit level
-    out = deblock(fine.to(torch.int32), 0, torch.float32, bits=10)
-    assert torch.equal(grid_levels(out, 10), ((fine + 8) >> 4).to(torch.int32))
-    assert grid_levels(out, 10)[0, 0, 0, 0] == 101
+def test_10_bit_levels_are_the_nearest_that_round_to_the_8_bit_level():
+    """(F + 8) >> 4, ties up, except the 1/64 remainders 24..31, which would round up in 8 bits
+    from a level that (F + 32) >> 6 rounds down: they stay one quarter lower."""
+    fine = torch.arange(0, 255 * 64 + 1, dtype=torch.int32)
+    deep, eight = rounded_levels(fine, 10), rounded_levels(fine, 8)
+    assert torch.equal(eight, (fine + 32) >> 6)
+    assert torch.equal((deep + 2) >> 2, eight)
+    moved = (fine % 64 >= 24) & (fine % 64 < 32)
+    assert torch.equal(deep, ((fine + 8) >> 4) - moved.int())
+    assert ((deep * 16 - fine).abs() <= 15).all()  # within a quarter level less 1/64
+
+
+@pytest.mark.parametrize("qp", [0, 22, 37, 51])
+def test_the_8_bit_picture_of_a_deep_reconstruction_is_the_8_bit_reconstruction(qp):
+    """Deep references change what later frames copy, never what a frame shows."""
+    fine = torch.randint(0, 255 * 64 + 1, (1, 6, 16, 24), generator=torch.Generator().manual_seed(qp))
+    fine = fine.to(torch.int32)
+    deep, eight = deblock(fine, qp, torch.float32, bits=10), deblock(fine, qp, torch.float32)
+    assert tensor_to_frame(deep, 48, 32, 10) == tensor_to_frame(eight, 48, 32, 8)
+    assert not torch.equal(grid_levels(deep, 10), 4 * grid_levels(eight, 8))
 
 
 def test_the_shown_picture_rounds_10_bit_levels_half_up():

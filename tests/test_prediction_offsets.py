@@ -101,7 +101,8 @@ def test_offsets_need_version_2_10_which_also_skips_edges():
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 14)),  # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 10-bit references
+        # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 deep references
+        (CodingParams(), (2, 14)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either

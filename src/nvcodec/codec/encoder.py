@@ -34,7 +34,7 @@ from nvcodec.models.compensation import (
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.intra_prediction import macroblock_grid
-from nvcodec.models.layout import frame_to_tensor, weighted_mse
+from nvcodec.models.layout import frame_to_tensor, shown_levels, weighted_mse
 from nvcodec.models.motion import MotionField
 from nvcodec.weights import Weights
 
@@ -216,7 +216,7 @@ class Encoder(FrameLoop):
             self.rate = make_controller(params.rate, context)
 
     def _distortion(self, x_hat: torch.Tensor, x: torch.Tensor) -> float:
-        """Weighted MSE of the 8-bit picture inside the true (unpadded) frame area."""
+        """Weighted MSE of a picture inside the true (unpadded) frame area."""
         h, w = -(-self.height // 2), -(-self.width // 2)
         return float(weighted_mse(x_hat[..., :h, :w].float(), x[..., :h, :w].float()))
 
@@ -385,6 +385,7 @@ class Encoder(FrameLoop):
         if mode == ToolMode.OFF:
             return None
         shown = self.enhanced(x_hat)
-        if mode == ToolMode.ON or should_enhance(self._distortion(x_hat, x), self._distortion(shown, x)):
+        plain = shown_levels(x_hat, self.bits).float() / 255  # what is shown unenhanced
+        if mode == ToolMode.ON or should_enhance(self._distortion(plain, x), self._distortion(shown, x)):
             return shown
         return None

@@ -2,14 +2,14 @@
 
 The reconstruction arrives in integer 1/64 levels (the exact prediction plus the synthesised
 residual rounded to 1/64, bitstream_spec.md 7.6), clamped to 0..255 << 6. The filter works on those
-integers and only its result is rounded to the reference's levels, by the integer rule (F + 32) >>
-6 for 8-bit levels or (F + 8) >> 4 for 10-bit ones (version 2.14). So every device and float
-precision that agrees on the 1/64 levels agrees on the result (a float rounding of (prediction +
-residual) * 255 would meet exact ties wherever the residual is zero and the prediction ends in half
-a level, and break them by the last bit of each machine's arithmetic), and the filter sees the
-reconstruction before its rounding, which is worth about 0.5% of the rate. Across every edge of the
-8x8 luma and 4x4 chroma transform blocks (and so of the 16x16 motion blocks), with p1 p0 | q0 q1
-the two values on each side:
+integers and only its result is rounded to the reference's levels, by integer rules: (F + 32) >> 6
+for 8-bit levels, and for 10-bit ones (version 2.14) the nearest quarter level that rounds to the
+same 8-bit level (rounded_levels). So every device and float precision that agrees on the 1/64
+levels agrees on the result (a float rounding of (prediction + residual) * 255 would meet exact
+ties wherever the residual is zero and the prediction ends in half a level, and break them by the
+last bit of each machine's arithmetic), and the filter sees the reconstruction before its rounding,
+which is worth about 0.5% of the rate. Across every edge of the 8x8 luma and 4x4 chroma transform
+blocks (and so of the 16x16 motion blocks), with p1 p0 | q0 q1 the two values on each side:
 
     filtered where |p0 - q0| < ALPHA[qp], |p1 - p0| < BETA[qp] and |q1 - q0| < BETA[qp]:
     delta = clip((4 (q0 - p0) + (p1 - q1) + 4) >> 3, -TC[qp], TC[qp]);  p0 += delta;  q0 -= delta
@@ -99,7 +99,21 @@ def deblock(
     fine = fine.clamp(0, 255 * ONE)
     edges = None if edges is None else edges.to(fine.device)
     planes = [_filter_plane(p[0], n, qp, edges)[None] for p, n in zip(to_planes(fine), (8, 4, 4))]
-    out = from_planes(planes)
-    shift = FINE_BITS - (bits - 8)
-    levels = ((out + (1 << (shift - 1))) >> shift).clamp(0, grid_scale(bits))
+    levels = rounded_levels(from_planes(planes), bits)
     return (levels.float() / grid_scale(bits)).to(dtype)
+
+
+def rounded_levels(filtered: torch.Tensor, bits: int) -> torch.Tensor:
+    """Filtered 1/64 levels F as `bits`-bit levels: 8-bit ones L = (F + 32) >> 6; finer ones the
+    nearest, held among those whose 8-bit rounding (half up) is L, so that the 8-bit picture of a
+    deep reconstruction is the 8-bit reconstruction itself (10 bits: (F + 8) >> 4 within
+    4 L - 2 .. 4 L + 1; only 1/64 remainders 24..31 move, one quarter down)."""
+    eight = ((filtered + ONE // 2) >> FINE_BITS).clamp(0, 255)
+    extra = bits - 8
+    if not extra:
+        return eight
+    shift = FINE_BITS - extra
+    nearest = (filtered + (1 << (shift - 1))) >> shift
+    quarter = 1 << extra  # finer levels per 8-bit level
+    lowest, highest = quarter * eight - quarter // 2, quarter * eight + quarter // 2 - 1
+    return torch.minimum(torch.maximum(nearest, lowest), highest).clamp(0, grid_scale(bits))

@@ -110,12 +110,17 @@ def quantize_pixels(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0, 1) * 255) / 255
 
 
-def tensor_to_frame(x: torch.Tensor, width: int, height: int, bits: int = 8) -> Frame:
-    """The 8-bit frame of a (1, 6, h, w) tensor on the grid of `bits`-bit levels, cropped to
-    width x height: finer levels round half up, in integers (bitstream_spec.md 7.6)."""
+def shown_levels(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
+    """The int32 8-bit levels of a tensor on the grid of `bits`-bit levels: finer levels round
+    half up, in integers (bitstream_spec.md 7.11)."""
     extra = bits - 8
-    q = grid_levels(x.detach().clamp(0, 1), bits)
-    q = ((q + ((1 << extra) >> 1)) >> extra).to(torch.uint8).cpu()
+    return (grid_levels(x.detach().clamp(0, 1), bits) + ((1 << extra) >> 1)) >> extra
+
+
+def tensor_to_frame(x: torch.Tensor, width: int, height: int, bits: int = 8) -> Frame:
+    """The 8-bit frame of a (1, 6, h, w) tensor on the grid of `bits`-bit levels (shown_levels),
+    cropped to width x height."""
+    q = shown_levels(x, bits).to(torch.uint8).cpu()
     y = F.pixel_shuffle(q[:, :4], 2)[0, 0, :height, :width].numpy()
     cw, ch = (width + 1) // 2, (height + 1) // 2
     u = q[0, 4, :ch, :cw].numpy()
