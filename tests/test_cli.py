@@ -881,7 +881,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 14), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 15), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
