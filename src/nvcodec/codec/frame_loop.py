@@ -175,7 +175,7 @@ class FrameLoop:
         self.reference, self.index = Reference(picture, latent.symbols), self.index + 1
 
     def to_frame(self, x: torch.Tensor) -> Frame:
-        """An 8-bit picture of the true size from a frame tensor."""
+        """The 8-bit picture, of the true size, of a frame tensor on the grid of this stream's references."""
         return tensor_to_frame(x, self.width, self.height, self.bits)
 
     def picture_of(self, x_hat: torch.Tensor, shown: torch.Tensor | None) -> Picture:
