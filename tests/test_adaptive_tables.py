@@ -8,7 +8,6 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from tests.test_bitstream import derived_header
 from tests.test_codec import HEIGHT, WIDTH, decode, encode_frames, make_weights
 
 from nvcodec.bitstream import FrameType
@@ -28,7 +27,7 @@ from nvcodec.entropy.adaptation import (
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import BUCKETS, CHANNELS
 from nvcodec.entropy.tables import SCALES, build_tables
-from nvcodec.errors import BitstreamError, InputError
+from nvcodec.errors import InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.sample import synthetic_frames
 
@@ -94,15 +93,6 @@ def test_a_context_takes_the_table_of_its_counts_the_others_keep_the_fitted_one(
     assert np.array_equal(adaptation.table(31, fitted), fitted)  # another qp: its own counts
     adaptation.reset()
     assert np.array_equal(adaptation.table(30, fitted), fitted)
-
-
-def test_adaptive_tables_need_version_2_11_which_also_has_offsets_and_skipped_edges():
-    header = derived_header(adaptive_tables=True)
-    assert header.version == (2, 11) and header.prediction_offsets and header.skip_edges
-    assert derived_header(version=(2, 11)).adaptive_tables  # every 2.11 stream adapts
-    assert not derived_header(version=(2, 10)).adaptive_tables
-    with pytest.raises(BitstreamError, match="need version 2.11"):
-        derived_header(adaptive_tables=True, version=(2, 10))
 
 
 @pytest.mark.parametrize(

@@ -336,6 +336,44 @@ def test_header_construction_refusals(kwargs: dict, message: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("tool", "version", "implied", "refusal"),
+    [
+        ("skip_edges", (2, 9), (), "deblocking the edges of residual and motion alone needs version 2.9"),
+        ("prediction_offsets", (2, 10), ("skip_edges",), "prediction offsets need version 2.10"),
+        (
+            "adaptive_tables",
+            (2, 11),
+            ("prediction_offsets", "skip_edges"),
+            "adaptive tables need version 2.11",
+        ),
+        ("compact_records", (2, 12), ("adaptive_tables",), "compact records need version 2.12"),
+        ("intra_blocks", (2, 13), ("compact_records",), "intra blocks in P frames need version 2.13"),
+        (
+            "deep_references",
+            (2, 14),
+            ("intra_blocks", "compact_records"),
+            "10-bit references need version 2.14",
+        ),
+    ],
+)
+def test_a_tool_no_bit_signals_is_said_by_the_version(
+    tool: str, version: tuple[int, int], implied: tuple[str, ...], refusal: str
+) -> None:
+    """Each tool without a bit takes the lowest version that has it, with the tools before it; every
+    stream of that version has it, no older one does, and nvcut derives the version again."""
+    header = derived_header(**{tool: True})
+    assert header.version == version and all(getattr(header, name) for name in implied)
+    older = (version[0], version[1] - 1)
+    assert getattr(derived_header(version=version), tool) and not getattr(derived_header(version=older), tool)
+    assert not getattr(derived_header(), tool)
+    with pytest.raises(BitstreamError, match=refusal):
+        derived_header(**{tool: True}, version=older)
+    parsed = Header.unpack(header.pack())
+    assert parsed.version == version and getattr(parsed, tool)
+    assert replace(parsed, version=None).version == version
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         (dict(frame_type=2), "invalid frame_type 2"),

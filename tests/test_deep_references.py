@@ -7,12 +7,11 @@ import io
 
 import pytest
 import torch
-from tests.test_bitstream import derived_header
 from tests.test_codec import decode, encode, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameType
 from nvcodec.codec.schedule import CodingParams, ToolMode
-from nvcodec.errors import BitstreamError, InputError
+from nvcodec.errors import InputError
 from nvcodec.models.compensation import HEVC_FILTERS, SIX_TAP_FILTERS, InterpolatedFrame
 from nvcodec.models.deblock import deblock, rounded_levels
 from nvcodec.models.layout import grid_levels, tensor_to_frame
@@ -109,12 +108,6 @@ def test_an_all_intra_stream_stays_below_2_14():
     assert all(c.record.frame_type == FrameType.INTRA for c in coded)
 
 
-def test_deep_references_need_version_2_14_and_imply_intra_blocks():
-    header = derived_header(deep_references=True)
-    assert header.version == (2, 14) and header.intra_blocks and header.compact_records
-    assert derived_header(version=(2, 14)).deep_references
-    assert not derived_header(version=(2, 13)).deep_references
-    with pytest.raises(BitstreamError, match="10-bit references need version 2.14"):
-        derived_header(deep_references=True, version=(2, 13))
+def test_deep_references_on_is_refused() -> None:
     with pytest.raises(InputError, match="--deep-references is auto or off"):
         CodingParams(deep_references=ToolMode.ON)

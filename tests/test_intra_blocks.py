@@ -11,14 +11,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from tests.test_bitstream import derived_header
 from tests.test_codec import HEIGHT, WIDTH, decode, encode_frames, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, FrameType
 from nvcodec.codec.frame_loop import motion_block
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
-from nvcodec.errors import BitstreamError, InputError
+from nvcodec.errors import InputError
 from nvcodec.frame import Frame
 from nvcodec.models import intra_blocks
 from nvcodec.models.compensation import Prediction
@@ -154,15 +153,6 @@ def test_stripes_take_intra_blocks_and_decode_exactly() -> None:
     off, off_data = encode_frames(weights, CodingParams(qp=30, intra_blocks=ToolMode.OFF), source)
     assert _modes(weights, off_data) == ((2, 12), [None, None])
     assert sum(c.bytes for c in coded[1:]) < sum(c.bytes for c in off[1:])
-
-
-def test_intra_blocks_need_version_2_13_and_imply_compact_records() -> None:
-    header = derived_header(intra_blocks=True)
-    assert header.version == (2, 13) and header.compact_records and header.adaptive_tables
-    assert derived_header(version=(2, 13)).intra_blocks
-    assert not derived_header(version=(2, 12)).intra_blocks
-    with pytest.raises(BitstreamError, match="intra blocks in P frames need version 2.13"):
-        derived_header(intra_blocks=True, version=(2, 12))
 
 
 def test_intra_blocks_on_is_refused() -> None:

@@ -9,10 +9,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from tests.test_bitstream import derived_header
 from tests.test_codec import HEIGHT, WIDTH, decode, encode_frames, make_weights
 
-from nvcodec.bitstream import BitstreamReader, Header
+from nvcodec.bitstream import BitstreamReader
 from nvcodec.codec.encoder import header_for, prediction_offsets_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
 from nvcodec.entropy.coder import ProbabilityTables, SymbolEncoder
@@ -84,18 +83,6 @@ def test_an_offset_adds_whole_levels_to_its_plane_and_clips():
     fine = torch.tensor([1000, 0, FINE_PEAK - 10, 500, 640, 64], dtype=torch.int32).view(1, 6, 1, 1)
     shifted = offset_prediction(fine, (2, 0, -1)).flatten().tolist()
     assert shifted == [1128, 128, FINE_PEAK, 628, 640, 0]  # Y +2 levels (clipped at the peak), U as is, V -1
-
-
-def test_offsets_need_version_2_10_which_also_skips_edges():
-    header = derived_header(prediction_offsets=True)
-    assert header.version == (2, 10) and header.skip_edges
-    assert derived_header(version=(2, 10)).prediction_offsets  # every 2.10 stream has them
-    assert not derived_header(version=(2, 9)).prediction_offsets
-    with pytest.raises(BitstreamError, match="need version 2.10"):
-        derived_header(prediction_offsets=True, version=(2, 9))
-    parsed = Header.unpack(header.pack())
-    assert parsed.version == (2, 10) and parsed.prediction_offsets
-    assert replace(parsed, version=None).version == (2, 10)  # nvcut derives the version again
 
 
 @pytest.mark.parametrize(

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.test_bitstream import derived_header
 from tests.test_codec import decode, encode, make_weights
 
-from nvcodec.bitstream import BitstreamReader, FrameFlags, Header
+from nvcodec.bitstream import BitstreamReader, FrameFlags
 from nvcodec.codec.encoder import header_for, skip_edges_possible
 from nvcodec.codec.schedule import CodingParams, ToolMode
-from nvcodec.errors import BitstreamError, InputError
+from nvcodec.errors import InputError
 from nvcodec.frame import VideoInfo
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.inter import p_frame_edges
@@ -74,17 +73,6 @@ def test_p_frame_edges_spread_split_units_and_flat_blocks_over_the_8x8_positions
     expected_horizontal = [[False, True, False, True], [False, True, True, True], [False, False, True, True]]
     assert edges.vertical.tolist() == expected_vertical
     assert edges.horizontal.tolist() == expected_horizontal
-
-
-def test_skipped_edges_need_version_2_9_and_the_version_says_so():
-    assert derived_header(skip_edges=True).version == (2, 9)
-    assert derived_header().version == (2, 0) and not derived_header().skip_edges
-    assert derived_header(version=(2, 9)).skip_edges  # every 2.9 stream skips edges
-    with pytest.raises(BitstreamError, match="needs version 2.9"):
-        derived_header(skip_edges=True, version=(2, 8))
-    parsed = Header.unpack(derived_header(skip_edges=True).pack())
-    assert parsed.version == (2, 9) and parsed.skip_edges
-    assert replace(parsed, version=None).version == (2, 9)  # nvcut derives the version again
 
 
 @pytest.mark.parametrize(
