@@ -60,7 +60,6 @@ class Decoder(FrameLoop):
     ) -> None:
         check_weights(header, weights)
         super().__init__(weights, device, dtype, header)
-        self.header = header
         self.apply_enhancement = enhance
         wp, hp = padded_size(header.width, header.height)
         self._shape = (1, 6, hp // 2, wp // 2)

@@ -196,8 +196,7 @@ class Encoder(FrameLoop):
         """`length_hint`: at most this many frames will come (--frames on an input of unknown
         length), for rate control to plan with when info.frame_count is None. `header_counted`:
         the header's bits count against the target (false for a segment after the first)."""
-        self.header = header_for(weights, params, info)
-        super().__init__(weights, device, dtype, self.header)
+        super().__init__(weights, device, dtype, header_for(weights, params, info))
         self.params = params
         self.table_shifts = table_shifts_possible(params)
         self.intra_prediction = intra_prediction_possible(params)

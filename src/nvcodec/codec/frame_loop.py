@@ -150,6 +150,7 @@ class FrameLoop:
         self.model: NvcModel = weights.model.place(device, dtype)
         self.tables = self.model.probability_tables()
         self.device, self.dtype = device, dtype
+        self.header = header
         self.width, self.height = header.width, header.height
         self.reference: Reference | None = None
         self.adaptation = TableAdaptation(self.tables) if header.adaptive_tables else None
