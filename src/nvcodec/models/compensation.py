@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, grid_levels, to_fine
+from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_fine, grid_levels, round_shift, to_fine
 
 BLOCK = 16  # luma pixels per side of a motion block
 LARGE_BLOCK = 32  # the side on P frames flagged for large blocks (bitstream_spec.md, 4.3)
@@ -131,8 +131,7 @@ def _reads(whole: torch.Tensor, size: int, span: torch.Tensor, limit: int, axis:
 def _rounded(sums: torch.Tensor, extra_bits: int) -> torch.Tensor:
     """Two passes of taps over levels of 8 + extra_bits bits (2^(12 + extra_bits) times the
     8-bit level) to 1/64 levels, rounded and clamped."""
-    shift = SHIFT + extra_bits
-    return ((sums + (1 << (shift - 1))) >> shift).clamp(0, FINE_PEAK)
+    return round_shift(sums, SHIFT + extra_bits).clamp(0, FINE_PEAK)
 
 
 # The search reads pre-filtered luma phases up to this many pixels (4K UHD: 16 phases of int16,

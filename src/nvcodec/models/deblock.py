@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nvcodec.models.layout import FINE_BITS, from_planes, grid_scale, to_planes
+from nvcodec.models.layout import FINE_BITS, from_planes, grid_scale, round_shift, to_planes
 
 QPS = 64
 ONE = 1 << FINE_BITS
@@ -108,12 +108,11 @@ def rounded_levels(filtered: torch.Tensor, bits: int) -> torch.Tensor:
     nearest, held among those whose 8-bit rounding (half up) is L, so that the 8-bit picture of a
     deep reconstruction is the 8-bit reconstruction itself (10 bits: (F + 8) >> 4 within
     4 L - 2 .. 4 L + 1; only 1/64 remainders 24..31 move, one quarter down)."""
-    eight = ((filtered + ONE // 2) >> FINE_BITS).clamp(0, 255)
+    eight = round_shift(filtered, FINE_BITS).clamp(0, 255)
     extra = bits - 8
     if not extra:
         return eight
-    shift = FINE_BITS - extra
-    nearest = (filtered + (1 << (shift - 1))) >> shift
+    nearest = round_shift(filtered, FINE_BITS - extra)
     quarter = 1 << extra  # finer levels per 8-bit level
     lowest, highest = quarter * eight - quarter // 2, quarter * eight + quarter // 2 - 1
     return torch.minimum(torch.maximum(nearest, lowest), highest).clamp(0, grid_scale(bits))

@@ -93,6 +93,11 @@ def block_means(fine: torch.Tensor, block: int) -> torch.Tensor:
     return spread_blocks(planes, half, h, w).to(torch.int32)
 
 
+def round_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
+    """Integers x / 2^shift, rounded half up (x as it is for shift 0)."""
+    return (x + ((1 << shift) >> 1)) >> shift
+
+
 def grid_scale(bits: int) -> int:
     """The top level of a picture of `bits`-bit levels: 255 for 8 bits, 1020 for 10 (quarters of
     the 8-bit levels, as 10-bit video relates to 8-bit)."""
@@ -114,7 +119,7 @@ def shown_levels(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     """The int32 8-bit levels of a tensor on the grid of `bits`-bit levels: finer levels round
     half up, in integers (bitstream_spec.md 7.11)."""
     extra = bits - 8
-    return (grid_levels(x.detach().clamp(0, 1), bits) + ((1 << extra) >> 1)) >> extra
+    return round_shift(grid_levels(x.detach().clamp(0, 1), bits), extra)
 
 
 def tensor_to_frame(x: torch.Tensor, width: int, height: int, bits: int = 8) -> Frame:
