@@ -7,7 +7,7 @@ from fractions import Fraction
 from types import SimpleNamespace
 
 import pytest
-from benchmarks import ratecontrol, rd
+from benchmarks import ratecontrol, rd, x264_tools
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
 from benchmarks.report import measured_apart, points_table, render, split_table
@@ -36,6 +36,15 @@ def test_anchor_points_are_plausible(clip, name):
     assert psnr == sorted(psnr, reverse=True)  # and lower quality
     if name != "svt-av1":  # one intra frame, then cheaper P frames
         assert runs[0].frame_bits[0] > max(runs[0].frame_bits[1:])
+
+
+def test_x264_tools_turns_one_tool_off_and_prices_it(clip):
+    _, frames = clip
+    cavlc = x264_tools.without("cabac")
+    assert cavlc.options["x264-params"] == ANCHORS["x264"].options["x264-params"] + ":cabac=0"
+    assert "cabac" not in ANCHORS["x264"].options["x264-params"]  # the anchor itself is untouched
+    costs = x264_tools.tool_costs(frames, 25, ["cabac"])
+    assert list(costs) == ["cabac"] and 0 < costs["cabac"] < 100  # CAVLC spends more bits
 
 
 def test_nvcodec_points_count_the_whole_file(clip, tiny_weights, tmp_path):
