@@ -29,10 +29,10 @@ TOOLS = {
     "cabac": ("cabac=0", "context-adaptive arithmetic coding (CAVLC instead)"),
     "deblock": ("no-deblock=1", "the in-loop deblocking filter"),
     "8x8dct": ("8x8dct=0", "the 8x8 transform and 8x8 intra prediction (4x4 only)"),
-    "subme": ("subme=5", "rate-distortion mode decisions and refinement (subme 11 -> 5)"),
+    "subme": ("subme=5", "rate-distortion mode decisions and refinement (subme 10 -> 5)"),
     "partitions": ("partitions=none", "motion partitions smaller than 16x16"),
     "refs": ("ref=1", "16 reference frames (one instead)"),
-    "me": ("me=dia", "the exhaustive motion search (a diamond instead)"),
+    "me": ("me=dia", "the uneven multi-hexagon motion search (a diamond instead)"),
     "trellis": ("trellis=0", "trellis quantisation"),
     "weightp": ("weightp=0", "weighted prediction"),
 }
