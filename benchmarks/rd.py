@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.anchors import ANCHORS, encode
+from benchmarks.anchors import ANCHORS, Anchor, encode
 from benchmarks.clips import CLIPS, DATA
 from benchmarks.environment import library_versions, machine
 from nvcodec.codec.encoder import header_for
@@ -102,17 +102,17 @@ def run_anchor(name: str, frames: Sequence[Frame], fps: Fraction, cache: Path | 
     path = cache / f"{name}-{key[:16]}.json" if cache else None
     if path and path.is_file():
         return json.loads(path.read_text())
-    points = measure_anchor(name, frames, fps)
+    points = measure_anchor(ANCHORS[name], frames, fps)
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_file(path, json.dumps(points))
     return points
 
 
-def measure_anchor(name: str, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
-    anchor = ANCHORS[name]
+def measure_anchor(anchor: Anchor, frames: Sequence[Frame], fps: Fraction) -> list[dict]:
+    """The anchor's RD points at its qps, coded now."""
     points = []
-    for qp in tqdm(anchor.qps, desc=name, unit="qp", leave=False):
+    for qp in tqdm(anchor.qps, desc=anchor.name, unit="qp", leave=False):
         run = encode(anchor, frames, qp, fps)
         points.append(point(qp, run.frame_bits, run.psnr, frames, fps, run.seconds))
         points[-1]["encoder_version"] = run.version

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from benchmarks.anchors import X264, Anchor, encode
-from benchmarks.clips import CLIPS, DATA
-from nvcodec.bdrate import bd_rate
+from benchmarks.anchors import X264, Anchor
+from benchmarks.clips import CLIPS
+from benchmarks.rd import measure_anchor
+from nvcodec.bdrate import between_points
 from nvcodec.frame import Frame
 from nvcodec.outputs import write_file
 
@@ -36,7 +38,6 @@ TOOLS = {
     "trellis": ("trellis=0", "trellis quantisation"),
     "weightp": ("weightp=0", "weighted prediction"),
 }
-QPS = (22, 27, 32, 37, 42)  # the bench's BD-rate range
 
 
 def without(tool: str) -> Anchor:
@@ -45,26 +46,14 @@ def without(tool: str) -> Anchor:
     return replace(X264, name=f"x264-no-{tool}", options={**X264.options, "x264-params": params})
 
 
-def curve(anchor: Anchor, frames: Sequence[Frame], fps) -> list[tuple[float, float]]:
-    """(bits per pixel, mean PSNR-YUV) at each of QPS."""
-    pixels = frames[0].width * frames[0].height * len(frames)
-    points = []
-    for qp in QPS:
-        run = encode(anchor, frames, qp, fps)
-        points.append((run.bits / pixels, sum(p["yuv"] for p in run.psnr) / len(run.psnr)))
-    return points
-
-
-def tool_costs(frames: Sequence[Frame], fps, tools: Sequence[str] = tuple(TOOLS)) -> dict[str, float]:
-    """BD-rate (%, PSNR-YUV) of x264 without each tool against x264 with all of them."""
-    base = curve(X264, frames, fps)
-    costs = {}
-    for tool in tqdm(tools, desc="x264 tools", unit="tool"):
-        test = curve(without(tool), frames, fps)
-        costs[tool] = bd_rate(
-            [r for r, _ in base], [p for _, p in base], [r for r, _ in test], [p for _, p in test]
-        )
-    return costs
+def tool_costs(frames: Sequence[Frame], fps, tools: Sequence[str] = tuple(TOOLS)) -> dict[str, float | None]:
+    """BD-rate (%, PSNR-YUV) of x264 without each tool against x264 with all of them, at the
+    anchor's qps (None where the curves do not overlap)."""
+    base = measure_anchor(X264, frames, fps)
+    return {
+        tool: between_points(base, measure_anchor(without(tool), frames, fps))
+        for tool in tqdm(tools, desc="x264 tools", unit="tool")
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,16 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=32, help="frames from the start (1: intra only)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    frames, fps = CLIPS[args.clip].read(DATA, args.frames)
+    frames, fps = CLIPS[args.clip].read(frames=args.frames)
     costs = tool_costs(frames, fps)
     print(
-        f"x264 veryslow on {args.clip}, {len(frames)} frames, QPs {QPS[0]}-{QPS[-1]}: BD-rate without each tool"
+        f"x264 veryslow on {args.clip}, {len(frames)} frames, QPs {X264.qps[0]}-{X264.qps[-1]}: BD-rate without each tool"
     )
     print("| tool off | BD-rate | what it is |\n| --- | ---: | --- |")
-    for tool, cost in sorted(costs.items(), key=lambda kv: -kv[1]):
-        print(f"| {tool} | {cost:+.1f}% | {TOOLS[tool][1]} |")
+    for tool, cost in sorted(costs.items(), key=lambda kv: math.inf if kv[1] is None else -kv[1]):
+        shown = "n/a" if cost is None else f"{cost:+.1f}%"
+        print(f"| {tool} | {shown} | {TOOLS[tool][1]} |")
     if args.json:
-        record = {"clip": args.clip, "frames": len(frames), "qps": list(QPS), "bd_rate": costs}
+        record = {"clip": args.clip, "frames": len(frames), "qps": list(X264.qps), "bd_rate": costs}
         write_file(args.json, json.dumps(record, indent=1) + "\n")
     return 0
 
