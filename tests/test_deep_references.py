@@ -35,7 +35,7 @@ def test_an_8_bit_picture_read_at_10_bits_predicts_the_same_levels(filters):
     for seed in range(4):
         vectors = _vectors(seed)
         assert torch.equal(deep.predict(vectors, 16).fine, shallow.predict(vectors, 16).fine)
-        assert torch.equal(deep.predict_luma(vectors, 16), shallow.predict_luma(vectors, 16))
+        assert torch.equal(deep.luma_blocks(vectors, 16), shallow.luma_blocks(vectors, 16))
 
 
 def test_quarter_levels_reach_the_prediction():

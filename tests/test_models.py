@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 from nvcodec.entropy.context import CHANNELS, DC_CHANNELS, STEP_CHANNELS
 from nvcodec.errors import WeightsError
-from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame
+from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame, predict_plane
 from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
 from nvcodec.models.latent_codec import (
@@ -183,6 +183,23 @@ def test_search_finds_a_global_shift():
     found = search(shifted, InterpolatedFrame(x), np.zeros((4, 6, 2), dtype=np.int64), 1.0,
                    lambda d, buckets: np.abs(d).sum(axis=-1).astype(float), BLOCK)  # fmt: skip
     assert (found[1:-1, 1:-1] == [12, 8]).all()  # quarter pixels (x, y), away from the wrapped border
+
+
+def test_search_sad_is_exact_and_counts_only_the_picture():
+    """Each block's SAD is the sum of |prediction - target| over its samples inside the picture,
+    in 8-bit levels, exactly (80x112 luma is cut by 32x32 blocks)."""
+    frames = list(synthetic_frames(112, 72, 2, seed=9))
+    x, target = frame_to_tensor(frames[0]), F.pixel_shuffle(frame_to_tensor(frames[1])[:, :4], 2)[0, 0]
+    ref, (h, w) = InterpolatedFrame(x), target.shape
+    s = BlockSearch(target, ref, 4.0, lambda d, buckets: np.zeros(d.shape[:-1]), LARGE_BLOCK)
+    field = np.random.default_rng(2).integers(-30, 31, size=(*s.grid, 2))
+    pred = predict_plane(ref.luma, torch.from_numpy(field), LARGE_BLOCK, ref.luma_filters).numpy()
+    diff = np.abs(pred - np.round(target.numpy() * 255) * 64) / 64
+    hb, wb = s.grid
+    padded = np.pad(diff, ((0, hb * LARGE_BLOCK - h), (0, wb * LARGE_BLOCK - w)))
+    expected = padded.reshape(hb, LARGE_BLOCK, wb, LARGE_BLOCK).sum(axis=(1, 3))
+    assert h % LARGE_BLOCK and w % LARGE_BLOCK
+    assert np.array_equal(s._sad(field), expected)
 
 
 def test_ordered_decisions_match_a_raster_scan():

@@ -162,19 +162,36 @@ class LumaPhases:
                 self.planes[fy * phases + fx] = _rounded(
                     _taps_along(a, filters[fy], 0, extent[0]), extra_bits
                 )
-        self.phases, self.shape = phases, (h, w)
+        self.phases = phases
 
-    def predict(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
-        """(H, W) int32 prediction of (Hb, Wb, 2) vectors, blocks of size x size (predict_plane's)."""
+    def blocks(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
+        """(Hb, Wb, size, size) int16 prediction of (Hb, Wb, 2) vectors, block by block: inside
+        the picture, predict_plane's; beyond its edges, the border's prediction. Each block row is one read of `size`
+        consecutive samples; a block whose columns leave the margin reads its columns one by one
+        (replicating the border, as predict_plane does)."""
         _, hp, wp = self.planes.shape
-        hb, wb = vectors.shape[:2]
         whole, frac = _split(vectors, self.phases)
         span = torch.arange(size, device=vectors.device) + self.margin
-        rows, cols = _reads(whole, size, span, hp, 0), _reads(whole, size, span, wp, 1)
-        first = (frac[..., 1] * self.phases + frac[..., 0]) * (hp * wp)  # each block's phase plane
-        index = first[..., None, None] + rows[..., :, None] * wp + cols[..., None, :]  # (Hb, Wb, S, S)
-        pred = self.planes.view(-1)[index].permute(0, 2, 1, 3).reshape(hb * size, wb * size)
-        return pred[: self.shape[0], : self.shape[1]].to(torch.int32)
+        rows = _reads(whole, size, span, hp, 0)  # (Hb, Wb, S)
+        phase = frac[..., 1] * self.phases + frac[..., 0]  # each block's phase plane
+        first = torch.arange(vectors.shape[1], device=vectors.device) * size + whole[..., 0] + self.margin
+        inside = (first >= 0) & (first <= wp - size)
+        windows = self.planes.unfold(2, size, 1)  # (phases^2, Hp, Wp - S + 1, S), a view
+        pred = windows[phase[..., None], rows, first.clamp(0, wp - size)[..., None]]
+        if not inside.all():
+            cols = _reads(whole, size, span, wp, 1)[~inside]
+            out = ~inside
+            pred[out] = self.planes[phase[out][:, None, None], rows[out][:, :, None], cols[:, None, :]]
+        return pred
+
+
+def to_blocks(plane: torch.Tensor, size: int) -> torch.Tensor:
+    """(Hb, Wb, size, size) blocks of an (H, W) plane, zeros beyond its edges (a view where the
+    plane is a multiple of the block)."""
+    h, w = plane.shape
+    hb, wb = -(-h // size), -(-w // size)
+    padded = F.pad(plane, (0, wb * size - w, 0, hb * size - h))
+    return padded.view(hb, size, wb, size).permute(0, 2, 1, 3)
 
 
 def _taps_along(x: torch.Tensor, taps: torch.Tensor, axis: int, length: int) -> torch.Tensor:
@@ -240,14 +257,15 @@ class InterpolatedFrame:
         other._use(filters)
         return other
 
-    def predict_luma(self, vectors: torch.Tensor, block: int) -> torch.Tensor:
-        """(H, W) full-resolution luma prediction, on [0, 1] like the frame: what the search
-        evaluates, read from the filtered phases where the picture allows them."""
+    def luma_blocks(self, vectors: torch.Tensor, block: int) -> torch.Tensor:
+        """(Hb, Wb, block, block) full-resolution luma prediction in 1/64 levels, block by block:
+        what the search evaluates, read from the filtered phases where the picture allows them.
+        Samples beyond the picture's edges are not the decoder's (a search leaves them out)."""
         if self.luma.numel() > PHASE_PIXELS:
-            return from_fine(self._predict(self.luma, vectors, block, self.luma_filters), self.frame.dtype)
+            return to_blocks(self._predict(self.luma, vectors, block, self.luma_filters), block)
         if self.filters not in self._phases:
             self._phases[self.filters] = LumaPhases(self.luma, self.luma_filters, self.extra_bits)
-        return from_fine(self._phases[self.filters].predict(vectors, block), self.frame.dtype)
+        return self._phases[self.filters].blocks(vectors, block)
 
     def predict(self, vectors: torch.Tensor, block: int) -> Prediction:
         """The prediction of the frame tensor for (Hb, Wb, 2) vectors of block x block luma pixels."""

@@ -21,9 +21,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from nvcodec.models.compensation import InterpolatedFrame
+from nvcodec.models.compensation import InterpolatedFrame, to_blocks
 from nvcodec.models.latent_codec import LAMBDA
-from nvcodec.models.layout import block_sums
+from nvcodec.models.layout import FINE_BITS, to_fine
 from nvcodec.models.motion import (
     DELTA_BUCKET,
     MAX_VECTOR,
@@ -68,12 +68,14 @@ class BlockSearch:
         block: int,
         start: np.ndarray | None = None,
     ):
-        self.target = target_luma
+        h, w = target_luma.shape
+        self.target = to_blocks(to_fine(target_luma), block)  # 1/64 levels, as the predictions
+        cut = h % block or w % block  # blocks cut by the picture's edge match only what lies inside
+        self.inside = to_blocks(torch.ones_like(target_luma, dtype=torch.int32), block) if cut else None
         self.reference = reference
         self.lam = SAD_LAMBDA * step_8bit
         self.rate_of = rate_of
         self.block = block
-        h, w = target_luma.shape
         self.grid = (-(-h // block), -(-w // block))
         self.start = start
         self.fields: list[np.ndarray] = []
@@ -82,9 +84,13 @@ class BlockSearch:
         self.best_sad = self._sad(self.best)
 
     def _sad(self, field: np.ndarray) -> np.ndarray:
-        pred = self.reference.predict_luma(torch.from_numpy(field).to(self.target.device), self.block)
-        diff = (pred - self.target).abs().float() * 255
-        sad = block_sums(diff[None, None], self.block)[0].cpu().numpy()
+        """Each block's sum of absolute differences in 8-bit levels (exact: integer 1/64 levels
+        summed inside the picture)."""
+        pred = self.reference.luma_blocks(torch.from_numpy(field).to(self.target.device), self.block)
+        diff = (pred - self.target).abs_()
+        if self.inside is not None:
+            diff *= self.inside
+        sad = diff.sum(dim=(2, 3)).cpu().numpy() / (1 << FINE_BITS)
         self.fields.append(field)
         self.sads.append(sad)
         return sad
