@@ -98,7 +98,11 @@ def test_a_context_takes_the_table_of_its_counts_the_others_keep_the_fitted_one(
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        (CodingParams(), (2, 14)),  # 2.12: compact records too, 2.13 intra blocks, 2.14 deep references
+        (
+            CodingParams(),
+            (2, 15),
+        ),  # 2.12: compact records, 2.13 intra blocks, 2.14 deep references, 2.15 pixel DC
+        (CodingParams(pixel_dc=ToolMode.OFF), (2, 14)),
         (CodingParams(deep_references=ToolMode.OFF), (2, 13)),
         (CodingParams(intra_blocks=ToolMode.OFF), (2, 12)),
         (CodingParams(compact_records=ToolMode.OFF), (2, 11)),

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.test_codec import HEIGHT, WIDTH, decode, encode, make_weights
+from tests.test_codec import HEIGHT, WIDTH, decode, encode, encode_frames, make_weights
 
 from nvcodec.bitstream import BitstreamReader, FrameFlags, Tools
 from nvcodec.codec.encoder import header_for, intra_prediction_possible
@@ -54,6 +54,51 @@ def test_each_mode_is_its_shape_less_its_mean(n):
         assert -n * n // 2 <= int(p.sum()) < n * n // 2
     flat = ip.predictions(torch.full((1, n), 7 * ONE), torch.full((1, n), 7 * ONE))
     assert not flat.any()  # a flat neighbourhood predicts no shape, in every mode
+
+
+@pytest.mark.parametrize("n", [8, 4])
+def test_with_pixel_dc_each_mode_keeps_its_mean_and_mode_0_is_the_neighbours_mean(n):
+    """Version 2.15's intra frames: the same shapes with their own means, and mode 0 (DC) the
+    rounded mean of the n neighbours above and the n to the left."""
+    top, left = ramp(n, 100 * ONE, 3 * ONE), ramp(n, 90 * ONE, -5 * ONE)
+    shapes, with_means = ip.predictions(top, left), ip.predictions(top, left, pixel_dc=True)
+    dc = (int(top.sum()) + int(left.sum()) + n) // (2 * n)
+    assert torch.equal(with_means[0, 0], torch.full((n, n), dc))
+    assert torch.equal(with_means[2, 0], top[0].expand(n, n)) and torch.equal(
+        with_means[3, 0], left[0, :, None].expand(n, n)
+    )
+    for mode in (1, 2, 3):  # each differs from its shape by one constant, its mean
+        offset = with_means[mode, 0] - shapes[mode, 0]
+        assert torch.equal(offset, offset[0, 0].expand(n, n))
+        assert abs(int(offset[0, 0]) * n * n - int(with_means[mode, 0].sum())) <= n * n // 2
+
+
+def test_pixel_dc_streams_decode_exactly_and_off_writes_2_14():
+    weights = make_weights(4)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    _, coded, data = encode(weights, params, frames=3, seed=5)
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    _, coded_off, data_off = encode(weights, replace(params, pixel_dc=ToolMode.OFF), frames=3, seed=5)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [(h.version, h.pixel_dc) for h in headers] == [((2, 15), True), ((2, 14), False)]
+    assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frame differs
+    assert all(d.recon_matches for d in decode(weights, data_off))
+
+
+def test_pixel_dc_codes_a_smooth_picture_in_fewer_bits():
+    """A smooth ramp: each block's mean follows from its neighbours' pixels, where the MED of
+    the DC levels leaves a residual along the ramp."""
+    weights = make_weights(4)
+    y = (np.add.outer(np.arange(HEIGHT) * 1.7, np.arange(WIDTH) * 0.9) + 20).astype(np.uint8)
+    u = (110 + np.add.outer(np.arange(-(-HEIGHT // 2)), np.arange(-(-WIDTH // 2))) // 3).astype(np.uint8)
+    frame = Frame(y, u, u.copy())
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    sizes = []
+    for mode in (ToolMode.AUTO, ToolMode.OFF):
+        coded, _ = encode_frames(weights, replace(params, pixel_dc=mode), [frame])
+        sizes.append(len(coded[0].record.substreams[0]))
+    assert sizes[0] < sizes[1]
 
 
 def test_planar_follows_the_spec_formula():
@@ -218,7 +263,8 @@ def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
     def picture(x_hat: torch.Tensor) -> Frame:
         return tensor_to_frame(x_hat, WIDTH, HEIGHT)
 
-    assert picture(model.intra.decode(*args, has_shifts, predicted=True).x_hat) == coded[0].picture.recon
+    decoded = model.intra.decode(*args, has_shifts, predicted=True, pixel_dc=True)  # as 2.15 codes it
+    assert picture(decoded.x_hat) == coded[0].picture.recon
     try:
         plain = model.intra.decode(*args, has_shifts)
     except BitstreamError:

@@ -88,8 +88,9 @@ def test_an_offset_adds_whole_levels_to_its_plane_and_clips():
 @pytest.mark.parametrize(
     ("params", "version"),
     [
-        # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 deep references
-        (CodingParams(), (2, 14)),
+        # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 deep references,
+        # 2.15 intra frames' DC predicted from pixels
+        (CodingParams(), (2, 15)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either
@@ -123,7 +124,8 @@ def test_a_brightening_clip_decodes_to_the_encoders_pictures_with_its_offsets(mo
     reading them, rebuilds the encoder's pictures, with the in-loop filter on the offset
     prediction too; coded without them the P frames differ."""
     weights = make_weights(4, refiners=True)
-    params = CodingParams(qp=37, filter=in_loop_filter, enhance=ToolMode.OFF)
+    # the intra frames of 2.9 and (without pixel DC) 2.14 code alike
+    params = CodingParams(qp=37, filter=in_loop_filter, enhance=ToolMode.OFF, pixel_dc=ToolMode.OFF)
     source = _brightening(4)
     read: list[tuple[int, int, int] | None] = []
     decode_motion = MotionCoder.decode

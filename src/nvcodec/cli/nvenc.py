@@ -202,6 +202,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Decoded frames are kept in 10-bit levels for the frames that copy them (the output stays "
     "8-bit), on every stream with intra blocks in auto (off: readable by 2.13 decoders).",
 )
+@click.option(
+    "--pixel-dc",
+    "pixel_dc",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="Intra frames predict each block's mean from its decoded neighbours, on every stream with "
+    "10-bit references and intra prediction in auto (off: readable by 2.14 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -244,6 +253,7 @@ def command(
     compact_records: str,
     intra_blocks: str,
     deep_references: str,
+    pixel_dc: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -276,6 +286,7 @@ def command(
         compact_records=ToolMode(compact_records),
         intra_blocks=ToolMode(intra_blocks),
         deep_references=ToolMode(deep_references),
+        pixel_dc=ToolMode(pixel_dc),
     )
     job = EncodeJob(
         input=input,

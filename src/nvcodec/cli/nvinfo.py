@@ -42,6 +42,7 @@ def _tool_names(h: Header) -> list[str]:
         ("adaptive_tables", h.adaptive_tables),
         ("intra_blocks", h.intra_blocks),
         ("deep_references", h.deep_references),
+        ("pixel_dc", h.pixel_dc),
     ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
@@ -109,6 +110,7 @@ def _as_json(info: StreamInfo) -> str:
             "compact_records": h.compact_records,
             "intra_blocks": h.intra_blocks,
             "deep_references": h.deep_references,
+            "pixel_dc": h.pixel_dc,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

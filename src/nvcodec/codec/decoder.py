@@ -90,7 +90,15 @@ class Decoder(FrameLoop):
             stream, qp = record.substreams[0], record.qp
             predicted = bool(self.header.tools & Tools.INTRA_PREDICTION)
             out = self.model.intra.decode(
-                stream, self._shape, qp, self.tables, like, has_shifts, predicted, self.bits
+                stream,
+                self._shape,
+                qp,
+                self.tables,
+                like,
+                has_shifts,
+                predicted,
+                self.bits,
+                self.header.pixel_dc,
             )
         else:
             ref = self.reference

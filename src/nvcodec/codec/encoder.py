@@ -135,6 +135,17 @@ def deep_references_possible(params: CodingParams) -> bool:
     return intra_blocks_possible(params) and params.deep_references != ToolMode.OFF
 
 
+def pixel_dc_possible(params: CodingParams) -> bool:
+    """Whether predicted intra frames predict each block's DC from its neighbours (then the stream
+    is version 2.15, which has every tool of 2.14: off with any of them, and in all-intra streams,
+    which stay older)."""
+    return (
+        intra_prediction_possible(params)
+        and deep_references_possible(params)
+        and params.pixel_dc != ToolMode.OFF
+    )
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -171,6 +182,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         compact_records=compact_records_possible(params),
         intra_blocks=intra_blocks_possible(params),
         deep_references=deep_references_possible(params),
+        pixel_dc=pixel_dc_possible(params),
     )
 
 
@@ -274,7 +286,7 @@ class Encoder(FrameLoop):
 
     def _intra(self, x: torch.Tensor, qp: int) -> IntraOutput:
         return self.model.intra.encode(
-            x, qp, self.tables, self.table_shifts, self.intra_prediction, self.bits
+            x, qp, self.tables, self.table_shifts, self.intra_prediction, self.bits, self.header.pixel_dc
         )
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
@@ -312,16 +324,24 @@ class Encoder(FrameLoop):
             for filters in self._interpolations(plan)
             for block in block_sizes(self.params.large_blocks, plan.qp)
         ]
-        best = min((coded(*t) for t in tries), key=lambda c: c[1].rd_cost(plan.qp, pixels))
-        self.interpolation = best[2].filters
+        out, trial, picture = min((coded(*t) for t in tries), key=lambda c: c[1].rd_cost(plan.qp, pixels))
+        self.interpolation = picture.filters
+        return *self._with_intra_blocks(x, plan.qp, out, trial), picture
+
+    def _with_intra_blocks(
+        self, x: torch.Tensor, qp: int, out: InterOutput, trial: Trial
+    ) -> tuple[InterOutput, Trial]:
+        """The frame with intra blocks searched from its coding where the stream may have them,
+        kept when they lower D + lambda R."""
         if not self.header.intra_blocks:
-            return best
-        out = inter.with_intra_blocks(x, best[0])
-        trial = self._trial(out, x)
+            return out, trial
+        blocks = self.model.inter.with_intra_blocks(x, out)
+        blocks_trial = self._trial(blocks, x)
+        pixels = self.width * self.height
         return (
-            (out, trial, best[2])
-            if trial.rd_cost(plan.qp, pixels) < best[1].rd_cost(plan.qp, pixels)
-            else best
+            (blocks, blocks_trial)
+            if blocks_trial.rd_cost(qp, pixels) < trial.rd_cost(qp, pixels)
+            else (out, trial)
         )
 
     def _interpolations(self, plan: FramePlan) -> tuple[FilterSet, ...]:
@@ -342,11 +362,11 @@ class Encoder(FrameLoop):
         table = self.latent_table(plan.qp)
         off, off_trial, picture = self._motion(x, plan, table)
 
-        def filtered() -> InterOutput:  # its intra blocks kept unchecked: the released filter is off
+        def filtered() -> InterOutput:
             refine = self.model.context_filter
             args = (plan.qp, self.tables, ref.symbols, replace(off.field, modes=self._no_modes(x)), refine)
             out = self.model.inter.encode(x, picture, *args, **self._latent_options(table))
-            return self.model.inter.with_intra_blocks(x, out) if self.header.intra_blocks else out
+            return self._with_intra_blocks(x, plan.qp, out, self._trial(out, x))[0]
 
         mode = self.filter_mode
         use = mode == ToolMode.ON

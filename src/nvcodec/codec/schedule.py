@@ -81,6 +81,7 @@ class CodingParams:
     compact_records: ToolMode = ToolMode.AUTO  # records with varint lengths (auto: always; or off)
     intra_blocks: ToolMode = ToolMode.AUTO  # P-frame macroblocks may be intra predicted (auto or off)
     deep_references: ToolMode = ToolMode.AUTO  # references kept in 10-bit levels (auto or off)
+    pixel_dc: ToolMode = ToolMode.AUTO  # intra frames' block DCs predicted from pixels (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -110,6 +111,8 @@ class CodingParams:
             raise InputError("--intra-blocks is auto or off (auto: the encoder decides per macroblock)")
         if self.deep_references == ToolMode.ON:
             raise InputError("--deep-references is auto or off (auto: on every stream with P frames)")
+        if self.pixel_dc == ToolMode.ON:
+            raise InputError("--pixel-dc is auto or off (auto: on every stream with intra prediction)")
 
 
 @dataclass(frozen=True)

@@ -46,29 +46,36 @@ class IntraCoder(nn.Module):
         shifts_allowed: bool = False,
         predicted: bool = False,
         bits: int = 8,
+        pixel_dc: bool = False,
     ) -> IntraOutput:
         """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
-        intra prediction, the mode map first in the substream), reconstructed on the grid of
-        `bits`-bit levels."""
+        intra prediction, the mode map first in the substream; `pixel_dc`, with `predicted`
+        only: the predictions give each block its DC too, version 2.15's), reconstructed on the grid of `bits`-bit levels."""
         if not predicted:
             latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
             return IntraOutput(self.reconstruct(latent.y_hat, qp, None, bits), latent)
-        decision = decide_modes(x, self.transform, self.latent, qp, tables)
+        decision = decide_modes(x, self.transform, self.latent, qp, tables, pixel_dc)
         encoder = SymbolEncoder(tables)
         intra_prediction.write_modes(encoder, decision.modes)
         latent = self.latent.encode_decided(
-            decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed
+            decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed, med_dc=not pixel_dc
         )
-        return IntraOutput(self.reconstruct(latent.y_hat, qp, decision.modes, bits), latent, decision.modes)
+        x_hat = self.reconstruct(latent.y_hat, qp, decision.modes, bits, pixel_dc)
+        return IntraOutput(x_hat, latent, decision.modes)
 
     def reconstruct(
-        self, y_hat: torch.Tensor, qp: int, modes: np.ndarray | None = None, bits: int = 8
+        self,
+        y_hat: torch.Tensor,
+        qp: int,
+        modes: np.ndarray | None = None,
+        bits: int = 8,
+        pixel_dc: bool = False,
     ) -> torch.Tensor:
         """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first, each block's
         prediction added along the way when there are `modes`, on the grid of `bits`-bit levels."""
         fine = to_fine(self.transform.synthesis(y_hat))
         if modes is not None:
-            fine = intra_prediction.reconstruct(fine, modes)
+            fine = intra_prediction.reconstruct(fine, modes, pixel_dc)
         return deblock(fine, qp, y_hat.dtype, bits=bits)
 
     @torch.no_grad()
@@ -82,17 +89,20 @@ class IntraCoder(nn.Module):
         has_shifts: bool = False,
         predicted: bool = False,
         bits: int = 8,
+        pixel_dc: bool = False,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
         `has_shifts`: its latent starts with table shifts; `predicted`: the substream starts
-        with the intra prediction's mode map; `bits`: the levels of its reconstruction."""
+        with the intra prediction's mode map; `bits`: the levels of its reconstruction;
+        `pixel_dc`: as encode's."""
         positions = latent_positions(frame_shape)
+        pixel_dc = pixel_dc and predicted
         decoder = SymbolDecoder(tables, stream)
         modes = (
             intra_prediction.read_modes(decoder, intra_prediction.macroblock_grid(frame_shape))
             if predicted
             else None
         )
-        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts)
+        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts, med_dc=not pixel_dc)
         decoder.finish()
-        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes, bits), latent, modes)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes, bits, pixel_dc), latent, modes)

@@ -50,9 +50,10 @@ def substitute(top: Array, left: Array, has_top: Array, has_left: Array) -> tupl
     return xp.where(has_top[:, None], top, top_or), xp.where(has_left[:, None], left, left_or)
 
 
-def predictions(top: Array, left: Array) -> Array:
-    """(4, k, n, n) zero-mean predictions of the four modes from (k, n) integer neighbours
-    (int64 from tensors, the arrays' own type from arrays)."""
+def predictions(top: Array, left: Array, pixel_dc: bool = False) -> Array:
+    """(4, k, n, n) predictions of the four modes from (k, n) integer neighbours (int64 from
+    tensors, the arrays' own type from arrays): zero-mean shapes, mode 0 none; with `pixel_dc`
+    (intra frames from version 2.15) each with its own mean, and mode 0 the DC prediction."""
     xp = _namespace(top)
     k, n = top.shape
     s = n.bit_length() - 1
@@ -62,6 +63,9 @@ def predictions(top: Array, left: Array) -> Array:
     planar = ((n - 1 - c) * lf + (c + 1) * top[:, None, n - 1 :] + (n - 1 - r) * t + (r + 1) * left[:, None, n - 1 :]
               + n) >> (s + 1)  # fmt: skip
     zero = xp.zeros_like(planar)
+    if pixel_dc:
+        dc = (top.sum(axis=1) + left.sum(axis=1) + n) >> (s + 1)
+        return xp.stack([zero + dc[:, None, None], planar, zero + t, zero + lf])
     shapes = xp.stack([zero, planar, zero + t, zero + lf])
     mean = (shapes.sum(axis=(2, 3)) + (n * n // 2)) >> (2 * s)
     return shapes - mean[:, :, None, None]
@@ -81,11 +85,12 @@ def neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarr
     return substitute(top, left, np.repeat(i > 0, planes), np.repeat(j > 0, planes))
 
 
-def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
+def reconstruct(residual: torch.Tensor, modes: np.ndarray, pixel_dc: bool = False) -> torch.Tensor:
     """The (1, 6, H/2, W/2) int32 reconstruction before deblocking: the synthesised residual in
     1/64 levels plus each block's prediction, clamped to 0..255 levels; `modes` (Hm, Wm) per
-    macroblock. Blocks of mode none are only clamped; the others are predicted front by front,
-    U and V together, in 64-bit integers (a hostile residual does not wrap)."""
+    macroblock. Blocks of mode none are only clamped (with `pixel_dc`, mode 0 is DC and predicts);
+    the others are predicted front by front, U and V together, in 64-bit integers (a hostile
+    residual does not wrap)."""
     y, u, v = (p.cpu().numpy().astype(np.int64) for p in to_planes(residual))
     residuals = (y, np.concatenate([u, v]))  # (1, H, W) and (2, H/2, W/2): blocks of 8 and of 4
     out = [np.clip(r, 0, FINE_PEAK) for r in residuals]  # final wherever the mode is none
@@ -93,14 +98,15 @@ def reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
     hb, wb = per_block.shape
     for d in range(hb + wb - 1):
         i = np.arange(max(0, d - wb + 1), min(hb, d + 1))
-        i = i[per_block[i, d - i] != 0]
+        if not pixel_dc:
+            i = i[per_block[i, d - i] != 0]
         if not i.size:
             continue
         j = d - i
         for plane, res, n in zip(out, residuals, (8, 4)):
             view = block_view(plane, n)
             which = np.repeat(per_block[i, j], view.shape[2])
-            pred = predictions(*neighbours(view, i, j))[which, np.arange(len(which))]
+            pred = predictions(*neighbours(view, i, j), pixel_dc)[which, np.arange(len(which))]
             total = block_view(res, n)[i, j] + pred.reshape(len(i), -1, n, n)
             view[i, j] = np.clip(total, 0, FINE_PEAK)
     y, uv = (torch.from_numpy(p.astype(np.int32)).to(residual.device) for p in out)

@@ -127,9 +127,15 @@ ModeBits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (modes,
 
 @torch.no_grad()
 def decide_modes(
-    x: torch.Tensor, transform: BlockTransform, latent: LatentCodec, qp: int, tables: ProbabilityTables
+    x: torch.Tensor,
+    transform: BlockTransform,
+    latent: LatentCodec,
+    qp: int,
+    tables: ProbabilityTables,
+    pixel_dc: bool = False,
 ) -> IntraDecision:
-    """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
+    """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2);
+    `pixel_dc`: the predictions keep their means (intra_prediction.predictions)."""
     quantise = BlockQuantiser.intra(transform, latent, qp, tables, x)
     hm, wm = macroblock_grid(tuple(x.shape))
     start = IntraDecision(
@@ -138,7 +144,9 @@ def decide_modes(
         np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.int64),
         torch.zeros_like(x, dtype=torch.int32),
     )
-    return search_modes(x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j)))
+    return search_modes(
+        x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j)), pixel_dc=pixel_dc
+    )
 
 
 @torch.no_grad()
@@ -149,10 +157,12 @@ def search_modes(
     bits_of: ModeBits,
     bases: torch.Tensor | None = None,
     candidates: np.ndarray | None = None,
+    pixel_dc: bool = False,
 ) -> IntraDecision:
     """`start` with the `candidates` macroblocks (all when None) decided again, closed loop along
     anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64 levels,
-    mode none's and the others'; zero when None) plus its shape, the mode of least squared
+    mode none's and the others'; zero when None) plus its shape (`pixel_dc`: its prediction with
+    its mean, intra_prediction.predictions), the mode of least squared
     error plus lambda times the levels' and the mode's estimated bits (`bits_of`) wins. The
     other macroblocks keep their levels and reconstruction (`start.fine`, before deblocking)."""
     source = [p[0].float() * FINE_PEAK for p in to_planes(x.float())]
@@ -168,7 +178,7 @@ def search_modes(
             continue
         j = d - i
         mi, mj = (torch.from_numpy(a).to(x.device) for a in (i, j))
-        tried = _try_modes(source, base_planes, recon, mi, mj, quantise)
+        tried = _try_modes(source, base_planes, recon, mi, mj, quantise, pixel_dc)
         k = len(i)
         cost = tried.cost.reshape(len(MODES), k) + quantise.lam * bits_of(modes, i, j)
         best = cost.argmin(axis=0)
@@ -215,6 +225,7 @@ def _try_modes(
     mi: torch.Tensor,
     mj: torch.Tensor,
     quantise: BlockQuantiser,
+    pixel_dc: bool,
 ) -> _Tried:
     """Macroblocks (mi, mj) coded in each mode, their four blocks in turn (`bases`: per plane
     (2, H, W), mode none's base and the others', added to the shapes)."""
@@ -233,7 +244,7 @@ def _try_modes(
             neighbours = substitute(top, left, (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0))
             rows = (mi4 * 2 * n + a * n)[:, None, None] + torch.arange(n, device=device)[:, None]
             cols = (mj4 * 2 * n + b * n)[:, None, None] + torch.arange(n, device=device)
-            pred = predictions(*neighbours)[mode, rows4]
+            pred = predictions(*neighbours, pixel_dc)[mode, rows4]
             if bases is not None:
                 pred = pred + bases[p][(mode > 0).long()[:, None, None], rows, cols]
             preds.append(pred)

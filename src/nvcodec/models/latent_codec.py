@@ -128,6 +128,7 @@ class Decisions:
     """The encoder's symbols for one latent, step by step, with the tables each group is coded with."""
 
     symbols: np.ndarray  # s, (C, H, W)
+    levels: np.ndarray  # q, the levels they code
     buckets: np.ndarray  # the context bucket of each symbol
     groups: list[tuple[np.ndarray, np.ndarray]]  # (symbols, table indices) of each step, in order
     shifts: np.ndarray | None  # the table shifts (None: not coded)
@@ -181,15 +182,17 @@ class LatentCodec(nn.Module):
         offset = self.recon_offset.detach().view(1, -1, 1, 1).to(device=like.device, dtype=like.dtype)
         return (t - torch.sign(t) * offset) * self.steps(qp, like)
 
-    def to_symbols(self, q: np.ndarray) -> np.ndarray:
+    def to_symbols(self, q: np.ndarray, med_dc: bool = True) -> np.ndarray:
+        """The symbols of levels q: an intra frame's DC levels as MED residuals, unless the
+        pixels predict them (`med_dc` false: version 2.15's predicted intra frames)."""
         s = q.copy()
-        if self.intra:
+        if self.intra and med_dc:
             s[DC_CHANNELS] -= med_predict(q[DC_CHANNELS])
         return s
 
-    def from_symbols(self, s: np.ndarray) -> np.ndarray:
+    def from_symbols(self, s: np.ndarray, med_dc: bool = True) -> np.ndarray:
         q = s.copy()
-        if self.intra:
+        if self.intra and med_dc:
             q[DC_CHANNELS] = med_reconstruct(s[DC_CHANNELS])
         return q
 
@@ -261,11 +264,14 @@ class LatentCodec(nn.Module):
         shifts_allowed: bool = False,
         previous: np.ndarray | None = None,
         table: np.ndarray | None = None,
+        med_dc: bool = True,
     ) -> LatentResult:
         """Code levels whose RD decisions the caller made (intra prediction's), after what
         `encoder` holds when given; `like` gives the device and dtype of y_hat; `previous`,
-        `table`: as encode's."""
-        decided = self._decide(scaled, levels, qp, tables, previous, shifts_allowed, table, rd=False)
+        `table`: as encode's; `med_dc`: as to_symbols'."""
+        decided = self._decide(
+            scaled, levels, qp, tables, previous, shifts_allowed, table, rd=False, med_dc=med_dc
+        )
         return self._write(like, scaled, qp, tables, decided, encoder)
 
     def _decide(
@@ -278,12 +284,13 @@ class LatentCodec(nn.Module):
         adapt: bool,
         table: np.ndarray | None = None,
         rd: bool = True,
+        med_dc: bool = True,
     ) -> Decisions:
         """The symbols to code, step by step, each step's RD decisions made with its tables (with
         `adapt`, shifted as chosen on the step's levels before those decisions, then chosen again
         on the decided ones, and decided again without shifts when they would not pay for
         themselves; without `rd`, the levels as they are)."""
-        s = self.to_symbols(levels)
+        s = self.to_symbols(levels, med_dc)
         frame_table = self.frame_table(qp, table)
         shifts = np.zeros(GROUPS, dtype=np.int64)
         groups: list[tuple[np.ndarray, np.ndarray]] = []
@@ -310,8 +317,8 @@ class LatentCodec(nn.Module):
 
         s, seen = self._steps(s.shape[1:], previous, take)
         if adapt and not worth_coding(tables, sum(gains)):
-            return self._decide(scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd)
-        return Decisions(s, seen, groups, shifts if adapt else None)
+            return self._decide(scaled, levels, qp, tables, previous, False, table, rd, med_dc)
+        return Decisions(s, self.from_symbols(s, med_dc), seen, groups, shifts if adapt else None)
 
     def _write(
         self,
@@ -330,7 +337,7 @@ class LatentCodec(nn.Module):
             encoder.add(decided.shifts, np.full(GROUPS, SHIFT_TABLE))
         for values, k in decided.groups:
             encoder.add(values, k)
-        q = self.from_symbols(decided.symbols)
+        q = decided.levels
         if self.observer is not None:
             self.observer(Coded(qp, scaled, q, decided.symbols, decided.buckets))
         y_hat = self.dequantize(q, qp, y)
@@ -364,14 +371,16 @@ class LatentCodec(nn.Module):
         previous: np.ndarray | None = None,
         has_shifts: bool = False,
         table: np.ndarray | None = None,
+        med_dc: bool = True,
     ) -> LatentResult:
-        """Read a latent from where `decoder` stands (decode)."""
+        """Read a latent from where `decoder` stands (decode; `med_dc`: as to_symbols')."""
         shifts = read_shifts(decoder) if has_shifts else None
         frame_table = self.frame_table(qp, table)
         s, seen = self._steps(
             shape, previous, lambda j, bucket: decoder.read(self._indices(frame_table, j, bucket, shifts))
         )
-        return LatentResult(self.dequantize(self.from_symbols(s), qp, like), s, shifts=shifts, buckets=seen)
+        q = self.from_symbols(s, med_dc)
+        return LatentResult(self.dequantize(q, qp, like), s, shifts=shifts, buckets=seen)
 
 
 def latent_positions(frame_shape: tuple[int, ...]) -> tuple[int, int]:
