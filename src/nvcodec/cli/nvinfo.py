@@ -34,8 +34,8 @@ def _header_lines(info: StreamInfo) -> list[str]:
 
 def _tool_names(h: Header) -> list[str]:
     """The tools the header allows: its bits, then skipped edges (2.9), prediction offsets (2.10),
-    adaptive tables (2.11), intra blocks (2.13) and 10-bit references (2.14), which the version
-    implies (the compact records of 2.12 are framing, not a coding tool)."""
+    adaptive tables (2.11), intra blocks (2.13), 10-bit references (2.14) and pixel DC (2.15),
+    which the version implies (the compact records of 2.12 are framing, not a coding tool)."""
     implied = [
         ("skip_edges", h.skip_edges),
         ("prediction_offsets", h.prediction_offsets),
