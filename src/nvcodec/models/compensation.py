@@ -166,9 +166,9 @@ class LumaPhases:
 
     def blocks(self, vectors: torch.Tensor, size: int) -> torch.Tensor:
         """(Hb, Wb, size, size) int16 prediction of (Hb, Wb, 2) vectors, block by block: inside
-        the picture, predict_plane's; beyond its edges, the border's prediction. Each block row is one read of `size`
-        consecutive samples; a block whose columns leave the margin reads its columns one by one
-        (replicating the border, as predict_plane does)."""
+        the picture, predict_plane's; beyond its edges, the border's prediction. Each block row is
+        one read of `size` consecutive samples; a block whose columns leave the margin reads its
+        columns one by one (replicating the border, as predict_plane does)."""
         _, hp, wp = self.planes.shape
         whole, frac = _split(vectors, self.phases)
         span = torch.arange(size, device=vectors.device) + self.margin

@@ -50,7 +50,8 @@ class IntraCoder(nn.Module):
     ) -> IntraOutput:
         """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
         intra prediction, the mode map first in the substream; `pixel_dc`, with `predicted`
-        only: the predictions give each block its DC too, version 2.15's), reconstructed on the grid of `bits`-bit levels."""
+        only: the predictions give each block its DC too, version 2.15's), reconstructed on the
+        grid of `bits`-bit levels."""
         if not predicted:
             latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
             return IntraOutput(self.reconstruct(latent.y_hat, qp, None, bits), latent)
