@@ -147,6 +147,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
         "compact_records": params.compact_records.value,
         "intra_blocks": params.intra_blocks.value,
         "deep_references": params.deep_references.value,
+        "pixel_dc": params.pixel_dc.value,
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -200,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--deep-references", choices=["auto", "off"], default="auto", help="as nvenc's option"
     )
+    parser.add_argument("--pixel-dc", choices=["auto", "off"], default="auto", help="as nvenc's option")
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -219,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
             compact_records=ToolMode(args.compact_records),
             intra_blocks=ToolMode(args.intra_blocks),
             deep_references=ToolMode(args.deep_references),
+            pixel_dc=ToolMode(args.pixel_dc),
         )
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:

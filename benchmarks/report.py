@@ -347,6 +347,7 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
                 ("compact_records", "--compact-records"),
                 ("intra_blocks", "--intra-blocks"),
                 ("deep_references", "--deep-references"),
+                ("pixel_dc", "--pixel-dc"),
             ]
             extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
             command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"
