@@ -349,6 +349,12 @@ def test_adaptive_tables_off_writes_a_stream_that_2_10_decoders_read(
     assert info["version"] == [2, 10] and info["prediction_offsets"] and not info["adaptive_tables"]
 
 
+def test_pixel_dc_off_writes_a_stream_that_2_14_decoders_read(cli: Cli, tmp_path: Path, make_video) -> None:
+    info = round_trip(cli, tmp_path, make_video, frames=4, args=["--pixel-dc", "off", "--qp", "40"])
+    assert info["version"] == [2, 14] and info["deep_references"] and not info["pixel_dc"]
+    assert_error(cli.enc(tmp_path / "src.y4m", "-o", tmp_path / "b.nvc", "--pixel-dc", "on"), 2, "pixel-dc")
+
+
 def test_nvdec_frames_limit(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     out = tmp_path / "three.y4m"
     res = cli.dec(coded.nvc, "-o", out, "--frames", "3")
