@@ -34,6 +34,23 @@ from nvcodec.weights import Weights, default_weights_path, load_weights
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NVCODEC_QPS = (0, 22, 27, 32, 37, 42, 63)  # the whole range, and the anchors' QPs for BD-rate
+DECIDED = ("auto", "off")  # tools the encoder decides for each frame or block
+# nvenc's coding tools as CodingParams fields, with the modes nvenc takes, in the order the results
+# record them (benchmarks.report writes the nvenc command line from that record)
+TOOL_MODES = {
+    "large_blocks": ("auto", "on", "off"),
+    "flat_blocks": DECIDED,
+    "table_shifts": DECIDED,
+    "split_blocks": DECIDED,
+    "six_tap": ("auto", "on", "off"),
+    "skip_edges": DECIDED,
+    "prediction_offsets": DECIDED,
+    "adaptive_tables": DECIDED,
+    "compact_records": DECIDED,
+    "intra_blocks": DECIDED,
+    "deep_references": DECIDED,
+    "pixel_dc": DECIDED,
+}
 
 
 def point(qp: int, frame_bits: Sequence[int], psnr: Sequence[dict], frames: Sequence[Frame], fps: Fraction,
@@ -136,18 +153,7 @@ def measure_clip(name: str, frames_limit: int | None, weights: Weights | None, q
                           for a in anchors}  # fmt: skip
     result["nvcodec_settings"] = {
         "qps": list(qps),
-        "large_blocks": params.large_blocks.value,
-        "flat_blocks": params.flat_blocks.value,
-        "table_shifts": params.table_shifts.value,
-        "split_blocks": params.split_blocks.value,
-        "six_tap": params.six_tap.value,
-        "skip_edges": params.skip_edges.value,
-        "prediction_offsets": params.prediction_offsets.value,
-        "adaptive_tables": params.adaptive_tables.value,
-        "compact_records": params.compact_records.value,
-        "intra_blocks": params.intra_blocks.value,
-        "deep_references": params.deep_references.value,
-        "pixel_dc": params.pixel_dc.value,
+        **{name: getattr(params, name).value for name in TOOL_MODES},
     }
     if weights:
         info = VideoInfo(frames[0].width, frames[0].height, fps, len(frames))
@@ -180,28 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         help="reuse anchor points measured on the same frames (none: always encode)",
     )
     parser.add_argument("--anchors-only", action="store_true", help="measure (and cache) only the anchors")
-    parser.add_argument(
-        "--large-blocks", choices=[m.value for m in ToolMode], default="auto", help="as nvenc's option"
-    )
-    parser.add_argument("--flat-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument("--table-shifts", choices=["auto", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument("--split-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument("--six-tap", choices=["auto", "on", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument("--skip-edges", choices=["auto", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument(
-        "--prediction-offsets", choices=["auto", "off"], default="auto", help="as nvenc's option"
-    )
-    parser.add_argument(
-        "--adaptive-tables", choices=["auto", "off"], default="auto", help="as nvenc's option"
-    )
-    parser.add_argument(
-        "--compact-records", choices=["auto", "off"], default="auto", help="as nvenc's option"
-    )
-    parser.add_argument("--intra-blocks", choices=["auto", "off"], default="auto", help="as nvenc's option")
-    parser.add_argument(
-        "--deep-references", choices=["auto", "off"], default="auto", help="as nvenc's option"
-    )
-    parser.add_argument("--pixel-dc", choices=["auto", "off"], default="auto", help="as nvenc's option")
+    for name, modes in TOOL_MODES.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"), choices=modes, default="auto", help="as nvenc's option"
+        )
     args = parser.parse_args(argv)
     weights = None if args.anchors_only else load_weights(args.weights or default_weights_path())
     cache = None if str(args.anchor_cache) == "none" else args.anchor_cache
@@ -209,20 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     anchors = [a for a in args.anchors.split(",") if a]
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.clips.split(","):
-        params = CodingParams(
-            large_blocks=ToolMode(args.large_blocks),
-            flat_blocks=ToolMode(args.flat_blocks),
-            table_shifts=ToolMode(args.table_shifts),
-            split_blocks=ToolMode(args.split_blocks),
-            six_tap=ToolMode(args.six_tap),
-            skip_edges=ToolMode(args.skip_edges),
-            prediction_offsets=ToolMode(args.prediction_offsets),
-            adaptive_tables=ToolMode(args.adaptive_tables),
-            compact_records=ToolMode(args.compact_records),
-            intra_blocks=ToolMode(args.intra_blocks),
-            deep_references=ToolMode(args.deep_references),
-            pixel_dc=ToolMode(args.pixel_dc),
-        )
+        params = CodingParams(**{name: ToolMode(getattr(args, name)) for name in TOOL_MODES})
         result = measure_clip(name, args.frames, weights, qps, anchors, args.data, cache, params)
         if weights is None:
             print(f"{name}: anchors {', '.join(anchors)} measured", flush=True)

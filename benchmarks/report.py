@@ -336,21 +336,8 @@ def render(results: Path, out: Path, training: Path | None = None) -> str:
             lines.append(f"- **{name}** ({version}), QP {', '.join(map(str, s['qps']))}: `{s['command']}`")
         ours = clips[0].get("nvcodec_settings")  # absent from results measured before it was recorded
         if ours:
-            later = [
-                ("flat_blocks", "--flat-blocks"),
-                ("table_shifts", "--table-shifts"),
-                ("split_blocks", "--split-blocks"),
-                ("six_tap", "--six-tap"),
-                ("skip_edges", "--skip-edges"),
-                ("prediction_offsets", "--prediction-offsets"),
-                ("adaptive_tables", "--adaptive-tables"),
-                ("compact_records", "--compact-records"),
-                ("intra_blocks", "--intra-blocks"),
-                ("deep_references", "--deep-references"),
-                ("pixel_dc", "--pixel-dc"),
-            ]
-            extra = "".join(f" {option} {ours[key]}" for key, option in later if key in ours)
-            command = f"nvenc --large-blocks {ours['large_blocks']}{extra}"
+            tools = [(key, mode) for key, mode in ours.items() if key not in ("qps", "bitstream")]
+            command = "nvenc " + " ".join(f"--{key.replace('_', '-')} {mode}" for key, mode in tools)
             lines.append(f"- **nvcodec**, qp {', '.join(map(str, ours['qps']))}: `{command}`")
         versions = env["versions"]
         lines += ["", "Libraries: " + ", ".join(f"{k} {v}" for k, v in versions.items()), ""]
