@@ -90,16 +90,9 @@ class Decoder(FrameLoop):
             stream, qp = record.substreams[0], record.qp
             predicted = bool(self.header.tools & Tools.INTRA_PREDICTION)
             out = self.model.intra.decode(
-                stream,
-                self._shape,
-                qp,
-                self.tables,
-                like,
-                has_shifts,
-                predicted,
-                self.bits,
-                self.header.pixel_dc,
-            )
+                stream, self._shape, qp, self.tables, like, has_shifts, predicted,
+                bits=self.bits, pixel_dc=self.header.pixel_dc,
+            )  # fmt: skip
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None

@@ -128,7 +128,6 @@ class Decisions:
     """The encoder's symbols for one latent, step by step, with the tables each group is coded with."""
 
     symbols: np.ndarray  # s, (C, H, W)
-    levels: np.ndarray  # q, the levels they code
     buckets: np.ndarray  # the context bucket of each symbol
     groups: list[tuple[np.ndarray, np.ndarray]]  # (symbols, table indices) of each step, in order
     shifts: np.ndarray | None  # the table shifts (None: not coded)
@@ -272,7 +271,7 @@ class LatentCodec(nn.Module):
         decided = self._decide(
             scaled, levels, qp, tables, previous, shifts_allowed, table, rd=False, med_dc=med_dc
         )
-        return self._write(like, scaled, qp, tables, decided, encoder)
+        return self._write(like, scaled, qp, tables, decided, encoder, med_dc)
 
     def _decide(
         self,
@@ -317,8 +316,10 @@ class LatentCodec(nn.Module):
 
         s, seen = self._steps(s.shape[1:], previous, take)
         if adapt and not worth_coding(tables, sum(gains)):
-            return self._decide(scaled, levels, qp, tables, previous, False, table, rd, med_dc)
-        return Decisions(s, self.from_symbols(s, med_dc), seen, groups, shifts if adapt else None)
+            return self._decide(
+                scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd, med_dc=med_dc
+            )
+        return Decisions(s, seen, groups, shifts if adapt else None)
 
     def _write(
         self,
@@ -328,16 +329,17 @@ class LatentCodec(nn.Module):
         tables: ProbabilityTables,
         decided: Decisions,
         encoder: SymbolEncoder | None = None,
+        med_dc: bool = True,
     ) -> LatentResult:
         """The substream of the decided symbols (the shifts first when there are any), after
-        what `encoder` holds."""
+        what `encoder` holds; `med_dc`: as to_symbols'."""
         if encoder is None:
             encoder = SymbolEncoder(tables)
         if decided.shifts is not None:
             encoder.add(decided.shifts, np.full(GROUPS, SHIFT_TABLE))
         for values, k in decided.groups:
             encoder.add(values, k)
-        q = decided.levels
+        q = self.from_symbols(decided.symbols, med_dc)
         if self.observer is not None:
             self.observer(Coded(qp, scaled, q, decided.symbols, decided.buckets))
         y_hat = self.dequantize(q, qp, y)
