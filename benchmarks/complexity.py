@@ -19,6 +19,7 @@ import torch
 
 from nvcodec.models.compensation import BLOCK, InterpolatedFrame
 from nvcodec.models.config import CONFIGS
+from nvcodec.models.intra_prediction import BLOCK_MODES
 from nvcodec.models.layout import quantize_pixels
 from nvcodec.models.macs import kmacs_per_pixel
 from nvcodec.models.motion import MotionField
@@ -39,7 +40,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
     tables = model.probability_tables()
     x = torch.rand(1, 6, height // 2, width // 2)
     pixels = height * width
-    intra = model.intra.encode(x, 32, tables, predicted=True)  # intra prediction is the default
+    intra = model.intra.encode(x, 32, tables, prediction=BLOCK_MODES)  # the default's intra prediction
     ref = InterpolatedFrame(quantize_pixels(intra.x_hat))
     inter = model.inter
     flow = inter.flow(x, ref)
@@ -79,11 +80,15 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
         result = {
             "parameters": sum(p.numel() for p in model.parameters()),
             "intra_encode_kmac": kmacs_per_pixel(
-                lambda: (model.intra.encode(x, 32, tables, predicted=True), model.enhancer(ref.frame)), pixels
+                lambda: (
+                    model.intra.encode(x, 32, tables, prediction=BLOCK_MODES),
+                    model.enhancer(ref.frame),
+                ),
+                pixels,
             ),
             "intra_decode_kmac": kmacs_per_pixel(
                 lambda: (
-                    model.intra.decode(intra.latent.stream, x.shape, 32, tables, x, predicted=True),
+                    model.intra.decode(intra.latent.stream, x.shape, 32, tables, x, prediction=BLOCK_MODES),
                     model.enhancer(ref.frame),
                 ),
                 pixels,

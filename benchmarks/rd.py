@@ -50,6 +50,7 @@ TOOL_MODES = {
     "intra_blocks": DECIDED,
     "deep_references": DECIDED,
     "pixel_dc": DECIDED,
+    "block_modes": DECIDED,
 }
 
 

@@ -100,8 +100,9 @@ def test_a_context_takes_the_table_of_its_counts_the_others_keep_the_fitted_one(
     [
         (
             CodingParams(),
-            (2, 15),
-        ),  # 2.12: compact records, 2.13 intra blocks, 2.14 deep references, 2.15 pixel DC
+            (2, 16),
+        ),  # 2.12: compact records, 2.13 intra blocks, 2.14 deep references, 2.15 pixel DC, 2.16 block modes
+        (CodingParams(block_modes=ToolMode.OFF), (2, 15)),
         (CodingParams(pixel_dc=ToolMode.OFF), (2, 14)),
         (CodingParams(deep_references=ToolMode.OFF), (2, 13)),
         (CodingParams(intra_blocks=ToolMode.OFF), (2, 12)),

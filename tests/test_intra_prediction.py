@@ -1,5 +1,6 @@
-"""Intra prediction (bitstream 2.8): the four modes, the neighbours' substitution, the mode map's
-coding, the wavefront reconstruction, and the encoder's and decoder's pictures agreeing."""
+"""Intra prediction (bitstream 2.8; pixel DC 2.15; a mode of eight per block 2.16): the modes,
+the neighbours' substitution, the mode map's coding, the wavefront reconstruction, and the
+encoder's and decoder's pictures agreeing."""
 
 import inspect
 import io
@@ -75,7 +76,7 @@ def test_with_pixel_dc_each_mode_keeps_its_mean_and_mode_0_is_the_neighbours_mea
 
 def test_pixel_dc_streams_decode_exactly_and_off_writes_2_14():
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, block_modes=ToolMode.OFF)
     _, coded, data = encode(weights, params, frames=3, seed=5)
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
@@ -93,12 +94,93 @@ def test_pixel_dc_codes_a_smooth_picture_in_fewer_bits():
     y = (np.add.outer(np.arange(HEIGHT) * 1.7, np.arange(WIDTH) * 0.9) + 20).astype(np.uint8)
     u = (110 + np.add.outer(np.arange(-(-HEIGHT // 2)), np.arange(-(-WIDTH // 2))) // 3).astype(np.uint8)
     frame = Frame(y, u, u.copy())
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, block_modes=ToolMode.OFF)
     sizes = []
     for mode in (ToolMode.AUTO, ToolMode.OFF):
         coded, _ = encode_frames(weights, replace(params, pixel_dc=mode), [frame])
         sizes.append(len(coded[0].record.substreams[0]))
     assert sizes[0] < sizes[1]
+
+
+def test_block_mode_streams_decode_exactly_and_off_writes_2_15():
+    weights = make_weights(4)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    _, coded, data = encode(weights, params, frames=3, seed=5)
+    for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    _, coded_off, data_off = encode(weights, replace(params, block_modes=ToolMode.OFF), frames=3, seed=5)
+    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
+    assert [(h.version, h.block_modes) for h in headers] == [((2, 16), True), ((2, 15), False)]
+    assert headers[1].pixel_dc
+    assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frame differs
+    assert all(d.recon_matches for d in decode(weights, data_off))
+
+
+def diagonal_stripes(angle_steps: int) -> Frame:
+    """Stripes along a diagonal: `angle_steps` rows down per column across."""
+    r, c = np.indices((HEIGHT, WIDTH))
+    y = (128 + 90 * np.sin((r - angle_steps * c) * 0.45)).astype(np.uint8)
+    grey = np.full((-(-HEIGHT // 2), -(-WIDTH // 2)), 128, dtype=np.uint8)
+    return Frame(y, grey, grey.copy())
+
+
+@pytest.mark.parametrize("angle_steps", [-1, 2])
+def test_block_modes_code_diagonal_stripes_in_fewer_bits(angle_steps):
+    """Stripes that neither rows nor columns continue: the directional modes predict them, so
+    2.16 codes the frame in fewer bits at no worse error than one mode of four per macroblock."""
+    weights = make_weights(4)
+    frame = diagonal_stripes(angle_steps)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
+    sizes, errors = [], []
+    for mode in (ToolMode.AUTO, ToolMode.OFF):
+        coded, _ = encode_frames(weights, replace(params, block_modes=mode), [frame])
+        sizes.append(len(coded[0].record.substreams[0]))
+        errors.append(float(((coded[0].picture.recon.y.astype(float) - frame.y) ** 2).mean()))
+    assert sizes[0] < sizes[1] and errors[0] <= errors[1] * 1.1
+
+
+def spec_directional(top: np.ndarray, left: np.ndarray, corner: int, mode: int) -> np.ndarray:
+    """The directional modes of the module docstring (and bitstream_spec.md 7.8.1), position by
+    position."""
+    n = len(top)
+    edge = [*left[::-1], corner, *top]
+    f = (
+        [edge[0]]
+        + [(edge[t - 1] + 2 * edge[t] + edge[t + 1] + 2) >> 2 for t in range(1, 2 * n)]
+        + [edge[2 * n]]
+    )
+    out = np.zeros((n, n), dtype=np.int64)
+    for r in range(n):
+        for c in range(n):
+            if mode == 4:
+                out[r, c] = f[n + c - r]
+            elif mode == 5:
+                out[r, c] = (f[n + c - (r >> 1)] + f[n + c - ((r + 1) >> 1)] + 1) >> 1
+            elif mode == 6:
+                out[r, c] = (f[n + (c >> 1) - r] + f[n + ((c + 1) >> 1) - r] + 1) >> 1
+            else:
+                a, b = min(r + (c >> 1), n - 1), min(r + ((c + 1) >> 1), n - 1)
+                out[r, c] = (f[n - 1 - a] + f[n - 1 - b] + 1) >> 1
+    return out
+
+
+@pytest.mark.parametrize("n", [8, 4])
+def test_the_directional_modes_follow_the_spec_formulas(n):
+    rng = np.random.default_rng(n)
+    top, left = rng.integers(0, FINE_PEAK + 1, (2, 3, n))
+    corner = rng.integers(0, FINE_PEAK + 1, 3)
+    got = ip.directional(top, left, corner)
+    as_tensors = ip.directional(*(torch.from_numpy(a) for a in (top, left, corner)))
+    assert np.array_equal(as_tensors.numpy(), got)
+    for k in range(3):
+        for mode in range(4, 8):
+            assert np.array_equal(got[mode - 4, k], spec_directional(top[k], left[k], int(corner[k]), mode))
+    assert ip.BLOCK_MODES.predict(top, left, corner).shape == (8, 3, n, n)
+
+
+def test_a_missing_corner_is_the_substituted_top_rows_first():
+    top, corner = np.array([[5, 6], [7, 8]]), np.array([1, 2])
+    assert ip.substitute_corner(corner, top, np.array([True, False])).tolist() == [1, 7]
 
 
 def test_planar_follows_the_spec_formula():
@@ -127,33 +209,41 @@ def test_missing_neighbours_are_substituted():
 def test_no_prediction_reconstructs_the_residual_clamped():
     residual = torch.randint(-2000, 18000, (1, 6, 16, 24), dtype=torch.int32)
     modes = np.zeros((2, 3), dtype=np.int64)
-    assert torch.equal(ip.reconstruct(residual, modes), residual.clamp(0, FINE_PEAK))
+    assert torch.equal(ip.reconstruct(residual, modes, ip.SHAPES), residual.clamp(0, FINE_PEAK))
 
 
-def raster_reconstruct(residual: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
+def raster_reconstruct(residual: torch.Tensor, modes: np.ndarray, mode_set: ip.ModeSet) -> torch.Tensor:
     """The spec's order, block by block in raster order and plane by plane: the reference the
     decoder's front-by-front reconstruction must equal."""
     planes = [p[0].numpy().astype(np.int64) for p in to_planes(residual)]
+    side = mode_set.side
     for plane, n in zip(planes, (8, 4, 4)):
         for bi in range(plane.shape[0] // n):
             for bj in range(plane.shape[1] // n):
                 top = plane[max(bi * n - 1, 0), bj * n : bj * n + n][None]
                 left = plane[bi * n : bi * n + n, max(bj * n - 1, 0)][None]
-                neighbours = ip.substitute(top, left, np.array([bi > 0]), np.array([bj > 0]))
-                pred = ip.predictions(*neighbours)[modes[bi // 2, bj // 2], 0]
+                corner = plane[max(bi * n - 1, 0), max(bj * n - 1, 0)][None]
+                top, left = ip.substitute(top, left, np.array([bi > 0]), np.array([bj > 0]))
+                corner = ip.substitute_corner(corner, top, np.array([bi > 0 and bj > 0]))
+                pred = mode_set.predict(top, left, corner)[modes[bi // side, bj // side], 0]
                 block = plane[bi * n : bi * n + n, bj * n : bj * n + n]
                 block[:] = np.clip(block + pred, 0, FINE_PEAK)
     return from_planes([torch.from_numpy(p.astype(np.int32))[None] for p in planes])
 
 
-@settings(max_examples=20, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**32 - 1))
-def test_the_reconstruction_is_the_raster_orders(hm, wm, seed):
-    """Any mode map, residuals far outside 0..255 levels (clamped), every plane."""
+MODE_SETS = [ip.SHAPES, ip.MACROBLOCK_DC, ip.BLOCK_MODES]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 2**32 - 1), st.sampled_from(MODE_SETS))
+def test_the_reconstruction_is_the_raster_orders(hm, wm, seed, mode_set):
+    """Any mode map, residuals far outside 0..255 levels (clamped), every plane, every version's
+    modes."""
     rng = np.random.default_rng(seed)
     residual = torch.from_numpy(rng.integers(-4000, FINE_PEAK + 4000, (1, 6, 8 * hm, 8 * wm), dtype=np.int32))
-    modes = rng.integers(0, len(ip.MODES), (hm, wm))
-    assert torch.equal(ip.reconstruct(residual, modes), raster_reconstruct(residual, modes))
+    modes = rng.integers(0, mode_set.count, (hm * 2 // mode_set.side, wm * 2 // mode_set.side))
+    expected = raster_reconstruct(residual, modes, mode_set)
+    assert torch.equal(ip.reconstruct(residual, modes, mode_set), expected)
 
 
 def test_planes_round_trip():
@@ -173,7 +263,7 @@ def test_a_vertical_block_continues_the_row_above_it():
     y[8:] = 100 * ONE
     chroma = torch.full((8, 8), 128 * ONE, dtype=torch.int32)
     residual = from_planes([y[None], chroma[None], chroma[None]])
-    out = to_planes(ip.reconstruct(residual, np.full((1, 1), 2, dtype=np.int64)))[0][0]
+    out = to_planes(ip.reconstruct(residual, np.full((1, 1), 2, dtype=np.int64), ip.SHAPES))[0][0]
     assert torch.equal(out[:8], y[:8])
     for j in (0, 8):
         row = out[7, j : j + 8]
@@ -182,30 +272,38 @@ def test_a_vertical_block_continues_the_row_above_it():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 9), st.integers(1, 9), st.integers(0, 2**32 - 1))
-def test_the_mode_map_round_trips(hm, wm, seed):
+@given(
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from([ip.SHAPES, ip.BLOCK_MODES]),
+)
+def test_the_mode_map_round_trips(hm, wm, seed, mode_set):
     rng = np.random.default_rng(seed)
-    modes = rng.integers(0, len(ip.MODES), (hm, wm))
+    modes = rng.integers(0, mode_set.count, (hm, wm))
     if seed % 3 == 0:
         modes[:] = modes[0]  # long runs of the same mode
     tables = ProbabilityTables(*build_tables())
     encoder = SymbolEncoder(tables)
-    ip.write_modes(encoder, modes)
+    ip.write_modes(encoder, modes, mode_set)
     stream = encoder.finish()
     decoder = SymbolDecoder(tables, stream)
-    assert np.array_equal(ip.read_modes(decoder, (hm, wm)), modes)
+    assert np.array_equal(ip.read_modes(decoder, (hm, wm), mode_set), modes)
     decoder.finish()
-    assert abs(8 * len(stream) - ip.map_bits(modes)) <= 64 + 8  # the coder's 64-bit state, byte rounding
+    bits = ip.map_bits(modes, mode_set)
+    assert abs(8 * len(stream) - bits) <= 64 + 8  # the coder's 64-bit state, byte rounding
 
 
+@pytest.mark.parametrize("mode_set", [ip.SHAPES, ip.BLOCK_MODES])
 @pytest.mark.parametrize("context", range(4))
-def test_mode_bits_are_a_distribution(context):
-    """For every predicted mode and context, the four modes' estimated costs are those of
+def test_mode_bits_are_a_distribution(context, mode_set):
+    """For every predicted mode and context, the modes' estimated costs are those of
     probabilities summing to one, the predicted mode's being the 'same' flag's."""
-    predicted = np.arange(len(ip.MODES))
-    bits = ip.mode_bits(predicted, np.full(len(predicted), context))
+    predicted = np.arange(mode_set.count)
+    bits = ip.mode_bits(predicted, np.full(len(predicted), context), mode_set)
+    assert bits.shape == (mode_set.count, mode_set.count)
     assert np.allclose((2.0**-bits).sum(axis=0), 1.0)
-    same = -np.log2(ip.SAME_PROBABILITIES[context] / 256)
+    same = -np.log2(mode_set.same[context] / 256)
     assert np.allclose(bits[predicted, predicted], same)
 
 
@@ -218,18 +316,20 @@ def edges(width: int, height: int) -> list:
     return frames
 
 
-def test_the_decoders_intra_frame_is_the_encoders_and_uses_the_modes():
+@pytest.mark.parametrize("mode_set", MODE_SETS)
+def test_the_decoders_intra_frame_is_the_encoders_and_uses_the_modes(mode_set):
     """An intra frame of stripes coded with prediction: the decoder reads the same modes and
-    rebuilds the encoder's picture exactly; some macroblocks are predicted; the frame costs fewer
-    bytes than unpredicted at no worse error."""
+    rebuilds the encoder's picture exactly; some areas take a mode other than 0; the frame costs
+    fewer bytes than unpredicted at no worse error."""
     weights = make_weights()
     model, tables = weights.model, weights.model.probability_tables()
     x = frame_to_tensor(edges(96, 64)[0])
-    out = model.intra.encode(x, 30, tables, shifts_allowed=True, predicted=True)
+    out = model.intra.encode(x, 30, tables, shifts_allowed=True, prediction=mode_set)
     plain = model.intra.encode(x, 30, tables, shifts_allowed=True)
-    assert out.modes is not None and out.modes.shape == (4, 6) and out.modes.any()
+    side = mode_set.side
+    assert out.modes is not None and out.modes.shape == (8 // side, 12 // side) and out.modes.any()
     has_shifts = out.latent.shifts is not None
-    back = model.intra.decode(out.latent.stream, x.shape, 30, tables, x, has_shifts, predicted=True)
+    back = model.intra.decode(out.latent.stream, x.shape, 30, tables, x, has_shifts, prediction=mode_set)
     assert np.array_equal(back.modes, out.modes) and torch.equal(back.x_hat, out.x_hat)
     error = [float(((o.x_hat - x) ** 2).mean()) for o in (out, plain)]
     assert len(out.latent.stream) < len(plain.latent.stream) and error[0] <= error[1] * 1.05
@@ -263,7 +363,7 @@ def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
     def picture(x_hat: torch.Tensor) -> Frame:
         return tensor_to_frame(x_hat, WIDTH, HEIGHT)
 
-    decoded = model.intra.decode(*args, has_shifts, predicted=True, pixel_dc=True)  # as 2.15 codes it
+    decoded = model.intra.decode(*args, has_shifts, prediction=ip.BLOCK_MODES)  # as 2.16 codes it
     assert picture(decoded.x_hat) == coded[0].picture.recon
     try:
         plain = model.intra.decode(*args, has_shifts)
@@ -272,7 +372,8 @@ def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
     assert picture(plain.x_hat) != coded[0].picture.recon
 
 
-def test_the_search_reconstructs_as_the_decoder_does():
+@pytest.mark.parametrize("mode_set", MODE_SETS)
+def test_the_search_reconstructs_as_the_decoder_does(mode_set):
     """The closed loop's own reconstruction of every block is what the decoder builds from the
     decided levels and modes (exact while the transform works block by block, as released). In
     float64: the search synthesises block by block and the decoder the whole picture, and in
@@ -282,31 +383,37 @@ def test_the_search_reconstructs_as_the_decoder_does():
     model, tables = weights.model.double(), weights.model.probability_tables()
     x = frame_to_tensor(edges(64, 48)[0]).double()
     for qp in (12, 30, 45):
-        d = decide_modes(x, model.intra.transform, model.intra.latent, qp, tables)
+        d = decide_modes(x, model.intra.transform, model.intra.latent, qp, tables, mode_set)
         y_hat = model.intra.latent.dequantize(d.levels, qp, x)
-        assert torch.equal(d.fine, ip.reconstruct(to_fine(model.intra.transform.synthesis(y_hat)), d.modes))
+        fine = to_fine(model.intra.transform.synthesis(y_hat))
+        assert torch.equal(d.fine, ip.reconstruct(fine, d.modes, mode_set))
 
 
+@pytest.mark.parametrize("mode_set", [ip.SHAPES, ip.BLOCK_MODES])
 @pytest.mark.parametrize(("width", "height"), [(16, 16), (16, 64), (80, 16)])
-def test_frames_one_macroblock_tall_or_wide_round_trip(width, height):
+def test_frames_one_macroblock_tall_or_wide_round_trip(width, height, mode_set):
     weights = make_weights()
     model, tables = weights.model, weights.model.probability_tables()
     x = frame_to_tensor(edges(width, height)[0])
-    out = model.intra.encode(x, 28, tables, shifts_allowed=True, predicted=True)
-    assert out.modes.shape == (height // 16, width // 16)
-    back = model.intra.decode(out.latent.stream, x.shape, 28, tables, x, out.latent.shifts is not None, True)
+    out = model.intra.encode(x, 28, tables, shifts_allowed=True, prediction=mode_set)
+    assert out.modes.shape == (height // (8 * mode_set.side), width // (8 * mode_set.side))
+    has_shifts = out.latent.shifts is not None
+    back = model.intra.decode(out.latent.stream, x.shape, 28, tables, x, has_shifts, prediction=mode_set)
     assert np.array_equal(back.modes, out.modes) and torch.equal(back.x_hat, out.x_hat)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.binary(min_size=4, max_size=64).filter(lambda b: len(b) % 4 == 0))
-def test_a_garbage_mode_map_reads_as_modes_or_is_refused(data):
+@given(
+    st.binary(min_size=4, max_size=64).filter(lambda b: len(b) % 4 == 0),
+    st.sampled_from([ip.SHAPES, ip.BLOCK_MODES]),
+)
+def test_a_garbage_mode_map_reads_as_modes_or_is_refused(data, mode_set):
     tables = ProbabilityTables(*build_tables())
     try:
-        modes = ip.read_modes(SymbolDecoder(tables, data), (3, 5))
+        modes = ip.read_modes(SymbolDecoder(tables, data), (3, 5), mode_set)
     except BitstreamError:
         return
-    assert modes.shape == (3, 5) and modes.min() >= 0 and modes.max() < len(ip.MODES)
+    assert modes.shape == (3, 5) and modes.min() >= 0 and modes.max() < mode_set.count
 
 
 @pytest.mark.parametrize(

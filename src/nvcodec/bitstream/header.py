@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 15)  # the newest version this code reads and writes
+VERSION = (2, 16)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -31,6 +31,7 @@ COMPACT_VERSION = (2, 12)  # records give their lengths as varints (section 4.1;
 INTRA_BLOCKS_VERSION = (2, 13)  # P frames' motion substreams end with an intra blocks' map (no bit)
 DEEP_REFERENCES_VERSION = (2, 14)  # reconstructions are kept in 10-bit levels (section 7.6; no bit)
 PIXEL_DC_VERSION = (2, 15)  # intra frames predict each block's DC from its neighbours (7.8.1; no bit)
+BLOCK_MODES_VERSION = (2, 16)  # intra frames give each 8x8 block one of eight modes (7.8.1; no bit)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -48,6 +49,7 @@ VERSIONS = (
     INTRA_BLOCKS_VERSION,
     DEEP_REFERENCES_VERSION,
     PIXEL_DC_VERSION,
+    BLOCK_MODES_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -101,6 +103,7 @@ IMPLIED_TOOLS = (  # tools no bit signals: the version alone says a stream uses 
     ("intra_blocks", INTRA_BLOCKS_VERSION, "intra blocks in P frames need version 2.13"),
     ("deep_references", DEEP_REFERENCES_VERSION, "10-bit references need version 2.14"),
     ("pixel_dc", PIXEL_DC_VERSION, "intra frames' DC predicted from pixels needs version 2.15"),
+    ("block_modes", BLOCK_MODES_VERSION, "a mode per 8x8 block in intra frames needs version 2.16"),
 )
 
 
@@ -124,7 +127,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.15)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.16)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -163,6 +166,7 @@ class Header:
     intra_blocks: bool = False  # P frames' macroblocks may be intra predicted (2.13 and later)
     deep_references: bool = False  # reconstructions kept in 10-bit levels (2.14 and later)
     pixel_dc: bool = False  # predicted intra frames predict each block's DC from pixels (2.15 and later)
+    block_modes: bool = False  # predicted intra frames have a mode of eight per 8x8 block (2.16 and later)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     @property

@@ -211,6 +211,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Intra frames predict each block's mean from its decoded neighbours, on every stream with "
     "10-bit references and intra prediction in auto (off: readable by 2.14 decoders).",
 )
+@click.option(
+    "--block-modes",
+    "block_modes",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="Intra frames choose a mode for each 8x8 block among eight (four directions), on every "
+    "stream with pixel DC in auto (off: one of four per 16x16, readable by 2.15 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -254,6 +263,7 @@ def command(
     intra_blocks: str,
     deep_references: str,
     pixel_dc: str,
+    block_modes: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -287,6 +297,7 @@ def command(
         intra_blocks=ToolMode(intra_blocks),
         deep_references=ToolMode(deep_references),
         pixel_dc=ToolMode(pixel_dc),
+        block_modes=ToolMode(block_modes),
     )
     job = EncodeJob(
         input=input,

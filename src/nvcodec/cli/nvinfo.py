@@ -43,6 +43,7 @@ def _tool_names(h: Header) -> list[str]:
         ("intra_blocks", h.intra_blocks),
         ("deep_references", h.deep_references),
         ("pixel_dc", h.pixel_dc),
+        ("block_modes", h.block_modes),
     ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
@@ -111,6 +112,7 @@ def _as_json(info: StreamInfo) -> str:
             "intra_blocks": h.intra_blocks,
             "deep_references": h.deep_references,
             "pixel_dc": h.pixel_dc,
+            "block_modes": h.block_modes,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

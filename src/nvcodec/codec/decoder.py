@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header, Tools
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Header
 from nvcodec.codec.frame_loop import (
     CPU,
     DRIFT_BOUND,
@@ -88,11 +88,9 @@ class Decoder(FrameLoop):
         if record.frame_type == FrameType.INTRA:
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
             stream, qp = record.substreams[0], record.qp
-            predicted = bool(self.header.tools & Tools.INTRA_PREDICTION)
             out = self.model.intra.decode(
-                stream, self._shape, qp, self.tables, like, has_shifts, predicted,
-                bits=self.bits, pixel_dc=self.header.pixel_dc,
-            )  # fmt: skip
+                stream, self._shape, qp, self.tables, like, has_shifts, self.intra_modes, self.bits
+            )
         else:
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None

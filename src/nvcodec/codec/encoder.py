@@ -146,6 +146,12 @@ def pixel_dc_possible(params: CodingParams) -> bool:
     )
 
 
+def block_modes_possible(params: CodingParams) -> bool:
+    """Whether predicted intra frames give each 8x8 block one of eight modes (then the stream is
+    version 2.16, which has every tool of 2.15: off with any of them)."""
+    return pixel_dc_possible(params) and params.block_modes != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -183,6 +189,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         intra_blocks=intra_blocks_possible(params),
         deep_references=deep_references_possible(params),
         pixel_dc=pixel_dc_possible(params),
+        block_modes=block_modes_possible(params),
     )
 
 
@@ -211,7 +218,6 @@ class Encoder(FrameLoop):
         super().__init__(weights, device, dtype, header_for(weights, params, info))
         self.params = params
         self.table_shifts = table_shifts_possible(params)
-        self.intra_prediction = intra_prediction_possible(params)
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.filter_decider = FilterDecider(info.frame_count)
@@ -285,9 +291,7 @@ class Encoder(FrameLoop):
         return out, plan
 
     def _intra(self, x: torch.Tensor, qp: int) -> IntraOutput:
-        return self.model.intra.encode(
-            x, qp, self.tables, self.table_shifts, self.intra_prediction, self.bits, self.header.pixel_dc
-        )
+        return self.model.intra.encode(x, qp, self.tables, self.table_shifts, self.intra_modes, self.bits)
 
     def _trial(self, out: InterOutput, x: torch.Tensor) -> Trial:
         return Trial(sum(map(len, out.streams)), self._distortion(out.x_hat, x))

@@ -82,6 +82,7 @@ class CodingParams:
     intra_blocks: ToolMode = ToolMode.AUTO  # P-frame macroblocks may be intra predicted (auto or off)
     deep_references: ToolMode = ToolMode.AUTO  # references kept in 10-bit levels (auto or off)
     pixel_dc: ToolMode = ToolMode.AUTO  # intra frames' block DCs predicted from pixels (auto or off)
+    block_modes: ToolMode = ToolMode.AUTO  # intra frames' modes per 8x8 block, eight of them (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class CodingParams:
             raise InputError("--deep-references is auto or off (auto: on every stream with P frames)")
         if self.pixel_dc == ToolMode.ON:
             raise InputError("--pixel-dc is auto or off (auto: on every stream with intra prediction)")
+        if self.block_modes == ToolMode.ON:
+            raise InputError("--block-modes is auto or off (auto: on every stream with pixel DC)")
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from nvcodec.codec.encoder import (
     EncodedFrame,
     Encoder,
     adaptive_tables_possible,
+    block_modes_possible,
     compact_records_possible,
     deep_references_possible,
     header_for,
@@ -89,8 +90,8 @@ def _segment_encoder(
     local = replace(info, frame_count=count)
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
     # offsets and adapt their tables, whether records are compact, whether P frames may have
-    # intra blocks, whether references are kept in 10-bit levels and whether intra frames predict
-    # their DCs from pixels (no record bit does)
+    # intra blocks, whether references are kept in 10-bit levels, whether intra frames predict
+    # their DCs from pixels and give each block a mode (no record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
@@ -99,6 +100,7 @@ def _segment_encoder(
         intra_blocks=params.intra_blocks if intra_blocks_possible(params) else ToolMode.OFF,
         deep_references=params.deep_references if deep_references_possible(params) else ToolMode.OFF,
         pixel_dc=params.pixel_dc if pixel_dc_possible(params) else ToolMode.OFF,
+        block_modes=params.block_modes if block_modes_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

@@ -205,7 +205,8 @@ class InterCoder(nn.Module):
         )
         if modes is None or not modes.any():
             return prediction.fine + residual
-        return intra_prediction.reconstruct(intra_blocks.levels_of(prediction.fine, modes) + residual, modes)
+        levels = intra_blocks.levels_of(prediction.fine, modes)
+        return intra_prediction.reconstruct(levels + residual, modes, intra_prediction.SHAPES)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:

@@ -13,6 +13,7 @@ from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncode
 from nvcodec.models import intra_prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import deblock
+from nvcodec.models.intra_prediction import ModeSet
 from nvcodec.models.intra_search import decide_modes
 from nvcodec.models.latent_codec import LAMBDA, LatentCodec, LatentResult, latent_positions
 from nvcodec.models.layout import to_fine
@@ -25,7 +26,7 @@ INTRA_DEAD_ZONE = 0.3
 class IntraOutput:
     x_hat: torch.Tensor
     latent: LatentResult
-    modes: np.ndarray | None = None  # the intra prediction modes per macroblock (None: not predicted)
+    modes: np.ndarray | None = None  # the intra prediction modes per area (None: not predicted)
 
 
 class IntraCoder(nn.Module):
@@ -44,24 +45,29 @@ class IntraCoder(nn.Module):
         qp: int,
         tables: ProbabilityTables,
         shifts_allowed: bool = False,
-        predicted: bool = False,
+        prediction: ModeSet | None = None,
         bits: int = 8,
-        pixel_dc: bool = False,
     ) -> IntraOutput:
-        """Code frame x (table shifts allowed or not: entropy.table_shifts; `predicted`: with
-        intra prediction, the mode map first in the substream; `pixel_dc`, with `predicted`
-        only: the predictions give each block its DC too, version 2.15's), reconstructed on the
-        grid of `bits`-bit levels."""
-        if not predicted:
+        """Code frame x (table shifts allowed or not: entropy.table_shifts; `prediction`: with
+        intra prediction of these modes, the mode map first in the substream), reconstructed on
+        the grid of `bits`-bit levels."""
+        if prediction is None:
             latent = self.latent.encode(self.transform.analysis(x), qp, tables, shifts_allowed=shifts_allowed)
             return IntraOutput(self.reconstruct(latent.y_hat, qp, None, bits), latent)
-        decision = decide_modes(x, self.transform, self.latent, qp, tables, pixel_dc)
+        decision = decide_modes(x, self.transform, self.latent, qp, tables, prediction)
         encoder = SymbolEncoder(tables)
-        intra_prediction.write_modes(encoder, decision.modes)
+        intra_prediction.write_modes(encoder, decision.modes, prediction)
         latent = self.latent.encode_decided(
-            decision.scaled, decision.levels, qp, tables, x, encoder, shifts_allowed, med_dc=not pixel_dc
+            decision.scaled,
+            decision.levels,
+            qp,
+            tables,
+            x,
+            encoder,
+            shifts_allowed,
+            med_dc=not prediction.pixel_dc,
         )
-        x_hat = self.reconstruct(latent.y_hat, qp, decision.modes, bits, pixel_dc)
+        x_hat = self.reconstruct(latent.y_hat, qp, decision.modes, bits, prediction)
         return IntraOutput(x_hat, latent, decision.modes)
 
     def reconstruct(
@@ -70,13 +76,14 @@ class IntraCoder(nn.Module):
         qp: int,
         modes: np.ndarray | None = None,
         bits: int = 8,
-        pixel_dc: bool = False,
+        prediction: ModeSet | None = None,
     ) -> torch.Tensor:
         """x_hat = deblock(S(y_hat)), the synthesis rounded to 1/64 levels first, each block's
-        prediction added along the way when there are `modes`, on the grid of `bits`-bit levels."""
+        prediction (of `prediction`'s `modes`) added along the way when there are modes, on the
+        grid of `bits`-bit levels."""
         fine = to_fine(self.transform.synthesis(y_hat))
-        if modes is not None:
-            fine = intra_prediction.reconstruct(fine, modes, pixel_dc)
+        if modes is not None and prediction is not None:
+            fine = intra_prediction.reconstruct(fine, modes, prediction)
         return deblock(fine, qp, y_hat.dtype, bits=bits)
 
     @torch.no_grad()
@@ -88,22 +95,19 @@ class IntraCoder(nn.Module):
         tables: ProbabilityTables,
         like: torch.Tensor,
         has_shifts: bool = False,
-        predicted: bool = False,
+        prediction: ModeSet | None = None,
         bits: int = 8,
-        pixel_dc: bool = False,
     ) -> IntraOutput:
         """Read an I frame of tensor shape `frame_shape`; `like` sets the device and dtype;
-        `has_shifts`: its latent starts with table shifts; `predicted`: the substream starts
-        with the intra prediction's mode map; `bits`: the levels of its reconstruction;
-        `pixel_dc`: as encode's."""
+        `has_shifts`: its latent starts with table shifts; `prediction`: the substream starts
+        with the mode map of these modes; `bits`: the levels of its reconstruction."""
         positions = latent_positions(frame_shape)
-        pixel_dc = pixel_dc and predicted
         decoder = SymbolDecoder(tables, stream)
-        modes = (
-            intra_prediction.read_modes(decoder, intra_prediction.macroblock_grid(frame_shape))
-            if predicted
-            else None
-        )
-        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts, med_dc=not pixel_dc)
+        modes = None
+        if prediction is not None:
+            grid = intra_prediction.macroblock_grid(frame_shape, prediction.side)
+            modes = intra_prediction.read_modes(decoder, grid, prediction)
+        med_dc = prediction is None or not prediction.pixel_dc
+        latent = self.latent.read(decoder, positions, qp, like, has_shifts=has_shifts, med_dc=med_dc)
         decoder.finish()
-        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes, bits, pixel_dc), latent, modes)
+        return IntraOutput(self.reconstruct(latent.y_hat, qp, modes, bits, prediction), latent, modes)

@@ -58,7 +58,8 @@ def shapes(recon: torch.Tensor) -> torch.Tensor:
         view = intra_prediction.block_view(p, n)
         hb, wb = view.shape[:2]
         i, j = (a.ravel() for a in np.meshgrid(np.arange(hb), np.arange(wb), indexing="ij"))
-        pred = predictions(*intra_prediction.neighbours(view, i, j))[1:]  # (3, k P, n, n)
+        top, left, _ = intra_prediction.neighbours(view, i, j)
+        pred = predictions(top, left)[1:]  # (3, k P, n, n)
         blocks = pred.reshape(3, hb, wb, p.shape[0], n, n).transpose(0, 3, 1, 4, 2, 5)
         out.append(torch.from_numpy(blocks.reshape(3, p.shape[0], hb * n, wb * n)).to(recon.device))
     return from_planes([o[:, 0] for o in out])

@@ -1,8 +1,8 @@
 """The encoder's intra mode decision (not normative): each macroblock's mode and levels, closed loop.
 
-For intra frames and for the intra blocks of P frames (models.intra_blocks). Macroblocks are
-decided along anti-diagonals, each after those above and left of it. For each mode, its four 8x8
-blocks are predicted, transformed, quantised and reconstructed in turn, so that each block is
+For intra frames and for the intra blocks of P frames (models.intra_blocks). The areas one mode
+covers (16x16 macroblocks, or 8x8 blocks from version 2.16) are decided along anti-diagonals,
+each after those above and left of it. For each mode, an area's 8x8 blocks are predicted, transformed, quantised and reconstructed in turn, so that each block is
 predicted from its neighbours as the decoder will have them: the dead zone, then rd_levels with
 the tables of each symbol's context in a first coding of the frame (an intra frame's AC levels,
 its DC rounding as it does without prediction; a P frame's levels all). The mode of least squared
@@ -26,7 +26,14 @@ import torch.nn.functional as F
 
 from nvcodec.entropy.coder import ProbabilityTables
 from nvcodec.entropy.context import CHANNELS, DC_CHANNELS
-from nvcodec.models.intra_prediction import MODES, macroblock_grid, mode_bits, predictions, substitute
+from nvcodec.models.intra_prediction import (
+    SHAPES,
+    ModeSet,
+    macroblock_grid,
+    mode_bits,
+    substitute,
+    substitute_corner,
+)
 from nvcodec.models.latent_codec import LatentCodec, rd_levels
 from nvcodec.models.layout import FINE_PEAK, from_planes, to_fine, to_planes
 from nvcodec.models.transform import BlockTransform
@@ -36,14 +43,13 @@ AC_CHANNELS = np.setdiff1d(np.arange(CHANNELS), DC_CHANNELS)
 # --intra-prediction off, qps 24-44) -10.3% / -13.4% at 1, -13.1% / -14.7% at 0.5, -12.8% /
 # -14.6% at 0.35 (Foreman / Cockatoo); on 96 Foreman frames 0.5 saves another 0.8% over 1.
 LAMBDA_SCALE = 0.5
-SUB_BLOCKS = ((0, 0), (0, 1), (1, 0), (1, 1))  # 8x8 blocks of a macroblock, in decoding order
 
 
 @dataclass
 class IntraDecision:
-    """The modes and levels decided for a frame's macroblocks."""
+    """The modes and levels decided for a frame's areas (macroblocks or blocks)."""
 
-    modes: np.ndarray  # (Hm, Wm) mode per macroblock
+    modes: np.ndarray  # (Hm, Wm) mode per area
     scaled: np.ndarray  # (C, H, W) y / step of the chosen predictions' residuals
     levels: np.ndarray  # (C, H, W) the decided levels
     fine: torch.Tensor  # (1, 6, H/2, W/2) int32: the reconstruction before deblocking the search worked with
@@ -110,11 +116,16 @@ class BlockQuantiser:
         return scaled, levels, to_fine(self.transform.synthesis(blocks)), cost
 
 
-def _patches(planes: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor) -> list[torch.Tensor]:
-    """Per plane (k, m+1, m+1) int32: macroblocks (mi, mj) with the row above and column left
-    (zeros where outside the frame; the corner is unused)."""
+def _sides(side: int) -> tuple[int, int, int]:
+    """Per plane, the samples a side of an area of `side` 8x8 blocks."""
+    return 8 * side, 4 * side, 4 * side
+
+
+def _patches(planes: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor, side: int) -> list[torch.Tensor]:
+    """Per plane (k, m+1, m+1) int32: areas (mi, mj) of `side` blocks a side with the row above,
+    the column left and the corner (zeros where outside the frame)."""
     out = []
-    for plane, m in zip(planes, (16, 8, 8)):
+    for plane, m in zip(planes, _sides(side)):
         framed = F.pad(plane, (1, 0, 1, 0))
         rows = (mi * m)[:, None] + torch.arange(m + 1, device=plane.device)
         cols = (mj * m)[:, None] + torch.arange(m + 1, device=plane.device)
@@ -132,20 +143,21 @@ def decide_modes(
     latent: LatentCodec,
     qp: int,
     tables: ProbabilityTables,
-    pixel_dc: bool = False,
+    mode_set: ModeSet = SHAPES,
 ) -> IntraDecision:
-    """Each macroblock's mode and the levels of its blocks, for frame x (1, 6, H/2, W/2);
-    `pixel_dc`: the predictions keep their means (intra_prediction.predictions)."""
+    """Each area's mode (of `mode_set`) and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
     quantise = BlockQuantiser.intra(transform, latent, qp, tables, x)
-    hm, wm = macroblock_grid(tuple(x.shape))
+    hm, wm = macroblock_grid(tuple(x.shape), mode_set.side)
+    blocks = (CHANNELS, mode_set.side * hm, mode_set.side * wm)
     start = IntraDecision(
         np.zeros((hm, wm), dtype=np.int64),
-        np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.float32),
-        np.zeros((CHANNELS, 2 * hm, 2 * wm), dtype=np.int64),
+        np.zeros(blocks, dtype=np.float32),
+        np.zeros(blocks, dtype=np.int64),
         torch.zeros_like(x, dtype=torch.int32),
     )
+
     return search_modes(
-        x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j)), pixel_dc=pixel_dc
+        x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j), mode_set), mode_set=mode_set
     )
 
 
@@ -157,14 +169,13 @@ def search_modes(
     bits_of: ModeBits,
     bases: torch.Tensor | None = None,
     candidates: np.ndarray | None = None,
-    pixel_dc: bool = False,
+    mode_set: ModeSet = SHAPES,
 ) -> IntraDecision:
-    """`start` with the `candidates` macroblocks (all when None) decided again, closed loop along
-    anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64 levels,
-    mode none's and the others'; zero when None) plus its shape (`pixel_dc`: its prediction with
-    its mean, intra_prediction.predictions), the mode of least squared error plus lambda times
-    the levels' and the mode's estimated bits (`bits_of`) wins. The other macroblocks keep their
-    levels and reconstruction (`start.fine`, before deblocking)."""
+    """`start` with the `candidates` areas of `mode_set` (all when None) decided again, closed
+    loop along anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64
+    levels, mode none's and the others'; zero when None) plus the mode's prediction, the mode of
+    least squared error plus lambda times the levels' and the mode's estimated bits (`bits_of`)
+    wins. The other areas keep their levels and reconstruction (`start.fine`, before deblocking)."""
     source = [p[0].float() * FINE_PEAK for p in to_planes(x.float())]
     recon = [p[0].clone() for p in to_planes(start.fine)]
     base_planes = None if bases is None else [p.long() for p in to_planes(bases)]
@@ -178,15 +189,15 @@ def search_modes(
             continue
         j = d - i
         mi, mj = (torch.from_numpy(a).to(x.device) for a in (i, j))
-        tried = _try_modes(source, base_planes, recon, mi, mj, quantise, pixel_dc)
+        tried = _try_modes(source, base_planes, recon, mi, mj, quantise, mode_set)
         k = len(i)
-        cost = tried.cost.reshape(len(MODES), k) + quantise.lam * bits_of(modes, i, j)
+        cost = tried.cost.reshape(mode_set.count, k) + quantise.lam * bits_of(modes, i, j)
         best = cost.argmin(axis=0)
-        row = best * k + np.arange(k)  # the chosen mode's row of each macroblock
+        row = best * k + np.arange(k)  # the chosen mode's row of each area
         modes[i, j] = best
-        _keep([p[torch.from_numpy(row).to(x.device)] for p in tried.patches], recon, mi, mj)
-        for s, (a, b) in enumerate(SUB_BLOCKS):
-            at = (2 * i + a, 2 * j + b)
+        _keep([p[torch.from_numpy(row).to(x.device)] for p in tried.patches], recon, mi, mj, mode_set.side)
+        for s, (a, b) in enumerate(_sub_blocks(mode_set.side)):
+            at = (mode_set.side * i + a, mode_set.side * j + b)
             scaled[:, at[0], at[1]] = tried.scaled[s][:, row, 0]
             levels[:, at[0], at[1]] = tried.levels[s][:, row, 0]
     return IntraDecision(modes, scaled, levels, from_planes([p[None] for p in recon]))
@@ -201,20 +212,27 @@ def _mode_contexts(modes: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.
     return above, np.where(i > 0, agree * (1 + right), 3)
 
 
-def _keep(patches: list[torch.Tensor], recon: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor) -> None:
-    """Write the macroblocks' (k, m+1, m+1) patches into the frame's reconstruction."""
-    for plane, patch, m in zip(recon, patches, (16, 8, 8)):
+def _sub_blocks(side: int) -> list[tuple[int, int]]:
+    """The 8x8 blocks of an area of `side` blocks a side, in decoding order."""
+    return [(a, b) for a in range(side) for b in range(side)]
+
+
+def _keep(
+    patches: list[torch.Tensor], recon: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor, side: int
+) -> None:
+    """Write the areas' (k, m+1, m+1) patches into the frame's reconstruction."""
+    for plane, patch, m in zip(recon, patches, _sides(side)):
         view = plane.view(plane.shape[0] // m, m, plane.shape[1] // m, m)
         view[mi, :, mj, :] = patch[:, 1:, 1:]
 
 
 @dataclass
 class _Tried:
-    """Every mode tried on k macroblocks: rows mode * k + macroblock."""
+    """Every mode tried on k areas: rows mode * k + area."""
 
-    cost: np.ndarray  # (4k,)
-    patches: list[torch.Tensor]  # per plane (4k, m+1, m+1), as reconstructed
-    scaled: list[np.ndarray]  # per sub-block (C, 4k, 1)
+    cost: np.ndarray  # (count k,)
+    patches: list[torch.Tensor]  # per plane (count k, m+1, m+1), as reconstructed
+    scaled: list[np.ndarray]  # per sub-block (C, count k, 1)
     levels: list[np.ndarray]
 
 
@@ -225,32 +243,34 @@ def _try_modes(
     mi: torch.Tensor,
     mj: torch.Tensor,
     quantise: BlockQuantiser,
-    pixel_dc: bool,
+    mode_set: ModeSet,
 ) -> _Tried:
-    """Macroblocks (mi, mj) coded in each mode, their four blocks in turn (`bases`: per plane
-    (2, H, W), mode none's base and the others', added to the shapes)."""
-    n_modes = len(MODES)
-    patches = [p.repeat(n_modes, 1, 1) for p in _patches(recon, mi, mj)]
+    """Areas (mi, mj) coded in each mode, their blocks in turn (`bases`: per plane (2, H, W),
+    mode none's base and the others', added to the predictions)."""
+    n_modes, side = mode_set.count, mode_set.side
+    patches = [p.repeat(n_modes, 1, 1) for p in _patches(recon, mi, mj, side)]
     device = mi.device
     mode = torch.arange(n_modes, device=device).repeat_interleave(len(mi))
     mi4, mj4, rows4 = mi.repeat(n_modes), mj.repeat(n_modes), torch.arange(len(mode), device=device)
     at4 = (mi4.cpu().numpy(), mj4.cpu().numpy())
     tried = _Tried(np.zeros(len(mode)), patches, [], [])
-    for a, b in SUB_BLOCKS:
+    for a, b in _sub_blocks(side):
         preds, sources = [], []
         for p, (plane_src, patch, n) in enumerate(zip(source, patches, (8, 4, 4))):
             r0, c0 = 1 + a * n, 1 + b * n
             top, left = patch[:, r0 - 1, c0 : c0 + n], patch[:, r0 : r0 + n, c0 - 1]
-            neighbours = substitute(top, left, (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0))
-            rows = (mi4 * 2 * n + a * n)[:, None, None] + torch.arange(n, device=device)[:, None]
-            cols = (mj4 * 2 * n + b * n)[:, None, None] + torch.arange(n, device=device)
-            pred = predictions(*neighbours, pixel_dc)[mode, rows4]
+            has_top, has_left = (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0)
+            top, left = substitute(top, left, has_top, has_left)
+            corner = substitute_corner(patch[:, r0 - 1, c0 - 1], top, has_top & has_left)
+            rows = (mi4 * side * n + a * n)[:, None, None] + torch.arange(n, device=device)[:, None]
+            cols = (mj4 * side * n + b * n)[:, None, None] + torch.arange(n, device=device)
+            pred = mode_set.predict(top, left, corner)[mode, rows4]
             if bases is not None:
                 pred = pred + bases[p][(mode > 0).long()[:, None, None], rows, cols]
             preds.append(pred)
             sources.append(plane_src[rows, cols])
         residual = from_planes([(s - p) / FINE_PEAK for s, p in zip(sources, preds)])
-        at = (2 * at4[0] + a, 2 * at4[1] + b)
+        at = (side * at4[0] + a, side * at4[1] + b)
         scaled, levels, synthesised, cost = quantise(residual.to(quantise.dtype), at)
         tried.cost += cost
         tried.scaled.append(scaled)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType, Tools
+from nvcodec.bitstream import FrameFlags, FrameRecord, FrameType
 from nvcodec.codec.encoder import Encoder
 from nvcodec.codec.frame_loop import motion_block
 from nvcodec.codec.schedule import CodingParams, ToolMode
@@ -35,7 +35,7 @@ from nvcodec.entropy.context import BUCKETS, CHANNELS, QPS, STEP_CHANNELS
 from nvcodec.entropy.tables import SCALES, build_tables, scale_of
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models.config import get_config
-from nvcodec.models.intra_prediction import macroblock_grid, map_bits, read_modes
+from nvcodec.models.intra_prediction import BLOCK_MODES, macroblock_grid, map_bits, read_modes
 from nvcodec.models.latent_codec import Coded, LatentCodec
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import (
@@ -177,13 +177,14 @@ def fit_vectors(hist: np.ndarray, cost: np.ndarray) -> np.ndarray:
 
 def count_intra(model: NvcModel, frames: list[Frame], counts: Counts, qps: range) -> None:
     """Count the intra symbols of each picture at each qp, coded with intra prediction as the
-    encoder codes them (no table shifts: the fit is what the shifts start from)."""
+    encoder codes them, the newest version's modes (no table shifts: the fit is what the shifts
+    start from)."""
     tables = model.probability_tables()
     with observed(model, counts), torch.no_grad():
         for frame in tqdm(frames, desc="intra", unit="image", file=sys.stderr):
             x = frame_to_tensor(frame)
             for qp in qps:
-                model.intra.encode(x, qp, tables, predicted=True)
+                model.intra.encode(x, qp, tables, prediction=BLOCK_MODES)
 
 
 # The full fit codes without trying tools (each trial would be counted in the latent's symbols):
@@ -215,10 +216,11 @@ def encode_clip(
             rec = encoder.encode(frame).record
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
-            if rec.frame_type == FrameType.INTRA and encoder.header.tools & Tools.INTRA_PREDICTION:
-                grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape))
+            modes = encoder.intra_modes
+            if rec.frame_type == FrameType.INTRA and modes is not None:
+                grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape), modes.side)
                 counts.mode_map_bits += map_bits(
-                    read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid)
+                    read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid, modes), modes
                 )
             if rec.frame_type == FrameType.INTER:
                 counts.add_vectors(rec.qp, coded_field(weights, encoder, rec))
