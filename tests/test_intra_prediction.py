@@ -74,15 +74,22 @@ def test_with_pixel_dc_each_mode_keeps_its_mean_and_mode_0_is_the_neighbours_mea
         assert abs(int(offset[0, 0]) * n * n - int(with_means[mode, 0].sum())) <= n * n // 2
 
 
-def test_pixel_dc_streams_decode_exactly_and_off_writes_2_14():
+@pytest.mark.parametrize(
+    ("tool", "others", "versions"),
+    [
+        ("pixel_dc", {"block_modes": ToolMode.OFF}, ((2, 15), (2, 14))),
+        ("block_modes", {}, ((2, 16), (2, 15))),
+    ],
+)
+def test_intra_frame_tools_decode_exactly_and_off_writes_the_version_before(tool, others, versions):
     weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, block_modes=ToolMode.OFF)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, **others)
     _, coded, data = encode(weights, params, frames=3, seed=5)
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
-    _, coded_off, data_off = encode(weights, replace(params, pixel_dc=ToolMode.OFF), frames=3, seed=5)
+    _, coded_off, data_off = encode(weights, replace(params, **{tool: ToolMode.OFF}), frames=3, seed=5)
     headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
-    assert [(h.version, h.pixel_dc) for h in headers] == [((2, 15), True), ((2, 14), False)]
+    assert [(h.version, getattr(h, tool)) for h in headers] == [(versions[0], True), (versions[1], False)]
     assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frame differs
     assert all(d.recon_matches for d in decode(weights, data_off))
 
@@ -100,20 +107,6 @@ def test_pixel_dc_codes_a_smooth_picture_in_fewer_bits():
         coded, _ = encode_frames(weights, replace(params, pixel_dc=mode), [frame])
         sizes.append(len(coded[0].record.substreams[0]))
     assert sizes[0] < sizes[1]
-
-
-def test_block_mode_streams_decode_exactly_and_off_writes_2_15():
-    weights = make_weights(4)
-    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF)
-    _, coded, data = encode(weights, params, frames=3, seed=5)
-    for c, d in zip(coded, decode(weights, data)):
-        assert d.recon_matches and d.picture.recon == c.picture.recon
-    _, coded_off, data_off = encode(weights, replace(params, block_modes=ToolMode.OFF), frames=3, seed=5)
-    headers = [BitstreamReader(io.BytesIO(d)).header for d in (data, data_off)]
-    assert [(h.version, h.block_modes) for h in headers] == [((2, 16), True), ((2, 15), False)]
-    assert headers[1].pixel_dc
-    assert coded[0].record.substreams != coded_off[0].record.substreams  # the intra frame differs
-    assert all(d.recon_matches for d in decode(weights, data_off))
 
 
 def diagonal_stripes(angle_steps: int) -> Frame:
