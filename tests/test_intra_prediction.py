@@ -287,6 +287,23 @@ def test_the_mode_map_round_trips(hm, wm, seed, mode_set):
     assert abs(8 * len(stream) - bits) <= 64 + 8  # the coder's 64-bit state, byte rounding
 
 
+def test_the_block_map_adapts_row_by_row():
+    """A map of one mode everywhere: after each row the 'same' flags' probability rises by the
+    spec's integer formula, so the adaptive map codes it in fewer bits than at fixed
+    probabilities; the first row is coded at the fixed ones."""
+    modes = np.full((12, 20), 5)
+    fixed = replace(ip.BLOCK_MODES, adaptive=False)
+    assert ip.map_bits(modes, ip.BLOCK_MODES) < 0.8 * ip.map_bits(modes, fixed)
+    probabilities = ip.MapProbabilities(ip.BLOCK_MODES)
+    slots = probabilities.same(np.full(20, 2))
+    assert (probabilities(slots, np.ones(20, dtype=bool)) == ip.BLOCK_SAME_PROBABILITIES[2]).all()
+    probabilities.end_row()
+    p = ip.BLOCK_SAME_PROBABILITIES[2]
+    ones, total = 16 * p + 256 * 20, 16 * 256 + 256 * 20
+    assert probabilities.current[2] == (256 * ones + total // 2) // total
+    assert probabilities.current[0] == ip.BLOCK_SAME_PROBABILITIES[0]  # a slot not coded stays
+
+
 @pytest.mark.parametrize("mode_set", [ip.SHAPES, ip.BLOCK_MODES])
 @pytest.mark.parametrize("context", range(4))
 def test_mode_bits_are_a_distribution(context, mode_set):

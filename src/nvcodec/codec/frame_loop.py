@@ -21,7 +21,7 @@ from nvcodec.models.compensation import (
     FilterSet,
     InterpolatedFrame,
 )
-from nvcodec.models.intra_prediction import mode_set
+from nvcodec.models.intra_prediction import intra_mode_set
 from nvcodec.models.latent_codec import LatentResult
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.motion import MotionField
@@ -157,7 +157,7 @@ class FrameLoop:
         self.adaptation = TableAdaptation(self.tables) if header.adaptive_tables else None
         self.bits = DEEP_BITS if header.deep_references else 8
         predicted = header.tools & Tools.INTRA_PREDICTION
-        self.intra_modes = mode_set(header.pixel_dc, header.block_modes) if predicted else None
+        self.intra_modes = intra_mode_set(header.pixel_dc, header.block_modes) if predicted else None
         self.index = 0
 
     def latent_table(self, qp: int) -> np.ndarray | None:

@@ -1,4 +1,4 @@
-"""The encoder's intra mode decision (not normative): each macroblock's mode and levels, closed loop.
+"""The encoder's intra mode decision (not normative): each area's mode and levels, closed loop.
 
 For intra frames and for the intra blocks of P frames (models.intra_blocks). The areas one mode
 covers (16x16 macroblocks, or 8x8 blocks from version 2.16) are decided along anti-diagonals,
@@ -133,7 +133,7 @@ def _patches(planes: list[torch.Tensor], mi: torch.Tensor, mj: torch.Tensor, sid
     return out
 
 
-ModeBits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (modes, i, j) -> (4, k) bits
+ModeBits = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (modes, i, j) -> (count, k) bits
 
 
 @torch.no_grad()
@@ -204,7 +204,7 @@ def search_modes(
 
 
 def _mode_contexts(modes: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted mode and context of macroblocks (i, j) as write_modes will see them, but for
+    """The predicted mode and context of areas (i, j) as write_modes will see them, but for
     the above-right mode, not decided yet: taken to agree as the above-left one does."""
     above = np.where(i > 0, modes[np.maximum(i - 1, 0), j], 0)
     agree = (j > 0) & (modes[np.maximum(i - 1, 0), np.maximum(j - 1, 0)] == above)
