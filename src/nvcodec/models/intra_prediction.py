@@ -138,6 +138,15 @@ def substitute_corner(corner: Array, top: Array, has_corner: Array) -> Array:
     return _namespace(top).where(has_corner, corner, top[:, 0])
 
 
+def substituted(
+    top: Array, left: Array, corner: Array, has_top: Array, has_left: Array
+) -> tuple[Array, Array, Array]:
+    """(k, n) neighbours and (k,) corners of blocks with the missing ones replaced (substitute,
+    substitute_corner): the one rule the decoder and the encoder's search both predict from."""
+    top, left = substitute(top, left, has_top, has_left)
+    return top, left, substitute_corner(corner, top, has_top & has_left)
+
+
 def neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (k P, n) substituted neighbours of blocks (i, j) in each plane of a block_view, and
     their (k P,) corners above-left."""
@@ -145,8 +154,7 @@ def neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarr
     top = view[np.maximum(i - 1, 0), j, :, -1, :].reshape(-1, n)
     left = view[i, np.maximum(j - 1, 0), :, :, -1].reshape(-1, n)
     corner = view[np.maximum(i - 1, 0), np.maximum(j - 1, 0), :, -1, -1].reshape(-1)
-    top, left = substitute(top, left, np.repeat(i > 0, planes), np.repeat(j > 0, planes))
-    return top, left, substitute_corner(corner, top, np.repeat((i > 0) & (j > 0), planes))
+    return substituted(top, left, corner, np.repeat(i > 0, planes), np.repeat(j > 0, planes))
 
 
 @dataclass(frozen=True)

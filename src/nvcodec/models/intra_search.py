@@ -31,8 +31,7 @@ from nvcodec.models.intra_prediction import (
     ModeSet,
     macroblock_grid,
     mode_bits,
-    substitute,
-    substitute_corner,
+    substituted,
 )
 from nvcodec.models.latent_codec import LatentCodec, rd_levels
 from nvcodec.models.layout import FINE_PEAK, from_planes, to_fine, to_planes
@@ -258,13 +257,15 @@ def _try_modes(
         preds, sources = [], []
         for p, (plane_src, patch, n) in enumerate(zip(source, patches, (8, 4, 4))):
             r0, c0 = 1 + a * n, 1 + b * n
-            top, left = patch[:, r0 - 1, c0 : c0 + n], patch[:, r0 : r0 + n, c0 - 1]
-            has_top, has_left = (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0)
-            top, left = substitute(top, left, has_top, has_left)
-            corner = substitute_corner(patch[:, r0 - 1, c0 - 1], top, has_top & has_left)
+            edge = patch[:, r0 - 1, c0 : c0 + n], patch[:, r0 : r0 + n, c0 - 1], patch[:, r0 - 1, c0 - 1]
+            top, left, corner = substituted(*edge, (mi4 > 0) | (a > 0), (mj4 > 0) | (b > 0))
             rows = (mi4 * side * n + a * n)[:, None, None] + torch.arange(n, device=device)[:, None]
             cols = (mj4 * side * n + b * n)[:, None, None] + torch.arange(n, device=device)
-            pred = mode_set.predict(top, left, corner)[mode, rows4]
+            if a == 0 and b == 0:  # no mode has coded a block yet: one prediction serves every copy
+                k = len(mi)
+                pred = mode_set.predict(top[:k], left[:k], corner[:k]).reshape(n_modes * k, n, n)
+            else:
+                pred = mode_set.predict(top, left, corner)[mode, rows4]
             if bases is not None:
                 pred = pred + bases[p][(mode > 0).long()[:, None, None], rows, cols]
             preds.append(pred)
