@@ -22,6 +22,7 @@ from nvcodec.entropy.tables import build_tables
 from nvcodec.errors import BitstreamError, InputError
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models import intra_prediction as ip
+from nvcodec.models import intra_search
 from nvcodec.models.intra_search import decide_modes
 from nvcodec.models.latent_codec import LatentCodec
 from nvcodec.models.layout import (
@@ -397,6 +398,31 @@ def test_the_search_reconstructs_as_the_decoder_does(mode_set):
         y_hat = model.intra.latent.dequantize(d.levels, qp, x)
         fine = to_fine(model.intra.transform.synthesis(y_hat))
         assert torch.equal(d.fine, ip.reconstruct(fine, d.modes, mode_set))
+
+
+def test_the_second_search_prices_levels_in_the_contexts_of_the_first(monkeypatch):
+    """decide_modes searches twice; the second search's context buckets are the ones the latent
+    coder gives the first search's levels when it codes them (encode_decided)."""
+    weights = make_weights()
+    model, tables = weights.model, weights.model.probability_tables()
+    latent, qp = model.intra.latent, 30
+    x = frame_to_tensor(edges(64, 48)[0])
+    searches = []
+    original = intra_search.search_modes
+
+    def spy(x, quantise, *args, **kwargs):
+        searches.append(quantise.buckets.copy())
+        decision = original(x, quantise, *args, **kwargs)
+        searches.append(decision)
+        return decision
+
+    monkeypatch.setattr(intra_search, "search_modes", spy)
+    decide_modes(x, model.intra.transform, latent, qp, tables, ip.BLOCK_MODES)
+    assert len(searches) == 2 * intra_search.SEARCH_PASSES == 4
+    first = searches[1]
+    coded = latent.encode_decided(first.scaled, first.levels, qp, tables, x, med_dc=False)
+    assert np.array_equal(searches[2], coded.buckets)
+    assert not np.array_equal(searches[0], searches[2])  # residuals' contexts are not the frame's
 
 
 @pytest.mark.parametrize("mode_set", [ip.SHAPES, ip.BLOCK_MODES])

@@ -6,7 +6,9 @@ each after those above and left of it. For each mode, an area's 8x8 blocks are p
 predicted from its neighbours as the decoder will have them: the dead zone, then rd_levels with
 the tables of each symbol's context in a first coding of the frame (an intra frame's AC levels,
 its DC rounding as it does without prediction; a P frame's levels all). The mode of least squared
-error plus lambda times estimated bits, levels and mode (in each channel's steps), wins.
+error plus lambda times estimated bits, levels and mode (in each channel's steps), wins. An intra
+frame is searched twice: the second search prices the levels in the contexts of the first one's
+decision, which are those of residuals, where the first had those of the frame itself.
 
 Each block is transformed on its own, and a P frame's residual without its conditional branches
 (C_a, C_s of models.inter): exact while the transform's residual blocks are the identity and the
@@ -38,10 +40,15 @@ from nvcodec.models.layout import FINE_PEAK, from_planes, to_fine, to_planes
 from nvcodec.models.transform import BlockTransform
 
 AC_CHANNELS = np.setdiff1d(np.arange(CHANNELS), DC_CHANNELS)
-# The search's lambda, against the latent's: measured with the intra frame alone (BD-rate against
+# The search's lambda, against the latent's: at 2.8 (the intra frame alone, BD-rate against
 # --intra-prediction off, qps 24-44) -10.3% / -13.4% at 1, -13.1% / -14.7% at 0.5, -12.8% /
-# -14.6% at 0.35 (Foreman / Cockatoo); on 96 Foreman frames 0.5 saves another 0.8% over 1.
-LAMBDA_SCALE = 0.5
+# -14.6% at 0.35 (Foreman / Cockatoo). At 2.16 with two searches (the first frames of Foreman,
+# Cockatoo and Cactus and 12 Kodak images, qps 22-42, BD-rate against 0.5 and one search):
+# 0.5 -1.2/-1.7/-0.9%, Kodak -0.2%; 0.4 -1.9/-2.0/-0.7%, Kodak -0.5%; 0.33 -1.8/-1.8/-0.4%, -0.4%.
+LAMBDA_SCALE = 0.4
+# An intra frame's searches (decide_modes), measured as above at 0.5: a third search gains
+# -0.5/-0.7/+0.0%, Kodak -0.03%, for half as much time again.
+SEARCH_PASSES = 2
 
 
 @dataclass
@@ -85,7 +92,8 @@ class BlockQuantiser:
     ) -> BlockQuantiser:
         """An intra frame's: the fitted tables, the contexts of frame x coded without prediction,
         the AC levels weighed at LAMBDA_SCALE times the latent's lambda (the DC rounds)."""
-        buckets = latent.contexts(transform.analysis(x), qp, tables)
+        scaled = latent.scaled(transform.analysis(x), qp)
+        buckets = latent.contexts(scaled, latent.quantize(scaled), qp, tables)
         return cls(
             transform, latent, qp, tables, latent.fitted(qp), buckets, latent.lam * LAMBDA_SCALE, AC_CHANNELS
         )
@@ -144,7 +152,9 @@ def decide_modes(
     tables: ProbabilityTables,
     mode_set: ModeSet = SHAPES,
 ) -> IntraDecision:
-    """Each area's mode (of `mode_set`) and the levels of its blocks, for frame x (1, 6, H/2, W/2)."""
+    """Each area's mode (of `mode_set`) and the levels of its blocks, for frame x (1, 6, H/2, W/2):
+    searched SEARCH_PASSES times, each search after the first pricing the levels in the contexts
+    of the decision before it."""
     quantise = BlockQuantiser.intra(transform, latent, qp, tables, x)
     hm, wm = macroblock_grid(tuple(x.shape), mode_set.side)
     blocks = (CHANNELS, mode_set.side * hm, mode_set.side * wm)
@@ -155,9 +165,16 @@ def decide_modes(
         torch.zeros_like(x, dtype=torch.int32),
     )
 
-    return search_modes(
-        x, quantise, start, lambda m, i, j: mode_bits(*_mode_contexts(m, i, j), mode_set), mode_set=mode_set
-    )
+    def bits_of(modes: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        return mode_bits(*_mode_contexts(modes, i, j), mode_set)
+
+    decision = search_modes(x, quantise, start, bits_of, mode_set=mode_set)
+    for _ in range(SEARCH_PASSES - 1):
+        quantise.buckets = latent.contexts(
+            decision.scaled, decision.levels, qp, tables, rd=False, med_dc=not mode_set.pixel_dc
+        )
+        decision = search_modes(x, quantise, start, bits_of, mode_set=mode_set)
+    return decision
 
 
 @torch.no_grad()

@@ -244,12 +244,19 @@ class LatentCodec(nn.Module):
         decided = self._decide(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed, table)
         return self._write(y, scaled, qp, tables, decided)
 
-    @torch.no_grad()
-    def contexts(self, y: torch.Tensor, qp: int, tables: ProbabilityTables) -> np.ndarray:
-        """(C, H, W) the context bucket of each symbol of y coded as encode() codes it (no
-        shifts): what an encoder that decides levels itself prices them with."""
-        scaled = self.scaled(y, qp)
-        return self._decide(scaled, self.quantize(scaled), qp, tables, None, adapt=False).buckets
+    def contexts(
+        self,
+        scaled: np.ndarray,
+        levels: np.ndarray,
+        qp: int,
+        tables: ProbabilityTables,
+        rd: bool = True,
+        med_dc: bool = True,
+    ) -> np.ndarray:
+        """(C, H, W) the context bucket of each symbol of `levels` coded as encode() codes them
+        (no shifts; without `rd`, the levels as they are, as encode_decided codes them): what an
+        encoder that decides levels itself prices them with; `med_dc`: as to_symbols'."""
+        return self._decide(scaled, levels, qp, tables, None, adapt=False, rd=rd, med_dc=med_dc).buckets
 
     @torch.no_grad()
     def encode_decided(
