@@ -400,7 +400,8 @@ def test_the_search_reconstructs_as_the_decoder_does(mode_set):
         assert torch.equal(d.fine, ip.reconstruct(fine, d.modes, mode_set))
 
 
-def test_the_second_search_prices_levels_in_the_contexts_of_the_first(monkeypatch):
+@pytest.mark.parametrize("mode_set", MODE_SETS)
+def test_the_second_search_prices_levels_in_the_contexts_of_the_first(monkeypatch, mode_set):
     """decide_modes searches twice; the second search's context buckets are the ones the latent
     coder gives the first search's levels when it codes them (encode_decided)."""
     weights = make_weights()
@@ -417,10 +418,10 @@ def test_the_second_search_prices_levels_in_the_contexts_of_the_first(monkeypatc
         return decision
 
     monkeypatch.setattr(intra_search, "search_modes", spy)
-    decide_modes(x, model.intra.transform, latent, qp, tables, ip.BLOCK_MODES)
-    assert len(searches) == 2 * intra_search.SEARCH_PASSES == 4
+    decided = decide_modes(x, model.intra.transform, latent, qp, tables, mode_set)
+    assert len(searches) == 2 * intra_search.SEARCH_PASSES == 4 and decided is searches[3]
     first = searches[1]
-    coded = latent.encode_decided(first.scaled, first.levels, qp, tables, x, med_dc=False)
+    coded = latent.encode_decided(first.scaled, first.levels, qp, tables, x, med_dc=not mode_set.pixel_dc)
     assert np.array_equal(searches[2], coded.buckets)
     assert not np.array_equal(searches[0], searches[2])  # residuals' contexts are not the frame's
 

@@ -46,8 +46,8 @@ AC_CHANNELS = np.setdiff1d(np.arange(CHANNELS), DC_CHANNELS)
 # Cockatoo and Cactus and 12 Kodak images, qps 22-42, BD-rate against 0.5 and one search):
 # 0.5 -1.2/-1.7/-0.9%, Kodak -0.2%; 0.4 -1.9/-2.0/-0.7%, Kodak -0.5%; 0.33 -1.8/-1.8/-0.4%, -0.4%.
 LAMBDA_SCALE = 0.4
-# An intra frame's searches (decide_modes), measured as above at 0.5: a third search gains
-# -0.5/-0.7/+0.0%, Kodak -0.03%, for half as much time again.
+# An intra frame's searches (decide_modes), measured as above at 0.5 against two searches: a
+# third gains -0.5/-0.7/+0.0%, Kodak -0.03%, for half as much time again.
 SEARCH_PASSES = 2
 
 
