@@ -173,8 +173,9 @@ def test_the_directional_modes_follow_the_spec_formulas(n):
 
 
 def test_a_missing_corner_is_the_substituted_top_rows_first():
-    top, corner = np.array([[5, 6], [7, 8]]), np.array([1, 2])
-    assert ip.substitute_corner(corner, top, np.array([True, False])).tolist() == [1, 7]
+    top, left, corner = np.array([[5, 6], [7, 8]]), np.array([[3, 4], [3, 4]]), np.array([1, 2])
+    has_top, has_left = np.array([True, True]), np.array([True, False])
+    assert ip.substituted(top, left, corner, has_top, has_left)[2].tolist() == [1, 7]
 
 
 def test_planar_follows_the_spec_formula():
@@ -193,7 +194,7 @@ def test_missing_neighbours_are_substituted():
     top, left = ramp(4, 50, 1).repeat(4, 1), ramp(4, 80, 2).repeat(4, 1)
     has_top = torch.tensor([True, False, True, False])
     has_left = torch.tensor([True, True, False, False])
-    t, lf = ip.substitute(top, left, has_top, has_left)
+    t, lf, _ = ip.substituted(top, left, torch.zeros(4, dtype=top.dtype), has_top, has_left)
     assert torch.equal(t[0], top[0]) and torch.equal(lf[0], left[0])
     assert torch.equal(t[1], left[1, :1].expand(4)) and torch.equal(lf[1], left[1])
     assert torch.equal(t[2], top[2]) and torch.equal(lf[2], top[2, :1].expand(4))
@@ -217,8 +218,7 @@ def raster_reconstruct(residual: torch.Tensor, modes: np.ndarray, mode_set: ip.M
                 top = plane[max(bi * n - 1, 0), bj * n : bj * n + n][None]
                 left = plane[bi * n : bi * n + n, max(bj * n - 1, 0)][None]
                 corner = plane[max(bi * n - 1, 0), max(bj * n - 1, 0)][None]
-                top, left = ip.substitute(top, left, np.array([bi > 0]), np.array([bj > 0]))
-                corner = ip.substitute_corner(corner, top, np.array([bi > 0 and bj > 0]))
+                top, left, corner = ip.substituted(top, left, corner, np.array([bi > 0]), np.array([bj > 0]))
                 pred = mode_set.predict(top, left, corner)[modes[bi // side, bj // side], 0]
                 block = plane[bi * n : bi * n + n, bj * n : bj * n + n]
                 block[:] = np.clip(block + pred, 0, FINE_PEAK)

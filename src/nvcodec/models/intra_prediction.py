@@ -50,9 +50,8 @@ from nvcodec.entropy.coder import SymbolDecoder, SymbolEncoder
 from nvcodec.models.layout import FINE_BITS, FINE_PEAK, from_planes, to_planes
 
 MODES = ("none", "planar", "vertical", "horizontal")  # in the order of their frequency
-MACROBLOCK = (
-    16  # luma pixels per side of a macroblock (the area one mode covers before 2.16, and in P frames)
-)
+# Luma pixels per side of a macroblock: the area one mode covers before 2.16, and in P frames.
+MACROBLOCK = 16
 DIRECTIONS = ("down-right", "vertical-right", "horizontal-down", "horizontal-up")  # modes 4-7 (2.16)
 GREY = 128 << FINE_BITS
 
@@ -62,15 +61,6 @@ Array = TypeVar("Array", np.ndarray, torch.Tensor)  # the search predicts on ten
 
 def _namespace(a: Array) -> Any:
     return np if isinstance(a, np.ndarray) else torch
-
-
-def substitute(top: Array, left: Array, has_top: Array, has_left: Array) -> tuple[Array, Array]:
-    """(k, n) neighbours with the missing ones replaced: a missing top row by left[0], a missing
-    left column by top[0], both by grey."""
-    xp = _namespace(top)
-    top_or = xp.where(has_left[:, None], left[:, :1], GREY)
-    left_or = xp.where(has_top[:, None], top[:, :1], GREY)
-    return xp.where(has_top[:, None], top, top_or), xp.where(has_left[:, None], left, left_or)
 
 
 def predictions(top: Array, left: Array, pixel_dc: bool = False) -> Array:
@@ -133,18 +123,18 @@ def block_view(plane: np.ndarray, n: int) -> np.ndarray:
     return plane.reshape(p, h // n, n, w // n, n).transpose(1, 3, 0, 2, 4)
 
 
-def substitute_corner(corner: Array, top: Array, has_corner: Array) -> Array:
-    """(k,) corners above-left with the missing ones replaced by the substituted top row's first."""
-    return _namespace(top).where(has_corner, corner, top[:, 0])
-
-
 def substituted(
     top: Array, left: Array, corner: Array, has_top: Array, has_left: Array
 ) -> tuple[Array, Array, Array]:
-    """(k, n) neighbours and (k,) corners of blocks with the missing ones replaced (substitute,
-    substitute_corner): the one rule the decoder and the encoder's search both predict from."""
-    top, left = substitute(top, left, has_top, has_left)
-    return top, left, substitute_corner(corner, top, has_top & has_left)
+    """(k, n) neighbours and (k,) corners above-left of blocks with the missing ones replaced: a
+    missing top row by left[0], a missing left column by top[0], both by grey; a missing corner
+    by the substituted top row's first. The one rule the decoder and the encoder's search both
+    predict from."""
+    xp = _namespace(top)
+    top_or = xp.where(has_left[:, None], left[:, :1], GREY)
+    left_or = xp.where(has_top[:, None], top[:, :1], GREY)
+    top, left = xp.where(has_top[:, None], top, top_or), xp.where(has_left[:, None], left, left_or)
+    return top, left, xp.where(has_top & has_left, corner, top[:, 0])
 
 
 def neighbours(view: np.ndarray, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
