@@ -51,6 +51,7 @@ TOOL_MODES = {
     "deep_references": DECIDED,
     "pixel_dc": DECIDED,
     "block_modes": DECIDED,
+    "sample_offsets": DECIDED,
 }
 
 

@@ -79,7 +79,7 @@ def test_with_pixel_dc_each_mode_keeps_its_mean_and_mode_0_is_the_neighbours_mea
     ("tool", "others", "versions"),
     [
         ("pixel_dc", {"block_modes": ToolMode.OFF}, ((2, 15), (2, 14))),
-        ("block_modes", {}, ((2, 16), (2, 15))),
+        ("block_modes", {"sample_offsets": ToolMode.OFF}, ((2, 16), (2, 15))),
     ],
 )
 def test_intra_frame_tools_decode_exactly_and_off_writes_the_version_before(tool, others, versions):
@@ -365,7 +365,8 @@ def test_a_predicted_frame_read_without_its_modes_is_not_the_encoders():
     record gives the encoder's picture; read as unpredicted, it is refused as damaged or gives
     another picture."""
     weights = make_weights(4)
-    _, coded, _ = encode(weights, CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF), frames=1)
+    params = CodingParams(qp=30, filter=ToolMode.OFF, enhance=ToolMode.OFF, sample_offsets=ToolMode.OFF)
+    _, coded, _ = encode(weights, params, frames=1)
     model, tables, record = weights.model, weights.model.probability_tables(), coded[0].record
     width, height = padded_size(WIDTH, HEIGHT)
     args = (record.substreams[0], (1, 6, height // 2, width // 2), record.qp, tables, torch.zeros(1))

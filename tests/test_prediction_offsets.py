@@ -89,8 +89,8 @@ def test_an_offset_adds_whole_levels_to_its_plane_and_clips():
     ("params", "version"),
     [
         # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 deep references,
-        # 2.15 intra frames' DC predicted from pixels, 2.16 a mode per 8x8 block
-        (CodingParams(), (2, 16)),
+        # 2.15 intra frames' DC predicted from pixels, 2.16 a mode per 8x8 block, 2.17 sample offsets
+        (CodingParams(), (2, 17)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either

@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 16)  # the newest version this code reads and writes
+VERSION = (2, 17)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -32,6 +32,7 @@ INTRA_BLOCKS_VERSION = (2, 13)  # P frames' motion substreams end with an intra 
 DEEP_REFERENCES_VERSION = (2, 14)  # reconstructions are kept in 10-bit levels (section 7.6; no bit)
 PIXEL_DC_VERSION = (2, 15)  # intra frames predict each block's DC from its neighbours (7.8.1; no bit)
 BLOCK_MODES_VERSION = (2, 16)  # intra frames give each 8x8 block one of eight modes (7.8.1; no bit)
+SAMPLE_OFFSETS_VERSION = (2, 17)  # latent substreams start with sample offsets (5.4.6, 7.6.1; no bit)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -50,6 +51,7 @@ VERSIONS = (
     DEEP_REFERENCES_VERSION,
     PIXEL_DC_VERSION,
     BLOCK_MODES_VERSION,
+    SAMPLE_OFFSETS_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -104,6 +106,7 @@ IMPLIED_TOOLS = (  # tools no bit signals: the version alone says a stream uses 
     ("deep_references", DEEP_REFERENCES_VERSION, "10-bit references need version 2.14"),
     ("pixel_dc", PIXEL_DC_VERSION, "intra frames' DC predicted from pixels needs version 2.15"),
     ("block_modes", BLOCK_MODES_VERSION, "a mode per 8x8 block in intra frames needs version 2.16"),
+    ("sample_offsets", SAMPLE_OFFSETS_VERSION, "sample offsets need version 2.17"),
 )
 
 
@@ -127,7 +130,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.16)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.17)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -167,6 +170,7 @@ class Header:
     deep_references: bool = False  # reconstructions kept in 10-bit levels (2.14 and later)
     pixel_dc: bool = False  # predicted intra frames predict each block's DC from pixels (2.15 and later)
     block_modes: bool = False  # predicted intra frames have a mode of eight per 8x8 block (2.16 and later)
+    sample_offsets: bool = False  # frames offset their samples by class after deblocking (2.17 and later)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     @property

@@ -220,6 +220,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="Intra frames choose a mode for each 8x8 block among eight (four directions), on every "
     "stream with pixel DC in auto (off: one of four per 16x16, readable by 2.15 decoders).",
 )
+@click.option(
+    "--sample-offsets",
+    "sample_offsets",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="After deblocking, each frame may move samples by their class among their neighbours "
+    "(SAO's edge offsets), on every stream with block modes in auto (off: readable by 2.16 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -264,6 +273,7 @@ def command(
     deep_references: str,
     pixel_dc: str,
     block_modes: str,
+    sample_offsets: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -298,6 +308,7 @@ def command(
         deep_references=ToolMode(deep_references),
         pixel_dc=ToolMode(pixel_dc),
         block_modes=ToolMode(block_modes),
+        sample_offsets=ToolMode(sample_offsets),
     )
     job = EncodeJob(
         input=input,

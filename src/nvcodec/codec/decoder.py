@@ -19,6 +19,7 @@ from nvcodec.codec.frame_loop import (
 )
 from nvcodec.errors import BitstreamError, DamagedRecord, WeightsError
 from nvcodec.frame import Frame
+from nvcodec.models import sample_offsets
 from nvcodec.models.layout import padded_size
 from nvcodec.weights import Weights
 
@@ -85,9 +86,10 @@ class Decoder(FrameLoop):
     @torch.no_grad()
     def _decode(self, record: FrameRecord) -> DecodedFrame:
         has_shifts = bool(record.flags & FrameFlags.TABLE_SHIFTS)
+        offsets, substreams = self.sample_offsets_of(record)
         if record.frame_type == FrameType.INTRA:
             like = torch.zeros(1, device=self.device, dtype=self.dtype)
-            stream, qp = record.substreams[0], record.qp
+            stream, qp = substreams[0], record.qp
             out = self.model.intra.decode(
                 stream, self._shape, qp, self.tables, like, has_shifts, self.intra_modes, self.bits
             )
@@ -95,7 +97,7 @@ class Decoder(FrameLoop):
             ref = self.reference
             refine = self.model.context_filter if record.flags & FrameFlags.FILTER else None
             out = self.model.inter.decode(
-                record.substreams,
+                substreams,
                 ref.picture.through(interpolation_of(record.flags)),
                 record.qp,
                 self.tables,
@@ -111,7 +113,7 @@ class Decoder(FrameLoop):
                 table=self.latent_table(record.qp),
                 bits=self.bits,
             )
-        x_hat = out.x_hat  # on the grid of self.bits: deblock() rounds
+        x_hat = sample_offsets.apply(out.x_hat, offsets, self.bits)  # on the grid of self.bits
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = self.picture_of(x_hat, self.enhanced(x_hat) if enhance else None)

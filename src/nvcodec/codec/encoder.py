@@ -22,6 +22,7 @@ from nvcodec.codec.frame_loop import (
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
 from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
 from nvcodec.frame import Frame, VideoInfo
+from nvcodec.models import sample_offsets
 from nvcodec.models.blocks import ResidualRefiner
 from nvcodec.models.compensation import (
     BLOCK,
@@ -34,6 +35,7 @@ from nvcodec.models.compensation import (
 from nvcodec.models.inter import InterOutput
 from nvcodec.models.intra import IntraOutput
 from nvcodec.models.intra_prediction import macroblock_grid
+from nvcodec.models.latent_codec import LAMBDA, base_step
 from nvcodec.models.layout import frame_to_tensor, shown_levels, weighted_mse
 from nvcodec.models.motion import MotionField
 from nvcodec.weights import Weights
@@ -152,6 +154,12 @@ def block_modes_possible(params: CodingParams) -> bool:
     return pixel_dc_possible(params) and params.block_modes != ToolMode.OFF
 
 
+def sample_offsets_possible(params: CodingParams) -> bool:
+    """Whether frames may offset their samples after deblocking (then the stream is version 2.17,
+    which has every tool of 2.16: off with any of them)."""
+    return block_modes_possible(params) and params.sample_offsets != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -190,6 +198,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         deep_references=deep_references_possible(params),
         pixel_dc=pixel_dc_possible(params),
         block_modes=block_modes_possible(params),
+        sample_offsets=sample_offsets_possible(params),
     )
 
 
@@ -252,6 +261,7 @@ class Encoder(FrameLoop):
         else:
             out, flags = self._encode_inter(x, plan)
             streams, x_hat = out.streams, out.x_hat  # on the grid of self.bits: deblock() rounds
+        x_hat, streams = self._sample_offsets(x, x_hat, streams, plan.qp)
         shown = self._enhancement(x_hat, x)
         if shown is not None:
             flags |= FrameFlags.ENHANCE
@@ -271,6 +281,17 @@ class Encoder(FrameLoop):
         if self.rate is not None:
             self.rate.coded(plan.index, plan.position, plan.qp, 8 * coded.bytes)
         return coded
+
+    def _sample_offsets(
+        self, x: torch.Tensor, x_hat: torch.Tensor, streams: tuple[bytes, ...], qp: int
+    ) -> tuple[torch.Tensor, tuple[bytes, ...]]:
+        """The reconstruction with the sample offsets the encoder chose for it, and the substreams
+        with them in front of the latent one (2.17); both unchanged in older streams."""
+        if not self.header.sample_offsets:
+            return x_hat, streams
+        planes = sample_offsets.choose(x, x_hat, self.bits, LAMBDA * base_step(qp) ** 2)
+        latent = sample_offsets.write(planes, streams[-1], self.tables)
+        return sample_offsets.apply(x_hat, planes, self.bits), (*streams[:-1], latent)
 
     def _plan(self) -> FramePlan:
         """The next frame's plan, its qp from rate control when there is a target bitrate."""

@@ -26,6 +26,8 @@ from nvcodec.models.latent_codec import LatentResult
 from nvcodec.models.layout import quantize_pixels, tensor_to_frame
 from nvcodec.models.motion import MotionField
 from nvcodec.models.nvc import NvcModel
+from nvcodec.models.sample_offsets import PlaneList
+from nvcodec.models.sample_offsets import read as read_sample_offsets
 from nvcodec.weights import Weights
 
 CPU = torch.device("cpu")
@@ -177,6 +179,14 @@ class FrameLoop:
                 self.adaptation.add(record.qp, latent.symbols, latent.buckets)
         picture = InterpolatedFrame(x_hat, self.bits)
         self.reference, self.index = Reference(picture, latent.symbols), self.index + 1
+
+    def sample_offsets_of(self, record: FrameRecord) -> tuple[PlaneList | None, tuple[bytes, ...]]:
+        """A record's sample offsets (None before 2.17) and its substreams as the model codes them,
+        the offsets taken off the front of the latent substream."""
+        if not self.header.sample_offsets:
+            return None, record.substreams
+        planes, latent = read_sample_offsets(record.substreams[-1], self.tables)
+        return planes, (*record.substreams[:-1], latent)
 
     def to_frame(self, x: torch.Tensor) -> Frame:
         """The 8-bit picture, of the true size, of a frame tensor on the grid of this stream's references."""

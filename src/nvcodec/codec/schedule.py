@@ -83,6 +83,7 @@ class CodingParams:
     deep_references: ToolMode = ToolMode.AUTO  # references kept in 10-bit levels (auto or off)
     pixel_dc: ToolMode = ToolMode.AUTO  # intra frames' block DCs predicted from pixels (auto or off)
     block_modes: ToolMode = ToolMode.AUTO  # intra frames' modes per 8x8 block, eight of them (auto or off)
+    sample_offsets: ToolMode = ToolMode.AUTO  # offsets by sample class after deblocking (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -116,6 +117,8 @@ class CodingParams:
             raise InputError("--pixel-dc is auto or off (auto: on every stream with intra prediction)")
         if self.block_modes == ToolMode.ON:
             raise InputError("--block-modes is auto or off (auto: on every stream with pixel DC)")
+        if self.sample_offsets == ToolMode.ON:
+            raise InputError("--sample-offsets is auto or off (the encoder decides frame by frame)")
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from nvcodec.codec.encoder import (
     intra_blocks_possible,
     pixel_dc_possible,
     prediction_offsets_possible,
+    sample_offsets_possible,
     skip_edges_possible,
 )
 from nvcodec.codec.schedule import CodingParams, ToolMode
@@ -91,7 +92,8 @@ def _segment_encoder(
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
     # offsets and adapt their tables, whether records are compact, whether P frames may have
     # intra blocks, whether references are kept in 10-bit levels, whether intra frames predict
-    # their DCs from pixels and give each block a mode (no record bit does)
+    # their DCs from pixels and give each block a mode, whether frames code sample offsets (no
+    # record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
@@ -101,6 +103,7 @@ def _segment_encoder(
         deep_references=params.deep_references if deep_references_possible(params) else ToolMode.OFF,
         pixel_dc=params.pixel_dc if pixel_dc_possible(params) else ToolMode.OFF,
         block_modes=params.block_modes if block_modes_possible(params) else ToolMode.OFF,
+        sample_offsets=params.sample_offsets if sample_offsets_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

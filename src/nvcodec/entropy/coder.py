@@ -137,11 +137,17 @@ class SymbolEncoder:
             self._put((rest[pos] >> (chunk * CHUNK_BITS)) & ((1 << w) - 1), self.tables.uniform(1 << w))
         self._put((values < 0).astype(np.int64), self.tables.uniform(2))
 
-    def finish(self) -> bytes:
-        coder = _AnsCoder()
+    def finish(self, before: bytes = b"") -> bytes:
+        """The substream of the groups added, followed (in decoding order) by the symbols of the
+        substream `before`, whose coding is left as it is."""
+        coder = _AnsCoder(_words(before)) if before else _AnsCoder()
         for symbols, model in reversed(self._chunks):
             coder.encode_reverse(symbols, model)
         return coder.get_compressed().astype("<u4").tobytes()
+
+
+def _words(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype="<u4").astype(np.uint32)
 
 
 class SymbolDecoder:
@@ -152,7 +158,7 @@ class SymbolDecoder:
             raise BitstreamError("substream length is not a multiple of 4 bytes")
         self.tables = tables
         try:
-            self._coder = _AnsCoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+            self._coder = _AnsCoder(_words(data))
         except ValueError:  # constriction refuses a stream whose last word is zero
             raise BitstreamError("substream ends with a zero word (not a valid ANS stream)") from None
 
@@ -202,6 +208,10 @@ class SymbolDecoder:
         negative = self._get(self.tables.uniform(2), radius.size).astype(bool)
         magnitude = radius + (np.int64(1) << nbits) + rest
         return np.where(negative, -magnitude, magnitude)
+
+    def rest(self) -> bytes:
+        """The symbols not read yet, as a substream of their own (SymbolEncoder.finish's `before`)."""
+        return self._coder.get_compressed().astype("<u4").tobytes()
 
     def finish(self) -> None:
         """Refuse a substream with data left over after its last symbol."""

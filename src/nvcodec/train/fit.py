@@ -219,8 +219,9 @@ def encode_clip(
             modes = encoder.intra_modes
             if rec.frame_type == FrameType.INTRA and modes is not None:
                 grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape), modes.side)
+                latent = encoder.sample_offsets_of(rec)[1][0]
                 counts.mode_map_bits += map_bits(
-                    read_modes(SymbolDecoder(encoder.tables, rec.substreams[0]), grid, modes), modes
+                    read_modes(SymbolDecoder(encoder.tables, latent), grid, modes), modes
                 )
             if rec.frame_type == FrameType.INTER:
                 counts.add_vectors(rec.qp, coded_field(weights, encoder, rec))
