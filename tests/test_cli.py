@@ -349,30 +349,19 @@ def test_adaptive_tables_off_writes_a_stream_that_2_10_decoders_read(
     assert info["version"] == [2, 10] and info["prediction_offsets"] and not info["adaptive_tables"]
 
 
-def test_pixel_dc_off_writes_a_stream_that_2_14_decoders_read(cli: Cli, tmp_path: Path, make_video) -> None:
-    info = round_trip(cli, tmp_path, make_video, frames=4, args=["--pixel-dc", "off", "--qp", "40"])
-    assert info["version"] == [2, 14] and info["deep_references"] and not info["pixel_dc"]
-    assert_error(cli.enc(tmp_path / "src.y4m", "-o", tmp_path / "b.nvc", "--pixel-dc", "on"), 2, "pixel-dc")
-
-
-def test_block_modes_off_writes_a_stream_that_2_15_decoders_read(
-    cli: Cli, tmp_path: Path, make_video
+@pytest.mark.parametrize(
+    ("option", "version", "before"),
+    [("pixel-dc", [2, 14], "deep_references"), ("block-modes", [2, 15], "pixel_dc"),
+     ("sample-offsets", [2, 16], "block_modes")],
+)  # fmt: skip
+def test_a_decided_tool_off_writes_a_stream_that_the_version_before_reads(
+    cli: Cli, tmp_path: Path, make_video, option: str, version: list[int], before: str
 ) -> None:
-    info = round_trip(cli, tmp_path, make_video, frames=4, args=["--block-modes", "off", "--qp", "40"])
-    assert info["version"] == [2, 15] and info["pixel_dc"] and not info["block_modes"]
-    assert_error(
-        cli.enc(tmp_path / "src.y4m", "-o", tmp_path / "b.nvc", "--block-modes", "on"), 2, "block-modes"
-    )
-
-
-def test_sample_offsets_off_writes_a_stream_that_2_16_decoders_read(
-    cli: Cli, tmp_path: Path, make_video
-) -> None:
-    info = round_trip(cli, tmp_path, make_video, frames=4, args=["--sample-offsets", "off", "--qp", "40"])
-    assert info["version"] == [2, 16] and info["block_modes"] and not info["sample_offsets"]
-    assert_error(
-        cli.enc(tmp_path / "src.y4m", "-o", tmp_path / "b.nvc", "--sample-offsets", "on"), 2, "sample-offsets"
-    )
+    """Each of these tools is `auto` or `off`: off, the stream is the version before, with the
+    tool before it still on; `on` is refused."""
+    info = round_trip(cli, tmp_path, make_video, frames=4, args=[f"--{option}", "off", "--qp", "40"])
+    assert info["version"] == version and info[before] and not info[option.replace("-", "_")]
+    assert_error(cli.enc(tmp_path / "src.y4m", "-o", tmp_path / "b.nvc", f"--{option}", "on"), 2, option)
 
 
 def test_nvdec_frames_limit(cli: Cli, coded: Coded, tmp_path: Path) -> None:
