@@ -63,12 +63,25 @@ def test_the_encoder_takes_offsets_that_lower_the_error_or_none(bits):
     ramp = (torch.arange(32.0)[:, None] + torch.arange(32.0)) * (3 << (bits - 8))
     ringing = (torch.rand(32, 32, generator=torch.Generator().manual_seed(2)) < 0.5) * 6.0 - 3
     x, x_hat = _frame(ramp, bits), _frame((ramp + ringing * (1 << (bits - 8))).round(), bits)
-    planes = so.choose(x, x_hat, bits, lam=1e-7)
+    planes = so.choose(x, x_hat, bits, 1e-7, None)
     assert planes[0] is not None and planes[1:] == [None, None]  # the grey planes have no error
-    after = so.apply(x_hat, planes, bits)
+    after = so.apply(x_hat, planes, bits, None)
     assert float(weighted_mse(after, x)) < float(weighted_mse(x_hat, x))
-    assert so.choose(x, x, bits, lam=1e-7) == [None, None, None]  # nothing to correct
-    assert so.choose(x, x_hat, bits, lam=10.0) == [None, None, None]  # the bits cost too much
+    assert so.choose(x, x, bits, 1e-7, None) == [None, None, None]  # nothing to correct
+    assert so.choose(x, x_hat, bits, 10.0, None) == [None, None, None]  # the bits cost too much
+
+
+def test_a_p_frame_moves_the_samples_of_its_coded_blocks_alone():
+    """8x8 luma and 4x4 chroma blocks of the (hp, wp) coded map; the classes see every neighbour."""
+    generator = torch.Generator().manual_seed(3)
+    x_hat = torch.randint(0, 1021, (1, 6, 16, 16), generator=generator).float() / 1020
+    coded = torch.tensor([[True, False, False, True]] * 4)  # 32x32 luma samples, 16x16 chroma
+    planes = [so.PlaneOffsets(0, (5, 5, 5, 5))] * 3
+    moved = so.apply(x_hat, planes, 10, coded) != x_hat
+    everywhere = so.apply(x_hat, planes, 10, None) != x_hat
+    inside = from_planes([m[None] for m in so.plane_masks(coded, torch.device("cpu"))])
+    assert not moved[~inside].any() and torch.equal(moved[inside], everywhere[inside])
+    assert moved[inside].float().mean() > 0.3  # classes other than 0, off the border
 
 
 params_st = st.one_of(

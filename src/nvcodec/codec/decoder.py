@@ -113,7 +113,7 @@ class Decoder(FrameLoop):
                 table=self.latent_table(record.qp),
                 bits=self.bits,
             )
-        x_hat = sample_offsets.apply(out.x_hat, offsets, self.bits)  # on the grid of self.bits
+        x_hat = sample_offsets.apply(out.x_hat, offsets, self.bits, out.coded)  # on the grid of self.bits
         flagged = bool(record.flags & FrameFlags.ENHANCE)
         enhance = flagged and self.apply_enhancement
         picture = self.picture_of(x_hat, self.enhanced(x_hat) if enhance else None)

@@ -261,7 +261,7 @@ class Encoder(FrameLoop):
         else:
             out, flags = self._encode_inter(x, plan)
             streams, x_hat = out.streams, out.x_hat  # on the grid of self.bits: deblock() rounds
-        x_hat, streams = self._sample_offsets(x, x_hat, streams, plan.qp)
+        x_hat, streams = self._sample_offsets(x, x_hat, streams, plan.qp, out.coded)
         shown = self._enhancement(x_hat, x)
         if shown is not None:
             flags |= FrameFlags.ENHANCE
@@ -283,15 +283,21 @@ class Encoder(FrameLoop):
         return coded
 
     def _sample_offsets(
-        self, x: torch.Tensor, x_hat: torch.Tensor, streams: tuple[bytes, ...], qp: int
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        streams: tuple[bytes, ...],
+        qp: int,
+        coded: torch.Tensor | None,
     ) -> tuple[torch.Tensor, tuple[bytes, ...]]:
-        """The reconstruction with the sample offsets the encoder chose for it, and the substreams
-        with them in front of the latent one (2.17); both unchanged in older streams."""
+        """The reconstruction with the sample offsets the encoder chose for it (in the `coded`
+        blocks of a P frame), and the substreams with them in front of the latent one (2.17); both
+        unchanged in older streams."""
         if not self.header.sample_offsets:
             return x_hat, streams
-        planes = sample_offsets.choose(x, x_hat, self.bits, LAMBDA * base_step(qp) ** 2)
+        planes = sample_offsets.choose(x, x_hat, self.bits, LAMBDA * base_step(qp) ** 2, coded)
         latent = sample_offsets.write(planes, streams[-1], self.tables)
-        return sample_offsets.apply(x_hat, planes, self.bits), (*streams[:-1], latent)
+        return sample_offsets.apply(x_hat, planes, self.bits, coded), (*streams[:-1], latent)
 
     def _plan(self) -> FramePlan:
         """The next frame's plan, its qp from rate control when there is a target bitrate."""

@@ -82,6 +82,11 @@ class InterOutput:
         assert self.motion_stream is not None and self.latent.stream is not None
         return self.motion_stream, self.latent.stream
 
+    @property
+    def coded(self) -> torch.Tensor:
+        """(hp, wp) bool: the coded 8x8 blocks (coded_blocks)."""
+        return coded_blocks(self.latent.symbols, self.field)
+
 
 @dataclass(frozen=True)
 class Unmoded:
@@ -96,10 +101,10 @@ class Unmoded:
     bits: int
 
 
-def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
-    """The edges a P frame of version 2.9 deblocks: beside an 8x8 block with a non-zero level
-    (`levels`: (C, hp, wp), the latent's integers) or in a flat block, and between blocks whose
-    vectors differ."""
+def coded_blocks(levels: np.ndarray, field: MotionField) -> torch.Tensor:
+    """(hp, wp) bool: the 8x8 blocks of a P frame that are more than a copy of their motion's
+    prediction: with a non-zero level (`levels`: (C, hp, wp), the latent's integers), in a flat
+    block or in an intra-predicted macroblock."""
     hp, wp = levels.shape[-2:]
     coded = torch.from_numpy((levels != 0).any(axis=0))
     if field.flat is not None:
@@ -108,6 +113,14 @@ def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
     if field.modes is not None:
         shaped = torch.from_numpy(field.modes != 0)
         coded = coded | spread_blocks(shaped[None], MACROBLOCK // POSITION, hp, wp)[0, 0]
+    return coded
+
+
+def p_frame_edges(levels: np.ndarray, field: MotionField) -> Edges:
+    """The edges a P frame of version 2.9 deblocks: beside a coded 8x8 block (coded_blocks) and
+    between blocks whose vectors differ."""
+    hp, wp = levels.shape[-2:]
+    coded = coded_blocks(levels, field)
     units = torch.from_numpy(field.unit_vectors()).permute(2, 0, 1)
     vectors = spread_blocks(units, field.unit // POSITION, hp, wp)[0].permute(1, 2, 0)
     return Edges.between(coded, vectors)

@@ -28,6 +28,11 @@ class IntraOutput:
     latent: LatentResult
     modes: np.ndarray | None = None  # the intra prediction modes per area (None: not predicted)
 
+    @property
+    def coded(self) -> None:
+        """Every block of an intra frame is coded (InterOutput.coded's map would be all true)."""
+        return None
+
 
 class IntraCoder(nn.Module):
     """x -> analysis -> quantise and code -> synthesis -> deblocking -> x_hat; with intra
