@@ -131,10 +131,10 @@ def _choose_plane(
     source: torch.Tensor, levels: torch.Tensor, bits: int, lam: float, where: torch.Tensor | None
 ) -> PlaneOffsets | None:
     """For each direction, each class's mean error rounded, held to its sign and range; of those
-    the offsets that lower the squared error of the shown (8-bit) picture most, when by more than
-    `lam` times their bits over an unset flag; only the samples `where` is true, when given. (On
-    the reference's own finer levels the offsets of near-lossless pictures would gain where the
-    shown picture loses.)"""
+    the offsets whose drop in the squared error of the shown (8-bit) picture less `lam` times
+    their bits over an unset flag is largest, when above 0; only the samples `where` is true, when
+    given. (On the reference's own finer levels the offsets of near-lossless pictures would gain
+    where the shown picture loses.)"""
     extra = bits - 8
     error = (source.double() * (1 << extra) - levels).double()
 
