@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from nvcodec.entropy.coder import ProbabilityTables, SymbolDecoder, SymbolEncoder
+from nvcodec.metrics import PLANE_WEIGHTS
 from nvcodec.models.layout import from_planes, grid_levels, grid_scale, round_shift, to_planes
 
 DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))  # (dy, dx): horizontal, vertical, two diagonals
@@ -34,7 +35,11 @@ SIGNS = (1, 1, -1, -1)  # of their offsets: minima and concave samples rise
 PREFIX_LIMIT = 3  # a magnitude's Exp-Golomb prefix has at most this many ones
 MAX_MAGNITUDE = (2 << (PREFIX_LIMIT + 1)) - 3  # 29 levels, the largest the code reaches
 HALF = 128  # every parameter flag is coded at probability 1/2
-PLANE_WEIGHTS = (0.75, 0.5, 0.5)  # a Y, U, V sample's share of the frame's D (layout.weighted_mse)
+# A Y, U, V sample's share of the frame's D per pixel (layout.weighted_mse): 0.75, 0.5, 0.5.
+SAMPLE_WEIGHTS = tuple(
+    w * area / sum(PLANE_WEIGHTS)
+    for w, area in zip(PLANE_WEIGHTS, (1, 4, 4))  # chroma: 1/4 the samples
+)
 # The encoder's lambda for the offsets, a fraction of the frame's: a reference's gain is also
 # that of the frames that copy it. BD-rate against 2.16 on Foreman's first 24 frames, qps 22-42,
 # for 1, 0.3, 0.1, 0.03 and 0 (every gain taken): -2.48, -2.48, -3.92, -3.87, -3.71% (with the
@@ -119,7 +124,7 @@ def choose(
     per pixel of the frame; the offsets' own is LAMBDA_SCALE of it; `coded`: as apply's."""
     chosen: PlaneList = []
     masks = plane_masks(coded, x_hat.device)
-    for source, recon, weight, where in zip(to_planes(x.float()), to_planes(x_hat), PLANE_WEIGHTS, masks):
+    for source, recon, weight, where in zip(to_planes(x.float()), to_planes(x_hat), SAMPLE_WEIGHTS, masks):
         shown_lam = LAMBDA_SCALE * lam * 255**2 / weight
         source_levels = torch.round(source[0] * 255).to(torch.int32)
         levels = grid_levels(recon, bits)[0]
@@ -136,7 +141,7 @@ def _choose_plane(
     given. (On the reference's own finer levels the offsets of near-lossless pictures would gain
     where the shown picture loses.)"""
     extra = bits - 8
-    error = (source.double() * (1 << extra) - levels).double()
+    error = source.double() * (1 << extra) - levels
 
     def shown_error(plane: torch.Tensor) -> float:
         return float(((round_shift(plane, extra) - source).double() ** 2).sum())
@@ -205,7 +210,7 @@ def read(substream: bytes, tables: ProbabilityTables) -> tuple[PlaneList, bytes]
     """The parameters write() put in front of a latent substream, and the latent substream."""
     decoder = SymbolDecoder(tables, substream)
     planes: PlaneList = []
-    for _ in PLANE_WEIGHTS:
+    for _ in range(3):  # Y, U, V
         if not _flag(decoder):
             planes.append(None)
             continue
