@@ -13,11 +13,12 @@ from nvcodec.bitstream import BitstreamReader, BitstreamWriter, FrameFlags, Fram
 from nvcodec.codec.decisions import FilterDecider, Trial, should_enhance
 from nvcodec.codec.decoder import Decoder
 from nvcodec.codec.encoder import Encoder, header_for, large_blocks_possible
-from nvcodec.codec.schedule import CodingParams, RateTarget, ToolMode, plan_frame
+from nvcodec.codec.schedule import CodingParams, RateTarget, ToolMode, plan_frame, served
 from nvcodec.errors import InputError, WeightsError
 from nvcodec.frame import VideoInfo
 from nvcodec.metrics import frame_psnr
 from nvcodec.models.config import TINY
+from nvcodec.pipeline import with_following
 from nvcodec.sample import synthetic_frames
 from nvcodec.weights import Weights, default_weights_path, load_weights, random_model
 
@@ -85,6 +86,32 @@ def test_schedule_types_qp_and_refresh():
     assert top == [59, 63, 63, 63]  # clamped
     assert plan_frame(0, CodingParams(qp=1)).qp == 0
     assert plan_frame(0, CodingParams(qp=63)).qp == 60  # the intra offset holds at the top
+
+
+def test_frames_near_the_end_give_up_the_finer_qp_of_frames_that_do_not_follow():
+    params = CodingParams(qp=32)  # offsets (0, 3, 2, 3, 1, 3, 2, 3)
+    assert [served(p, params.qp_offsets) for p in range(8)] == [7, 0, 1, 0, 3, 0, 1, 0]
+    assert [plan_frame(i, params, 9).qp for i in range(9)] == [29, 35, 34, 35, 33, 35, 34, 35, 35]
+    # frame 8 serves the 7 after it; as fewer follow, the finest offset that serves no more
+    assert [plan_frame(8, params, n).qp for n in (10, 11, 12, 15, 16)] == [34, 34, 33, 33, 32]
+    whole_groups = [plan_frame(i, params, 96).qp for i in range(96)]
+    assert whole_groups == [plan_frame(i, params).qp for i in range(96)]  # the benchmark clips' schedule
+    periodic = CodingParams(qp=32, intra_period=30)  # the next intra frame ends a group too
+    assert [plan_frame(i, periodic).qp for i in (24, 28, 29, 30)] == [33, 34, 35, 29]
+
+
+def test_reading_ahead_tells_how_many_frames_follow_near_the_end():
+    frames = iter(range(6))  # any iterable: a pipe's frames are not counted beforehand
+    assert list(with_following(frames, 3)) == [(0, None), (1, None), (2, None), (3, 2), (4, 1), (5, 0)]
+    assert list(with_following([7], 8)) == [(7, 0)]
+
+
+def test_the_encoder_codes_the_last_frame_at_the_coarsest_offset():
+    weights = make_weights(4)
+    params = CodingParams(qp=30, qp_offsets=(0, 3))
+    for count, qps in ((3, [27, 33, 33]), (4, [27, 33, 30, 33])):
+        _, coded, _ = encode(weights, params, frames=count, seed=2)
+        assert [c.record.qp for c in coded] == qps
 
 
 @pytest.mark.parametrize(

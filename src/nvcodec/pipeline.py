@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -244,10 +245,23 @@ def encode_segment(task: SegmentTask) -> list[Coded]:
     return list(coded_frames(encoder, task.frames, task.keep_recon))
 
 
-def coded_frames(encoder: SegmentedEncoder, frames: Iterable[Frame], keep_shown: bool) -> Iterator[Coded]:
-    """Each frame's record, report (with its PSNR) and, when kept, shown picture."""
+def with_following(frames: Iterable[Frame], horizon: int) -> Iterator[tuple[Frame, int | None]]:
+    """Each frame with how many frames follow it when fewer than `horizon` do (None: at least
+    that many): what reading `horizon` frames ahead tells, from a pipe as from a file."""
+    ahead: deque[Frame] = deque()
     for frame in frames:
-        coded = encoder.encode(frame)
+        ahead.append(frame)
+        if len(ahead) > horizon:
+            yield ahead.popleft(), None
+    while ahead:
+        yield ahead.popleft(), len(ahead)
+
+
+def coded_frames(encoder: SegmentedEncoder, frames: Iterable[Frame], keep_shown: bool) -> Iterator[Coded]:
+    """Each frame's record, report (with its PSNR) and, when kept, shown picture; the encoder
+    reads a schedule's length of frames ahead, to know the last ones."""
+    for frame, following in with_following(frames, len(encoder.params.qp_offsets)):
+        coded = encoder.encode(frame, following)
         shown = coded.picture.output
         report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, shown))
         yield coded.record, report, shown if keep_shown else None

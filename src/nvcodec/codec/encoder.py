@@ -230,14 +230,14 @@ class Encoder(FrameLoop):
         self.filter_mode = _tried(params.filter, self.model.context_filter)
         self.enhance_mode = _tried(params.enhance, self.model.enhancer)
         self.filter_decider = FilterDecider(info.frame_count)
+        self.frame_count = info.frame_count if info.frame_count is not None else length_hint
         self.interpolation = HEVC_FILTERS  # the interpolation filters of the current group of P frames
         self.rate: RateController | None = None
         if params.rate is not None:
             pixels = info.width * info.height
             header_bits = 8 * len(self.header.pack()) if header_counted else 0
-            count = info.frame_count if info.frame_count is not None else length_hint
             context = RateContext(
-                info.fps, count, params.qp_offsets, params.intra_period, pixels, header_bits
+                info.fps, self.frame_count, params.qp_offsets, params.intra_period, pixels, header_bits
             )
             self.rate = make_controller(params.rate, context)
 
@@ -247,12 +247,14 @@ class Encoder(FrameLoop):
         return float(weighted_mse(x_hat[..., :h, :w].float(), x[..., :h, :w].float()))
 
     @torch.no_grad()
-    def encode(self, frame: Frame) -> EncodedFrame:
+    def encode(self, frame: Frame, following: int | None = None) -> EncodedFrame:
+        """Code the next frame; `following`: how many frames are known to come after it (None:
+        not known, or at least the schedule's length), for the qps near the end."""
         if (frame.width, frame.height) != (self.width, self.height):
             raise ValueError(
                 f"frame {self.index} is {frame.width}x{frame.height}, not {self.width}x{self.height}"
             )
-        plan = self._plan()
+        plan = self._plan(following)
         x = frame_to_tensor(frame).to(self.device, self.dtype)
         if plan.frame_type == FrameType.INTRA:
             out, plan = self._encode_intra(x, plan)
@@ -299,9 +301,12 @@ class Encoder(FrameLoop):
         latent = sample_offsets.write(planes, streams[-1], self.tables)
         return sample_offsets.apply(x_hat, planes, self.bits, coded), (*streams[:-1], latent)
 
-    def _plan(self) -> FramePlan:
-        """The next frame's plan, its qp from rate control when there is a target bitrate."""
-        plan = plan_frame(self.index, self.params)
+    def _plan(self, following: int | None) -> FramePlan:
+        """The next frame's plan in a stream of the frames known to come (encode), its qp from
+        rate control when there is a target bitrate."""
+        known = None if following is None else self.index + 1 + following
+        counts = [c for c in (self.frame_count, known) if c is not None]
+        plan = plan_frame(self.index, self.params, min(counts, default=None))
         if self.rate is None:
             return plan
         return replace(plan, qp=self.rate.frame_qp(plan.index, plan.position))

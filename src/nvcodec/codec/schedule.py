@@ -142,10 +142,31 @@ def position_of(index: int, intra_period: int) -> int:
     return index if intra_period <= 0 else index % intra_period
 
 
-def scheduled_qp(base_qp: int, position: int, offsets: tuple[int, ...]) -> int:
-    """The hierarchical qp: intra frames at base + INTRA_QP_OFFSET, P frame i at base + offsets[i % n]."""
-    offset = INTRA_QP_OFFSET if position == 0 else offsets[position % len(offsets)]
+def scheduled_qp(base_qp: int, position: int, offsets: tuple[int, ...], following: int | None = None) -> int:
+    """The hierarchical qp: intra frames at base + INTRA_QP_OFFSET, P frame i at base +
+    p_frame_offset (offsets[i % n] unless the stream ends within the frames it serves)."""
+    offset = INTRA_QP_OFFSET if position == 0 else p_frame_offset(position, offsets, following)
     return min(QP_MAX, max(0, base_qp + offset))
+
+
+def served(position: int, offsets: tuple[int, ...]) -> int:
+    """How many P frames follow P frame `position` before the next one whose offset is at most its
+    own: the frames its finer qp is for (7, 3, 1 and 0 with the default offsets)."""
+    n, own = len(offsets), offsets[position % len(offsets)]
+    return next(d for d in range(1, n + 1) if offsets[(position + d) % n] <= own) - 1
+
+
+def p_frame_offset(position: int, offsets: tuple[int, ...], following: int | None) -> int:
+    """The qp offset of P frame `position` when `following` P frames come after it before the next
+    intra frame or the end (None: not known): the schedule's, unless fewer follow than it serves;
+    then the smallest offset of the schedule that serves no more frames than follow, so the last
+    frame takes the largest (not normative: each record carries its qp). People's 9 frames, whose
+    last is the group's finest: BD-rate -2.2% against the schedule alone, qps 22-42 (`make
+    bench`'s RD part); 96 frames keep the schedule."""
+    own = offsets[position % len(offsets)]
+    if following is None:
+        return own
+    return max(own, min(o for p, o in enumerate(offsets) if served(p, offsets) <= following))
 
 
 def intra_base(intra_qp: int) -> int:
@@ -159,12 +180,23 @@ def is_refresh(position: int, refresh_period: int) -> bool:
     return position > 0 and refresh_period > 0 and position % refresh_period == 0
 
 
-def plan_frame(index: int, params: CodingParams) -> FramePlan:
+def following_frames(index: int, intra_period: int, frame_count: int | None) -> int | None:
+    """How many frames follow frame `index` before the next intra frame or the end of the stream
+    (None: neither is known)."""
+    counts = [] if frame_count is None else [frame_count - 1 - index]
+    if intra_period > 0:
+        counts.append(intra_period - 1 - position_of(index, intra_period))
+    return min(counts, default=None)
+
+
+def plan_frame(index: int, params: CodingParams, frame_count: int | None = None) -> FramePlan:
+    """Frame `index`'s plan in a stream of `frame_count` frames (None: not known)."""
     position = position_of(index, params.intra_period)
+    following = following_frames(index, params.intra_period, frame_count)
     return FramePlan(
         index=index,
         frame_type=frame_type_of(index, params.intra_period),
-        qp=scheduled_qp(params.qp, position, params.qp_offsets),
+        qp=scheduled_qp(params.qp, position, params.qp_offsets, following),
         refresh=is_refresh(position, params.refresh_period),
         position=position,
     )

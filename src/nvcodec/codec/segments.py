@@ -143,13 +143,14 @@ class SegmentedEncoder:
         self.index = first
         self._segment: Encoder | None = None
 
-    def encode(self, frame: Frame) -> EncodedFrame:
+    def encode(self, frame: Frame, following: int | None = None) -> EncodedFrame:
+        """Code the next frame (`following`: as Encoder.encode's)."""
         period = self.params.intra_period
         if self._segment is None or (period > 0 and self.index % period == 0):
             self._segment = _segment_encoder(
                 self.weights, self.params, self.info, self.index, self.device, self.dtype, self.length_hint
             )
-        coded = self._segment.encode(frame)
+        coded = self._segment.encode(frame, following)
         coded = replace(coded, plan=replace(coded.plan, index=self.index))
         self.index += 1
         return coded
