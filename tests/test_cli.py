@@ -44,6 +44,7 @@ from nvcodec.models.config import TINY
 from nvcodec.weights import random_model, save_weights
 
 OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)  # the default hierarchical qp offsets
+SERVED = (7, 0, 1, 0, 3, 0, 1, 0)  # the P frames after each position before one as fine
 INTRA_OFFSET = -3  # intra frames are coded 3 qp finer than the base
 DEFAULT_QP = 32
 FRAMES = 6
@@ -149,12 +150,20 @@ def fix_header_crc(data: bytearray) -> bytearray:
     return data
 
 
-def expected_qp(index: int, qp: int, intra_period: int) -> tuple[str, int]:
-    """Type and qp of frame `index`: intra at base - 3, P at base + offset[position % 8], clamped."""
+def expected_qp(index: int, qp: int, intra_period: int, count: int) -> tuple[str, int]:
+    """Type and qp of frame `index` of `count`: intra at base - 3, P at base + offset[position % 8],
+    clamped; a P frame followed by fewer frames of its segment than its offset serves takes the
+    finest offset that serves no more (the last frame the coarsest)."""
     position = index if intra_period <= 0 else index % intra_period
     if position == 0:
         return "I", min(63, max(0, qp + INTRA_OFFSET))
-    return "P", min(63, max(0, qp + OFFSETS[position % len(OFFSETS)]))
+    following = (
+        count - 1 - index if intra_period <= 0 else min(count - 1 - index, intra_period - 1 - position)
+    )
+    offset = OFFSETS[position % len(OFFSETS)]
+    if following < SERVED[position % len(OFFSETS)]:
+        offset = max(offset, min(o for o, s in zip(OFFSETS, SERVED) if s <= following))
+    return "P", min(63, max(0, qp + offset))
 
 
 def console_script(name: str) -> list[str]:
@@ -244,7 +253,7 @@ def test_bitrate_round_trip_reports_target_and_qps(cli: Cli, tmp_path: Path, mak
     summary = json.loads(stats.read_text())
     assert summary["target_kbps"] == 300.0
     assert [f["qp"] for f in summary["per_frame"]] == [f["qp"] for f in info["frames"]]
-    fixed = [expected_qp(i, DEFAULT_QP, -1)[1] for i in range(10)]
+    fixed = [expected_qp(i, DEFAULT_QP, -1, 10)[1] for i in range(10)]
     assert [f["qp"] for f in info["frames"]] != fixed  # qps chosen per frame, not the fixed schedule
 
 
@@ -270,7 +279,9 @@ def test_round_trip_intra_and_refresh_periods(cli: Cli, tmp_path: Path, make_vid
     # refresh on P frames whose distance to the last intra frame is a multiple of 2
     assert ["refresh" in f["flags"] for f in info["frames"]] == [False, False, True, False, False, True]
     # The qp offsets restart at each intra frame (position = frames since the intra frame).
-    assert [f["qp"] for f in info["frames"]] == [expected_qp(i, DEFAULT_QP, 3)[1] for i in range(FRAMES)]
+    assert [f["qp"] for f in info["frames"]] == [
+        expected_qp(i, DEFAULT_QP, 3, FRAMES)[1] for i in range(FRAMES)
+    ]
 
 
 def test_tools_forced_on_and_no_enhance(cli: Cli, tmp_path: Path, make_video, tool_weights: str) -> None:
@@ -560,7 +571,7 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert info["error"] is None
     for i, f in enumerate(info["frames"]):
         assert f["index"] == i
-        assert (f["type"], f["qp"]) == expected_qp(i, DEFAULT_QP, -1)
+        assert (f["type"], f["qp"]) == expected_qp(i, DEFAULT_QP, -1, FRAMES)
         assert len(f["substreams"]) == (1 if f["type"] == "I" else 2)  # (latent,) or (motion, latent)
         sizes = f["substreams"]  # a compact record (2.12): varint lengths, the last size implied
         record_len = 15 + sum(len(varint(size // 4)) for size in sizes[:-1]) + sum(sizes)
@@ -594,13 +605,14 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
 
 def test_nvinfo_qp_schedule_clamps(cli: Cli, tmp_path: Path, make_video) -> None:
     source = tmp_path / "src.y4m"
-    make_video(source, frames=9)  # position 8 wraps to offset 0
+    make_video(source, frames=17)  # position 8 wraps to offset 0; the last frames end a group early
     res = cli.enc(source, "-o", tmp_path / "a.nvc", "--qp", 60, "--filter", "off", "--enhance", "off")
     assert res.code == 0, res.err
     info = cli.info_json(tmp_path / "a.nvc")
     got = [(f["type"], f["qp"]) for f in info["frames"]]
-    assert got == [expected_qp(i, 60, -1) for i in range(9)]
-    assert got[0] == ("I", 57) and got[1:] == [("P", q) for q in (63, 62, 63, 61, 63, 62, 63, 60)]
+    assert got == [expected_qp(i, 60, -1, 17) for i in range(17)]
+    assert got[0] == ("I", 57) and got[1:9] == [("P", q) for q in (63, 62, 63, 61, 63, 62, 63, 60)]
+    assert got[16] == ("P", 63)  # position 16, offset 0, but no frame follows
 
 
 def test_nvinfo_on_truncated_file(cli: Cli, coded: Coded, tmp_path: Path) -> None:
@@ -1040,11 +1052,11 @@ def test_interrupted_encode_leaves_nothing(
     real_encode = Encoder.encode
     calls = []
 
-    def encode(self, frame):
+    def encode(self, frame, following=None):
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
-        return real_encode(self, frame)
+        return real_encode(self, frame, following)
 
     monkeypatch.setattr(Encoder, "encode", encode)
     nvc, recon, stats = tmp_path / "a.nvc", tmp_path / "rec.y4m", tmp_path / "s.json"
@@ -1063,11 +1075,11 @@ def test_terminated_encode_leaves_nothing(
     one line says why, and the status is 128 + the signal."""
     real_encode = Encoder.encode
 
-    def encode(self, frame):
+    def encode(self, frame, following=None):
         if self.index == 2:
             assert hidden_files(tmp_path)  # the .part files exist by now
             os.kill(os.getpid(), signum)
-        return real_encode(self, frame)
+        return real_encode(self, frame, following)
 
     monkeypatch.setattr(Encoder, "encode", encode)
     res = cli.enc(coded.source, "-o", tmp_path / "a.nvc", "--recon", tmp_path / "rec.y4m")

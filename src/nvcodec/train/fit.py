@@ -47,6 +47,7 @@ from nvcodec.models.motion import (
     median_prediction,
 )
 from nvcodec.models.nvc import NvcModel
+from nvcodec.models.sample_offsets import PlaneList
 from nvcodec.outputs import write_file
 from nvcodec.train.data import Pack
 from nvcodec.train.packed import unpack_frame
@@ -76,6 +77,7 @@ class Counts:
         self.offset_count = np.zeros((len(KINDS), CHANNELS))
         self.substreams = 0
         self.mode_map_bits = 0.0  # coded with fixed probabilities, not with the fitted tables
+        self.sample_offset_bits = 0.0  # so are the sample offsets' parameters (2.17)
 
     def observer(self, kind: int) -> Callable[[Coded], None]:
         """What a latent codec of that kind calls with each coded latent."""
@@ -216,6 +218,7 @@ def encode_clip(
             rec = encoder.encode(frame).record
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
+            counts.sample_offset_bits += sample_offset_bits(encoder.sample_offsets_of(rec)[0])
             modes = encoder.intra_modes
             if rec.frame_type == FrameType.INTRA and modes is not None:
                 grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape), modes.side)
@@ -275,7 +278,13 @@ def predicted_bits(model: NvcModel, counts: Counts, cost: np.ndarray) -> float:
         table = codec.index_table.numpy().astype(np.int64)
         total += float((counts.latent[kind] * cost[table]).sum())
     table = model.inter.motion.index_table.numpy().astype(np.int64)
-    return total + float((counts.vectors * cost[table]).sum()) + counts.mode_map_bits
+    fixed = counts.mode_map_bits + counts.sample_offset_bits
+    return total + float((counts.vectors * cost[table]).sum()) + fixed
+
+
+def sample_offset_bits(planes: PlaneList | None) -> float:
+    """The bits of a record's sample offsets' parameters (0 before 2.17)."""
+    return 0.0 if planes is None else sum(1 if p is None else p.bits for p in planes)
 
 
 def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[int, dict[str, float]]:
