@@ -98,7 +98,8 @@ def test_fit_predicts_the_coded_bits_and_beats_the_start(fitted, pack_path):
     """The fitted tables' code lengths are the real coder's, and they code better than the start."""
     history = json.loads(fitted.with_suffix(".json").read_text())
     for check in history["rate_check_eval_frames"].values():
-        assert 0 <= check["coded"] - check["predicted"] < 0.01 * check["coded"] + 64 * 3
+        # each substream ends with the coder's 32-bit state and fills its last 32-bit word
+        assert 0 <= check["coded"] - check["predicted"] < 0.01 * check["coded"] + 64 * check["substreams"]
     weights = load_weights(fitted)
     frames = Pack(pack_path).eval_frames()
     start = Weights(random_model(TINY), b"\0" * 32, "start")

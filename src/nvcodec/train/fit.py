@@ -40,6 +40,7 @@ from nvcodec.models.latent_codec import Coded, LatentCodec
 from nvcodec.models.layout import frame_to_tensor
 from nvcodec.models.motion import (
     DELTA_BUCKET,
+    OFFSET_TABLE,
     VECTOR_BUCKETS,
     MotionField,
     block_grid,
@@ -78,6 +79,7 @@ class Counts:
         self.substreams = 0
         self.mode_map_bits = 0.0  # coded with fixed probabilities, not with the fitted tables
         self.sample_offset_bits = 0.0  # so are the sample offsets' parameters (2.17)
+        self.prediction_offsets = np.zeros(HIST, dtype=np.int64)  # magnitudes, coded with OFFSET_TABLE
 
     def observer(self, kind: int) -> Callable[[Coded], None]:
         """What a latent codec of that kind calls with each coded latent."""
@@ -102,6 +104,8 @@ class Counts:
         if field.split is not None:
             deltas = field.deltas[field.split].reshape(-1, 2)
             self._count(qp, deltas, np.full(len(deltas), DELTA_BUCKET))
+        if field.offsets is not None:
+            np.add.at(self.prediction_offsets, np.minimum(np.abs(field.offsets), HIST - 1), 1)
 
     def _count(self, qp: int, values: np.ndarray, buckets: np.ndarray) -> None:
         """Count (n, 2) vector components coded with the tables of `buckets` (n,)."""
@@ -279,6 +283,7 @@ def predicted_bits(model: NvcModel, counts: Counts, cost: np.ndarray) -> float:
         total += float((counts.latent[kind] * cost[table]).sum())
     table = model.inter.motion.index_table.numpy().astype(np.int64)
     fixed = counts.mode_map_bits + counts.sample_offset_bits
+    fixed += float((counts.prediction_offsets * cost[OFFSET_TABLE]).sum())
     return total + float((counts.vectors * cost[table]).sum()) + fixed
 
 
@@ -289,7 +294,8 @@ def sample_offset_bits(planes: PlaneList | None) -> float:
 
 def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[int, dict[str, float]]:
     """Predicted against coded substream bits on held-out frames, at three qps; the coder adds
-    its final state (one 32-bit word) to each substream, which no symbol model accounts for."""
+    its final state (one 32-bit word) to each substream and fills its last word, which no symbol
+    model accounts for."""
     out = {}
     for qp in (12, 32, 52):
         counts = Counts()
