@@ -68,6 +68,11 @@ class PlaneOffsets:
 PlaneList = list[PlaneOffsets | None]  # Y, U, V; None: the plane is left as it is
 
 
+def parameter_bits(planes: PlaneList) -> int:
+    """The flags write() codes for the planes' parameters (an unset plane: its one flag)."""
+    return sum(1 if p is None else p.bits for p in planes)
+
+
 def classes(levels: torch.Tensor, direction: int) -> torch.Tensor:
     """(H, W) class of each sample of an (H, W) int32 plane: sign(c - a) + sign(c - b), with 0 on
     the border, where a neighbour is missing."""

@@ -48,7 +48,7 @@ from nvcodec.models.motion import (
     median_prediction,
 )
 from nvcodec.models.nvc import NvcModel
-from nvcodec.models.sample_offsets import PlaneList
+from nvcodec.models.sample_offsets import parameter_bits
 from nvcodec.outputs import write_file
 from nvcodec.train.data import Pack
 from nvcodec.train.packed import unpack_frame
@@ -97,7 +97,8 @@ class Counts:
 
     def add_vectors(self, qp: int, field: MotionField) -> None:
         """Count what a field codes with the vector tables: the differences of its blocks that are
-        not flat, in the contexts the motion coder uses, and its split blocks' deltas."""
+        not flat, in the contexts the motion coder uses, and its split blocks' deltas; and its
+        prediction offsets' magnitudes, which OFFSET_TABLE codes."""
         diff = field.vectors - median_prediction(field.vectors)
         coded = np.ones(diff.shape[:2], dtype=bool) if field.flat is None else ~field.flat
         self._count(qp, diff[coded], field_buckets(diff)[coded])
@@ -222,7 +223,8 @@ def encode_clip(
             rec = encoder.encode(frame).record
             bits += 8 * sum(len(s) for s in rec.substreams)
             counts.substreams += len(rec.substreams)
-            counts.sample_offset_bits += sample_offset_bits(encoder.sample_offsets_of(rec)[0])
+            planes = encoder.sample_offsets_of(rec)[0]  # None before 2.17
+            counts.sample_offset_bits += 0 if planes is None else parameter_bits(planes)
             modes = encoder.intra_modes
             if rec.frame_type == FrameType.INTRA and modes is not None:
                 grid = macroblock_grid(tuple(encoder.reference.picture.frame.shape), modes.side)
@@ -285,11 +287,6 @@ def predicted_bits(model: NvcModel, counts: Counts, cost: np.ndarray) -> float:
     fixed = counts.mode_map_bits + counts.sample_offset_bits
     fixed += float((counts.prediction_offsets * cost[OFFSET_TABLE]).sum())
     return total + float((counts.vectors * cost[table]).sum()) + fixed
-
-
-def sample_offset_bits(planes: PlaneList | None) -> float:
-    """The bits of a record's sample offsets' parameters (0 before 2.17)."""
-    return 0.0 if planes is None else sum(1 if p is None else p.bits for p in planes)
 
 
 def check_rates(weights: Weights, clip: list[Frame], cost: np.ndarray) -> dict[int, dict[str, float]]:
