@@ -69,6 +69,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
             has_shifts=False,
             skip_edges=True,
             has_offsets=False,
+            has_half_pel=False,
             has_intra_blocks=False,
         )
         inter.decode(

@@ -52,6 +52,7 @@ TOOL_MODES = {
     "pixel_dc": DECIDED,
     "block_modes": DECIDED,
     "sample_offsets": DECIDED,
+    "half_pel": DECIDED,
 }
 
 

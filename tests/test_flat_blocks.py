@@ -109,6 +109,7 @@ def read_field(coder: MotionCoder, stream: bytes, grid: tuple[int, int], qp: int
         has_flat=has_flat,
         has_split=has_split,
         has_offsets=False,
+        has_half_pel=False,
         macroblocks=None,
     )
 
@@ -153,7 +154,7 @@ def test_encoder_flags_flat_blocks_and_the_decoder_rebuilds_them(large, monkeypa
     encoder's; with flat blocks off the stream is 2.3 (large blocks allowed) and has none."""
     if large == ToolMode.ON:
 
-        def checkerboard(self, x, reference, qp, tables, vectors, block):
+        def checkerboard(self, x, reference, qp, tables, vectors, block, finest=1):
             flat = (np.indices(vectors.shape[:2]).sum(axis=0) % 2).astype(bool)
             return to_predictors(vectors, flat), flat
 

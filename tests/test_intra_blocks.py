@@ -137,6 +137,7 @@ def _modes(weights: Weights, data: bytes) -> tuple[tuple[int, int], list[np.ndar
                 has_flat=bool(record.flags & FrameFlags.FLAT_BLOCKS),
                 has_split=bool(record.flags & FrameFlags.SPLIT_BLOCKS),
                 has_offsets=True,
+                has_half_pel=reader.header.half_pel,
                 macroblocks=macroblock_grid(shape) if reader.header.intra_blocks else None,
             )
             out.append(field.modes)
@@ -148,7 +149,7 @@ def test_stripes_take_intra_blocks_and_decode_exactly() -> None:
     source = _stripes(3)
     coded, data = encode_frames(weights, CodingParams(qp=30), source)
     version, modes = _modes(weights, data)
-    assert version == (2, 17) and all((m == 2).mean() > 0.5 for m in modes)  # mostly vertical
+    assert version == (2, 18) and all((m == 2).mean() > 0.5 for m in modes)  # mostly vertical
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     off, off_data = encode_frames(weights, CodingParams(qp=30, intra_blocks=ToolMode.OFF), source)

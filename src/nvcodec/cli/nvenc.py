@@ -229,6 +229,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="After deblocking, each frame may move samples by their class among their neighbours "
     "(SAO's edge offsets), on every stream with block modes in auto (off: readable by 2.16 decoders).",
 )
+@click.option(
+    "--half-pel",
+    "half_pel",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames from qp 32 on may code their vectors in half pixels where that costs less, on "
+    "every stream with sample offsets in auto (off: quarter pixels, readable by 2.17 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -274,6 +283,7 @@ def command(
     pixel_dc: str,
     block_modes: str,
     sample_offsets: str,
+    half_pel: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -309,6 +319,7 @@ def command(
         pixel_dc=ToolMode(pixel_dc),
         block_modes=ToolMode(block_modes),
         sample_offsets=ToolMode(sample_offsets),
+        half_pel=ToolMode(half_pel),
     )
     job = EncodeJob(
         input=input,

@@ -35,7 +35,7 @@ def _header_lines(info: StreamInfo) -> list[str]:
 def _tool_names(h: Header) -> list[str]:
     """The tools the header allows: its bits, then skipped edges (2.9), prediction offsets (2.10),
     adaptive tables (2.11), intra blocks (2.13), 10-bit references (2.14), pixel DC (2.15), block
-    modes (2.16) and sample offsets (2.17), which the version implies (the compact records of
+    modes (2.16), sample offsets (2.17) and half-pel frames (2.18), which the version implies (the compact records of
     2.12 are framing, not a coding tool)."""
     implied = [
         ("skip_edges", h.skip_edges),
@@ -46,6 +46,7 @@ def _tool_names(h: Header) -> list[str]:
         ("pixel_dc", h.pixel_dc),
         ("block_modes", h.block_modes),
         ("sample_offsets", h.sample_offsets),
+        ("half_pel", h.half_pel),
     ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
@@ -116,6 +117,7 @@ def _as_json(info: StreamInfo) -> str:
             "pixel_dc": h.pixel_dc,
             "block_modes": h.block_modes,
             "sample_offsets": h.sample_offsets,
+            "half_pel": h.half_pel,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

@@ -108,6 +108,7 @@ class Decoder(FrameLoop):
                 has_shifts=has_shifts,
                 skip_edges=self.header.skip_edges,
                 has_offsets=self.header.prediction_offsets,
+                has_half_pel=self.header.half_pel,
                 has_intra_blocks=self.header.intra_blocks,
                 refine=refine,
                 table=self.latent_table(record.qp),

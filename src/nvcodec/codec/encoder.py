@@ -37,7 +37,7 @@ from nvcodec.models.intra import IntraOutput
 from nvcodec.models.intra_prediction import macroblock_grid
 from nvcodec.models.latent_codec import LAMBDA, base_step
 from nvcodec.models.layout import frame_to_tensor, shown_levels, weighted_mse
-from nvcodec.models.motion import MotionField
+from nvcodec.models.motion import HALF_PEL, MotionField
 from nvcodec.weights import Weights
 
 
@@ -61,6 +61,11 @@ LARGE_BLOCKS_FROM_QP = 27
 # most this: above it HEVC's sharper eight taps won on two of the three clips measured (Foreman, Cactus;
 # a one-frame trial there cost 1.3-1.5% BD-rate), below it six taps won on all three.
 SIX_TAP_UNTIL_QP = 32
+# In streams with half-pel frames (2.18), P frames from this qp on are tried again with half-pel
+# vectors at the block size and filters that won (encoder's choice). On 48 Foreman frames coded all
+# half-pel, against quarter-pel: BD-rate lost at base qps 22-32 (+6.2% bits at qp 22) and won at
+# 37-42 (-1.0% and -1.4% bits for equal or higher PSNR); on 32 of Cockatoo won from qp 32 on.
+HALF_PEL_FROM_QP = 32
 
 
 def block_sizes(mode: ToolMode, qp: int) -> tuple[int, ...]:
@@ -160,6 +165,12 @@ def sample_offsets_possible(params: CodingParams) -> bool:
     return block_modes_possible(params) and params.sample_offsets != ToolMode.OFF
 
 
+def half_pel_possible(params: CodingParams) -> bool:
+    """Whether P frames may code their vectors in half pixels (then the stream is version 2.18,
+    which has every tool of 2.17: off with any of them)."""
+    return sample_offsets_possible(params) and params.half_pel != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -199,6 +210,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         pixel_dc=pixel_dc_possible(params),
         block_modes=block_modes_possible(params),
         sample_offsets=sample_offsets_possible(params),
+        half_pel=half_pel_possible(params),
     )
 
 
@@ -333,19 +345,24 @@ class Encoder(FrameLoop):
     ) -> tuple[InterOutput, Trial, InterpolatedFrame]:
         """The frame coded without the in-loop filter (its latent with `table`), with the motion
         block size and the interpolation filters of least D + lambda R, and the reference read
-        through them. The trials are coded without intra blocks (an empty map where the stream
-        has them); the winner's intra blocks are searched from its coding and kept where they
-        lower D + lambda R: their search is what a trial would cost most."""
+        through them; from HALF_PEL_FROM_QP on, the winner tried again with half-pel vectors
+        where the stream may have them. The trials are coded without intra blocks (an empty map
+        where the stream has them); the winner's intra blocks are searched from its coding and
+        kept where they lower D + lambda R: their search is what a trial would cost most."""
         ref, inter = self.reference, self.model.inter
         flow = inter.flow(x, ref.picture)
         no_modes = self._no_modes(x)
+        quarter = False if self.header.half_pel else None  # the flag, when the stream codes it
 
-        def coded(picture: InterpolatedFrame, block: int) -> tuple[InterOutput, Trial, InterpolatedFrame]:
-            vectors = inter.search(x, picture, plan.qp, self.tables, flow, block)
+        def coded(
+            picture: InterpolatedFrame, block: int, half_pel: bool | None = quarter
+        ) -> tuple[InterOutput, Trial, InterpolatedFrame]:
+            finest = HALF_PEL if half_pel else 1
+            vectors = inter.search(x, picture, plan.qp, self.tables, flow, block, finest)
             flat = None
             if flat_blocks_possible(self.params):
-                vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block)
-            field = MotionField(vectors, block, flat, modes=no_modes)
+                vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block, finest)
+            field = MotionField(vectors, block, flat, modes=no_modes, half_pel=half_pel)
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             if self.header.prediction_offsets:
@@ -360,7 +377,13 @@ class Encoder(FrameLoop):
             for filters in self._interpolations(plan)
             for block in block_sizes(self.params.large_blocks, plan.qp)
         ]
-        out, trial, picture = min((coded(*t) for t in tries), key=lambda c: c[1].rd_cost(plan.qp, pixels))
+
+        def cost(c: tuple[InterOutput, Trial, InterpolatedFrame]) -> float:
+            return c[1].rd_cost(plan.qp, pixels)
+
+        out, trial, picture = min((coded(*t) for t in tries), key=cost)
+        if self.header.half_pel and plan.qp >= HALF_PEL_FROM_QP:
+            out, trial, picture = min((out, trial, picture), coded(picture, out.field.block, True), key=cost)
         self.interpolation = picture.filters
         return *self._with_intra_blocks(x, plan.qp, out, trial), picture
 

@@ -84,6 +84,7 @@ class CodingParams:
     pixel_dc: ToolMode = ToolMode.AUTO  # intra frames' block DCs predicted from pixels (auto or off)
     block_modes: ToolMode = ToolMode.AUTO  # intra frames' modes per 8x8 block, eight of them (auto or off)
     sample_offsets: ToolMode = ToolMode.AUTO  # offsets by sample class after deblocking (auto or off)
+    half_pel: ToolMode = ToolMode.AUTO  # P frames' vectors in half pixels where cheaper (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -119,6 +120,8 @@ class CodingParams:
             raise InputError("--block-modes is auto or off (auto: on every stream with pixel DC)")
         if self.sample_offsets == ToolMode.ON:
             raise InputError("--sample-offsets is auto or off (the encoder decides frame by frame)")
+        if self.half_pel == ToolMode.ON:
+            raise InputError("--half-pel is auto or off (the encoder decides frame by frame)")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from nvcodec.codec.encoder import (
     block_modes_possible,
     compact_records_possible,
     deep_references_possible,
+    half_pel_possible,
     header_for,
     intra_blocks_possible,
     pixel_dc_possible,
@@ -92,8 +93,8 @@ def _segment_encoder(
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
     # offsets and adapt their tables, whether records are compact, whether P frames may have
     # intra blocks, whether references are kept in 10-bit levels, whether intra frames predict
-    # their DCs from pixels and give each block a mode, whether frames code sample offsets (no
-    # record bit does)
+    # their DCs from pixels and give each block a mode, whether frames code sample offsets and
+    # whether P frames flag half-pel vectors (no record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
@@ -104,6 +105,7 @@ def _segment_encoder(
         pixel_dc=params.pixel_dc if pixel_dc_possible(params) else ToolMode.OFF,
         block_modes=params.block_modes if block_modes_possible(params) else ToolMode.OFF,
         sample_offsets=params.sample_offsets if sample_offsets_possible(params) else ToolMode.OFF,
+        half_pel=params.half_pel if half_pel_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

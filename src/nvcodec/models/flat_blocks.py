@@ -46,8 +46,9 @@ def to_predictors(vectors: np.ndarray, flat: np.ndarray) -> np.ndarray:
     return v
 
 
-def vector_costs(vectors: np.ndarray, rate_of: RateOf) -> tuple[np.ndarray, np.ndarray]:
-    """(bits of each block's vector difference, bits of a zero difference in the same context)."""
-    d = vectors - median_prediction(vectors)
+def vector_costs(vectors: np.ndarray, rate_of: RateOf, finest: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(bits of each block's vector difference, coded in units of `finest` quarter pixels, bits of
+    a zero difference in the same context)."""
+    d = (vectors - median_prediction(vectors)) // finest
     buckets = field_buckets(d)
     return rate_of(d, buckets), rate_of(np.zeros_like(d), buckets)

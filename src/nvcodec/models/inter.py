@@ -235,10 +235,12 @@ class InterCoder(nn.Module):
         tables: ProbabilityTables,
         flow: torch.Tensor,
         block: int,
+        finest: int = 1,
     ) -> np.ndarray:
-        """The encoder's vectors for frame x, one per block x block luma pixels (not normative)."""
+        """The encoder's vectors for frame x, one per block x block luma pixels, whole multiples
+        of `finest` quarter pixels (not normative)."""
         target, step, rate_of = self._search_terms(x, qp, tables)
-        return search(target, reference, seed(flow, block), step, rate_of, block)
+        return search(target, reference, seed(flow, block), step, rate_of, block, finest)
 
     def _search_terms(
         self, x: torch.Tensor, qp: int, tables: ProbabilityTables
@@ -248,7 +250,7 @@ class InterCoder(nn.Module):
         return F.pixel_shuffle(x[:, :4], 2)[0, 0], base_step(qp) * 255, self._rate_of(qp, tables)
 
     def _rate_of(self, qp: int, tables: ProbabilityTables) -> RateOf:
-        """The bits of vector differences in their context buckets, from the coder's tables."""
+        """The bits of coded vector differences in their context buckets, from the coder's tables."""
         indices = self.motion.qp_indices(qp)
 
         def rate_of(d: np.ndarray, buckets: np.ndarray) -> np.ndarray:
@@ -266,6 +268,7 @@ class InterCoder(nn.Module):
         tables: ProbabilityTables,
         vectors: np.ndarray,
         block: int,
+        finest: int = 1,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(vectors, flat map or None when no block is flat): the blocks whose residual costs less
         to code flat (flat_blocks.coding_cost, plus lambda times the vector bits saved, at the
@@ -284,7 +287,7 @@ class InterCoder(nn.Module):
             return reference.predict(torch.from_numpy(at).to(x.device), block)
 
         mc = predicted(vectors)
-        mc_bits, zero_bits = vector_costs(vectors, self._rate_of(qp, tables))
+        mc_bits, zero_bits = vector_costs(vectors, self._rate_of(qp, tables), finest)
         bound = self._block_costs(x, mc, qp, block) + INTER_LAMBDA * (mc_bits - zero_bits)
         chosen = FLAT_MARGIN * flat_cost(mc.fine) < bound
         if chosen.any():
@@ -307,17 +310,17 @@ class InterCoder(nn.Module):
         block's side from the block's own, lower the estimated residual cost
         (flat_blocks.coding_cost) by more than lambda times their deltas' bits and a split
         flag's; flat blocks stay whole. Unchanged when no block is split (not normative)."""
-        unit = field.block // 2
+        unit, finest = field.block // 2, field.vector_step
         whole = spread_units(field.vectors)
         target, step, rate_of = self._search_terms(x, qp, tables)
-        fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole, unit)
+        fine = search_units(target, reference, seed(flow, unit), step, rate_of, whole, unit, finest)
         deltas = units_by_block(fine - whole)
         one = self._residual_costs(x, reference, qp, field.vectors, field.block)
         per_unit = np.zeros(whole.shape[:2])  # units outside the picture cost nothing
         costs = self._residual_costs(x, reference, qp, fine, unit)
         per_unit[: costs.shape[0], : costs.shape[1]] = costs
         four = units_by_block(per_unit).sum(axis=-1)
-        delta_bits = rate_of(deltas, np.full(deltas.shape[:3], DELTA_BUCKET)).sum(axis=-1)
+        delta_bits = rate_of(deltas // finest, np.full(deltas.shape[:3], DELTA_BUCKET)).sum(axis=-1)
         split = four + INTER_LAMBDA * (delta_bits + SPLIT_FLAG_BITS) < one
         if field.flat is not None:
             split &= ~field.flat
@@ -477,6 +480,7 @@ class InterCoder(nn.Module):
         has_shifts: bool,
         skip_edges: bool,
         has_offsets: bool,
+        has_half_pel: bool,
         has_intra_blocks: bool,
         refine: Refine | None = None,
         table: np.ndarray | None = None,
@@ -486,8 +490,9 @@ class InterCoder(nn.Module):
         `block` luma pixels; `has_flat`, `has_split`: its motion substream holds a flat-block
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
         `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
-        substream starts with prediction offsets, 2.10; `has_intra_blocks`: it ends with the
-        intra blocks' map, 2.13; `table`, `bits`: as encode's)."""
+        substream starts with prediction offsets, 2.10; `has_half_pel`: then the half-pel flag,
+        2.18; `has_intra_blocks`: it ends with the intra blocks' map, 2.13; `table`, `bits`: as
+        encode's)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
         field = self.motion.decode(
@@ -499,6 +504,7 @@ class InterCoder(nn.Module):
             has_flat=has_flat,
             has_split=has_split,
             has_offsets=has_offsets,
+            has_half_pel=has_half_pel,
             macroblocks=macroblock_grid(shape) if has_intra_blocks else None,
         )
         prediction = self._prediction(reference, field, refine)

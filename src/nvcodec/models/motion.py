@@ -29,6 +29,11 @@ its block, and costs its four deltas.
 
 Prediction offsets (bitstream 2.10): the substream starts with three signed integers, the whole
 levels added to the Y, U and V prediction (models.inter), coded before everything else.
+
+Half-pel frames (bitstream 2.18): after the offsets, one flag (probability 1/2) says whether the
+frame's vectors are all whole multiples of a half pixel; then every difference and delta is coded
+halved, in the same tables and contexts (the contexts read the coded values). At coarse qps a
+vector's bits weigh more than its last quarter pixel of precision.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ UNITS = 4  # a split block's units: top-left, top-right, bottom-left, bottom-rig
 DELTA_BUCKET = VECTOR_BUCKETS - 1
 OFFSET_TABLE = 13  # the prediction offsets' table: zero costs 0.39 bits, +-1 3.2 (mostly 0 or +-1)
 OFFSET_LIMIT = 255  # |offset| at most, in levels; a larger one is a bitstream error
+HALF_PEL = 2  # quarter pixels per coded unit of a half-pel frame's vectors
+HALF_PEL_PROBABILITY = 128  # of the half-pel flag, in 1/256
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,12 @@ class MotionField:
     deltas: np.ndarray | None = None  # (Hb, Wb, UNITS, 2) each unit's vector minus its block's
     offsets: tuple[int, int, int] | None = None  # levels added to the Y, U, V prediction; None: not coded
     modes: np.ndarray | None = None  # (Hm, Wm) intra mode per macroblock (models.intra_blocks); None: no map
+    half_pel: bool | None = None  # vectors in half pixels (2.18); None: no flag coded
+
+    @property
+    def vector_step(self) -> int:
+        """Quarter pixels per coded unit of the differences and deltas."""
+        return HALF_PEL if self.half_pel else 1
 
     @property
     def unit(self) -> int:
@@ -262,15 +275,19 @@ class MotionCoder(nn.Module):
         return self.qp_indices(qp)[:, DELTA_BUCKET]
 
     def encode(self, field: MotionField, qp: int, tables: ProbabilityTables) -> bytes:
-        """The motion substream: the prediction offsets, the flat-block map and the split map
-        when there are, the differences of the blocks that are not flat (a flat block's vector
+        """The motion substream: the prediction offsets and the half-pel flag, the flat-block map
+        and the split map when there are, the differences of the blocks that are not flat (a flat block's vector
         must be its predictor), then the deltas of the split blocks."""
-        vectors, flat, split = field.vectors, field.flat, field.split
+        vectors, flat, split, step = field.vectors, field.flat, field.split, field.vector_step
         d = vectors - median_prediction(vectors)
+        assert not (d % step).any(), "a half-pel frame's vectors are whole half pixels"
+        d //= step
         encoder = SymbolEncoder(tables)
         if field.offsets is not None:
             assert max(map(abs, field.offsets)) <= OFFSET_LIMIT, "offsets within the limit"
             encoder.add(np.asarray(field.offsets, dtype=np.int64), np.full(3, OFFSET_TABLE))
+        if field.half_pel is not None:
+            encoder.add_flags(np.array([field.half_pel]), np.array([HALF_PEL_PROBABILITY]))
         rows = [] if flat is None else _map_rows(flat, FLAT_PROBABILITIES, None)
         rows += [] if split is None else _map_rows(split, SPLIT_PROBABILITIES, flat)
         for flags, probabilities in rows:
@@ -284,7 +301,8 @@ class MotionCoder(nn.Module):
             encoder.add(d[i, coded[i]].T, indices[:, coded[i]])
         if split is not None:
             assert flat is None or not (split & flat).any(), "a flat block is never split"
-            self._add_deltas(encoder, qp, split, field.deltas)
+            assert not (field.deltas % step).any(), "a half-pel frame's deltas are whole half pixels"
+            self._add_deltas(encoder, qp, split, field.deltas // step)
         if field.modes is not None:
             intra_blocks.write_map(encoder, field.modes)
         return encoder.finish()
@@ -318,14 +336,18 @@ class MotionCoder(nn.Module):
         has_flat: bool,
         has_split: bool,
         has_offsets: bool,
+        has_half_pel: bool,
         macroblocks: tuple[int, int] | None,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
         `has_split`: the record says it holds a flat-block map, a split map; `has_offsets`: it
-        starts with prediction offsets (2.10); `macroblocks`: the grid of the intra blocks' map
-        that ends it (2.13), None when it has none."""
+        starts with prediction offsets (2.10); `has_half_pel`: the half-pel flag follows them
+        (2.18); `macroblocks`: the grid of the intra blocks' map that ends it (2.13), None when
+        it has none."""
         decoder = SymbolDecoder(tables, stream)
         offsets = _read_offsets(decoder) if has_offsets else None
+        half_pel = bool(decoder.read_flags(np.array([HALF_PEL_PROBABILITY]))[0]) if has_half_pel else None
+        step = HALF_PEL if half_pel else 1
         flat = _read_map(decoder, grid, FLAT_PROBABILITIES) if has_flat else None
         split = _read_map(decoder, grid, SPLIT_PROBABILITIES, flat) if has_split else None
         coded = np.ones(grid, dtype=bool) if flat is None else ~flat
@@ -333,8 +355,8 @@ class MotionCoder(nn.Module):
         for i in range(grid[0]):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
-        deltas = None if split is None else self._read_deltas(decoder, qp, split)
+        deltas = None if split is None else step * self._read_deltas(decoder, qp, split)
         modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks)
         decoder.finish()
-        vectors = np.clip(reconstruct_vectors(d), -MAX_VECTOR, MAX_VECTOR)
-        return MotionField(vectors, block, flat, split, deltas, offsets, modes)
+        vectors = np.clip(reconstruct_vectors(step * d), -MAX_VECTOR, MAX_VECTOR)
+        return MotionField(vectors, block, flat, split, deltas, offsets, modes, half_pel)

@@ -11,6 +11,8 @@ Those field-at-once decisions price each block against neighbours that are still
 field stays noisy where SAD is flat. The search ends with passes in coding (raster) order, as a
 classical encoder decides: every block picks, among all the vectors evaluated for it, the one of
 least SAD + lambda * bits against its final predictor and context.
+
+A half-pel frame's search (models.motion, 2.18) walks the same steps but the quarter pixel.
 """
 
 from __future__ import annotations
@@ -52,12 +54,13 @@ ORDERED_PASSES = 3
 # of a unit moved 1-3 pixels, which the scan finds.
 UNIT_SCAN = 2
 
-RateOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # differences (..., 2), buckets (...) -> bits
+RateOf = Callable[[np.ndarray, np.ndarray], np.ndarray]  # coded differences (..., 2), buckets (...) -> bits
 
 
 class BlockSearch:
     """Search state for one frame: the target luma, the interpolated reference, the best field,
-    and every (vector, SAD) pair evaluated so far."""
+    and every (vector, SAD) pair evaluated so far; vectors are priced as coded, in units of
+    `finest` quarter pixels, in the contexts those coded values give."""
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class BlockSearch:
         rate_of: RateOf,
         block: int,
         start: np.ndarray | None = None,
+        finest: int = 1,
     ):
         h, w = target_luma.shape
         self.target = to_blocks(to_fine(target_luma), block)  # 1/64 levels, as the predictions
@@ -76,6 +80,7 @@ class BlockSearch:
         self.lam = SAD_LAMBDA * step_8bit
         self.rate_of = rate_of
         self.block = block
+        self.finest = finest
         self.grid = (-(-h // block), -(-w // block))
         self.start = start
         self.fields: list[np.ndarray] = []
@@ -96,7 +101,8 @@ class BlockSearch:
         return sad
 
     def _bits(self, diff: np.ndarray) -> np.ndarray:
-        return self.rate_of(diff, field_buckets(diff))
+        coded = diff // self.finest
+        return self.rate_of(coded, field_buckets(coded))
 
     def _predictors(self) -> np.ndarray:
         """What each block's vector is coded against: the median of the best field so far."""
@@ -138,7 +144,7 @@ class BlockSearch:
         v = np.zeros((hb, wb, 2), dtype=np.int64)
         size = np.zeros((hb + 1, wb + 2), dtype=np.int64)  # |dx| + |dy| of the decided differences, framed
         for i, j in wavefronts(hb, wb):
-            d = vectors[i, j] - predictors_at(v, i, j)[:, None]  # (n, K, 2)
+            d = (vectors[i, j] - predictors_at(v, i, j)[:, None]) // self.finest  # (n, K, 2), as coded
             buckets = np.where(i > 0, neighbour_buckets(size[i, j], size[i, j + 1], size[i, j + 2]), 0)
             k = np.argmin(sads[i, j] + self.lam * self.rate_of(d, buckets[:, None]), axis=1)
             n = np.arange(len(i))
@@ -155,17 +161,18 @@ def search(
     step_8bit: float,
     rate_of: RateOf,
     block: int,
+    finest: int = 1,
 ) -> np.ndarray:
     """(Hb, Wb, 2) quarter-pixel vectors of block x block luma pixels for the full-resolution
-    target luma (H, W)."""
-    s = BlockSearch(target_luma, reference, step_8bit, rate_of, block)
+    target luma (H, W), whole multiples of `finest` quarter pixels."""
+    s = BlockSearch(target_luma, reference, step_8bit, rate_of, block, finest=finest)
     s.consider(np.round(seed / 4).astype(np.int64) * 4)
     s.propagate()
     s.refine(WHOLE_STEPS)
-    s.refine(FRACTION_STEPS)
+    s.refine(fractions(finest))
     s.consider(median_prediction(s.best))
     s.propagate()
-    s.refine((1,))
+    s.refine((finest,))
     for _ in range(ORDERED_PASSES):
         s.decide_in_order()
         s.consider(median_prediction(s.best))
@@ -174,13 +181,18 @@ def search(
     return s.best
 
 
+def fractions(finest: int) -> tuple[int, ...]:
+    """The fraction steps down to `finest` quarter pixels."""
+    return tuple(step for step in FRACTION_STEPS if step >= finest)
+
+
 class UnitSearch(BlockSearch):
     """The search of the units of split blocks (models.motion), started from their blocks'
     vectors: a unit's vector is coded as its delta from its block's, with the delta tables, so
     that is what its rate is."""
 
     def _bits(self, diff: np.ndarray) -> np.ndarray:
-        return self.rate_of(diff, np.full(diff.shape[:2], DELTA_BUCKET))
+        return self.rate_of(diff // self.finest, np.full(diff.shape[:2], DELTA_BUCKET))
 
     def _predictors(self) -> np.ndarray:
         return self.start
@@ -194,20 +206,22 @@ def search_units(
     rate_of: RateOf,
     blocks: np.ndarray,
     unit: int,
+    finest: int = 1,
 ) -> np.ndarray:
     """(2Hb, 2Wb, 2) quarter-pixel vectors of units of unit x unit luma pixels, from their blocks'
     vectors `blocks` spread over the units (2Hb, 2Wb, 2): SpyNet's unit means, the neighbours'
     vectors (the other side of a motion edge), every whole pixel within UNIT_SCAN of the block's
     vector, then the whole-pixel steps and the fractions around the best. Units outside the
-    picture (blocks cut by its edge) keep their block's vector."""
+    picture (blocks cut by its edge) keep their block's vector. Whole multiples of `finest`
+    quarter pixels, as the blocks' vectors are."""
     h, w = target_luma.shape
     inside = blocks[: -(-h // unit), : -(-w // unit)]  # the units inside the picture
-    s = UnitSearch(target_luma, reference, step_8bit, rate_of, unit, start=inside)
+    s = UnitSearch(target_luma, reference, step_8bit, rate_of, unit, start=inside, finest=finest)
     s.consider(np.round(seed[: s.grid[0], : s.grid[1]] / 4).astype(np.int64) * 4)
     s.propagate()
     s.scan(inside, UNIT_SCAN)
     s.refine(WHOLE_STEPS)
-    s.refine(FRACTION_STEPS)
+    s.refine(fractions(finest))
     found = blocks.copy()
     found[: s.grid[0], : s.grid[1]] = s.best
     return found

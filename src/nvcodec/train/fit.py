@@ -97,13 +97,15 @@ class Counts:
 
     def add_vectors(self, qp: int, field: MotionField) -> None:
         """Count what a field codes with the vector tables: the differences of its blocks that are
-        not flat, in the contexts the motion coder uses, and its split blocks' deltas; and its
+        not flat, in the contexts the motion coder uses, and its split blocks' deltas (in half
+        pixels in a half-pel frame, as coded); and its
         prediction offsets' magnitudes, which OFFSET_TABLE codes."""
-        diff = field.vectors - median_prediction(field.vectors)
+        step = field.vector_step
+        diff = (field.vectors - median_prediction(field.vectors)) // step
         coded = np.ones(diff.shape[:2], dtype=bool) if field.flat is None else ~field.flat
         self._count(qp, diff[coded], field_buckets(diff)[coded])
         if field.split is not None:
-            deltas = field.deltas[field.split].reshape(-1, 2)
+            deltas = field.deltas[field.split].reshape(-1, 2) // step
             self._count(qp, deltas, np.full(len(deltas), DELTA_BUCKET))
         if field.offsets is not None:
             np.add.at(self.prediction_offsets, np.minimum(np.abs(field.offsets), HIST - 1), 1)
@@ -249,6 +251,7 @@ def coded_field(weights: Weights, encoder: Encoder, rec: FrameRecord) -> MotionF
         has_flat=bool(rec.flags & FrameFlags.FLAT_BLOCKS),
         has_split=bool(rec.flags & FrameFlags.SPLIT_BLOCKS),
         has_offsets=encoder.header.prediction_offsets,
+        has_half_pel=encoder.header.half_pel,
         macroblocks=macroblock_grid(tuple(encoder.reference.picture.frame.shape))
         if encoder.header.intra_blocks
         else None,
