@@ -37,7 +37,7 @@ from nvcodec.models.intra import IntraOutput
 from nvcodec.models.intra_prediction import macroblock_grid
 from nvcodec.models.latent_codec import LAMBDA, base_step
 from nvcodec.models.layout import frame_to_tensor, shown_levels, weighted_mse
-from nvcodec.models.motion import HALF_PEL, MotionField
+from nvcodec.models.motion import MotionField, vector_step
 from nvcodec.weights import Weights
 
 
@@ -357,7 +357,7 @@ class Encoder(FrameLoop):
         def coded(
             picture: InterpolatedFrame, block: int, half_pel: bool | None = quarter
         ) -> tuple[InterOutput, Trial, InterpolatedFrame]:
-            finest = HALF_PEL if half_pel else 1
+            finest = vector_step(half_pel)
             vectors = inter.search(x, picture, plan.qp, self.tables, flow, block, finest)
             flat = None
             if flat_blocks_possible(self.params):

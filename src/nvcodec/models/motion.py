@@ -70,6 +70,11 @@ HALF_PEL = 2  # quarter pixels per coded unit of a half-pel frame's vectors
 HALF_PEL_PROBABILITY = 128  # of the half-pel flag, in 1/256
 
 
+def vector_step(half_pel: bool | None) -> int:
+    """Quarter pixels per coded unit of a frame's vector differences and deltas."""
+    return HALF_PEL if half_pel else 1
+
+
 @dataclass(frozen=True)
 class MotionField:
     """A P frame's motion: one vector per block, the blocks' side, the flat blocks and the split
@@ -87,7 +92,7 @@ class MotionField:
     @property
     def vector_step(self) -> int:
         """Quarter pixels per coded unit of the differences and deltas."""
-        return HALF_PEL if self.half_pel else 1
+        return vector_step(self.half_pel)
 
     @property
     def unit(self) -> int:
@@ -347,7 +352,7 @@ class MotionCoder(nn.Module):
         decoder = SymbolDecoder(tables, stream)
         offsets = _read_offsets(decoder) if has_offsets else None
         half_pel = bool(decoder.read_flags(np.array([HALF_PEL_PROBABILITY]))[0]) if has_half_pel else None
-        step = HALF_PEL if half_pel else 1
+        step = vector_step(half_pel)
         flat = _read_map(decoder, grid, FLAT_PROBABILITIES) if has_flat else None
         split = _read_map(decoder, grid, SPLIT_PROBABILITIES, flat) if has_split else None
         coded = np.ones(grid, dtype=bool) if flat is None else ~flat
