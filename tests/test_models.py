@@ -15,6 +15,7 @@ from nvcodec.errors import WeightsError
 from nvcodec.models.compensation import BLOCK, LARGE_BLOCK, InterpolatedFrame, predict_plane
 from nvcodec.models.config import BASE, TINY, get_config
 from nvcodec.models.deblock import deblock
+from nvcodec.models.inter import INTER_LAMBDA, LARGE_LAMBDA_SCALE, inter_lambda
 from nvcodec.models.latent_codec import (
     CHROMA_WEIGHT,
     LAMBDA,
@@ -236,6 +237,27 @@ def test_lower_qp_spends_more_bits_for_less_distortion(model):
         results.append((len(out.latent.stream), weighted_mse(quantize_pixels(out.x_hat), x).item()))
     assert results[0][0] > results[1][0] > results[2][0]
     assert results[0][1] < results[1][1] < results[2][1]
+
+
+def test_p_frames_weigh_bits_less_from_1280x720():
+    def half_size(width: int, height: int) -> torch.Tensor:
+        return torch.zeros(1, 6, height // 2, width // 2)
+
+    assert inter_lambda(half_size(640, 368)) == INTER_LAMBDA
+    assert inter_lambda(half_size(1280, 716)) == INTER_LAMBDA
+    assert inter_lambda(half_size(1280, 720)) == INTER_LAMBDA * LARGE_LAMBDA_SCALE
+    assert inter_lambda(half_size(1920, 1088)) == INTER_LAMBDA * LARGE_LAMBDA_SCALE
+
+
+def test_a_latent_lambda_given_to_encode_replaces_the_codecs_own(model):
+    tables = model.probability_tables()
+    x = frame_to_tensor(next(iter(synthetic_frames(64, 48, 1, seed=3))))
+    y = model.intra.transform.analysis(x)
+    latent = model.inter.latent
+    high, own = (latent.encode(y, 30, tables, lam=lam) for lam in (25 * latent.lam, None))
+    assert np.count_nonzero(high.symbols) < np.count_nonzero(own.symbols)
+    assert len(high.stream) < len(own.stream)
+    assert F.mse_loss(high.y_hat, y) > F.mse_loss(own.y_hat, y)
 
 
 def test_steps_code_low_frequencies_first():

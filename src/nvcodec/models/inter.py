@@ -57,6 +57,13 @@ INTER_DEAD_ZONE = 0.2
 # -2.3% on 24 of Cactus (27-32); the drift (first 16 frames minus the last 16) of Foreman falls by
 # 0.1-0.3 dB at every qp.
 INTER_LAMBDA = 0.19
+# From 1280x720 luma pixels on, the P frames weigh bits at LARGE_LAMBDA_SCALE times INTER_LAMBDA:
+# a large picture's blocks hold less detail each, and the levels a lower lambda keeps pay again in
+# the frames that follow. Against 0.19, on the released weights at qps 22-37: Cockatoo (1280x720,
+# 32 frames) -2.3%, Cactus (1280x720, 16) -0.8%, street (1920x1080, 8) -1.1%; the same scale at
+# 640x360 costs car_traffic +2.3%, and x0.75 costs Foreman +1.1% and people +0.5%.
+LARGE_PICTURE = 1280 * 720
+LARGE_LAMBDA_SCALE = 0.6
 # The encoder's estimate of a flat block's residual cost is multiplied by this before it is compared:
 # the estimate undercounts it (the latent's contexts expect the quieter block of the frame before).
 # Against 1.0, on 24 frames at qps 22-37 (BD-rate against --flat-blocks off): Cockatoo -4.5% instead
@@ -139,6 +146,13 @@ def _offset(prediction: Prediction, offsets: tuple[int, int, int]) -> Prediction
     return Prediction.exact(offset_prediction(prediction.fine, offsets), prediction.values.dtype)
 
 
+def inter_lambda(x: torch.Tensor) -> float:
+    """The P frames' lambda for frame x (half-size planes): its latent's RD levels and the
+    encoder's block decisions, in squared steps per bit (not normative)."""
+    luma_pixels = 4 * x.shape[-2] * x.shape[-1]
+    return INTER_LAMBDA * (LARGE_LAMBDA_SCALE if luma_pixels >= LARGE_PICTURE else 1.0)
+
+
 def _zero_conv(ch: int) -> nn.Conv2d:
     conv = nn.Conv2d(ch, ch, 1)
     nn.init.zeros_(conv.weight)
@@ -149,7 +163,7 @@ def _zero_conv(ch: int) -> nn.Conv2d:
 @dataclass(frozen=True)
 class _LatentCoding:
     """How a P frame's latent is coded: qp, tables, the reference's levels (contexts), whether
-    table shifts are allowed, the adapted table indices (None: the fitted ones)."""
+    table shifts are allowed, the adapted table indices (None: the fitted ones), the RD lambda."""
 
     latent: LatentCodec
     qp: int
@@ -157,9 +171,12 @@ class _LatentCoding:
     previous: np.ndarray
     shifts_allowed: bool
     table: np.ndarray | None
+    lam: float
 
     def encode(self, y: torch.Tensor) -> LatentResult:
-        return self.latent.encode(y, self.qp, self.tables, self.previous, self.shifts_allowed, self.table)
+        return self.latent.encode(
+            y, self.qp, self.tables, self.previous, self.shifts_allowed, self.table, self.lam
+        )
 
     def encode_decided(self, scaled: np.ndarray, levels: np.ndarray, like: torch.Tensor) -> LatentResult:
         """The levels an encoder's search decided, coded as they are."""
@@ -171,7 +188,7 @@ class _LatentCoding:
         """A block quantiser deciding every level as `encode` does, priced in `buckets`."""
         table = self.latent.frame_table(self.qp, self.table)
         return BlockQuantiser(
-            transform, self.latent, self.qp, self.tables, table, buckets, self.latent.lam, ALL_CHANNELS
+            transform, self.latent, self.qp, self.tables, table, buckets, self.lam, ALL_CHANNELS
         )
 
 
@@ -272,7 +289,7 @@ class InterCoder(nn.Module):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """(vectors, flat map or None when no block is flat): the blocks whose residual costs less
         to code flat (flat_blocks.coding_cost, plus lambda times the vector bits saved, at the
-        INTER_LAMBDA the residual's levels are decided with), their vectors made their predictors
+        inter_lambda the residual's levels are decided with), their vectors made their predictors
         (not normative; INTER_LAMBDA rather than LAMBDA: BD-rate -3.3% against -2.6% on 24
         Cockatoo frames, qps 22-37).
 
@@ -288,7 +305,7 @@ class InterCoder(nn.Module):
 
         mc = predicted(vectors)
         mc_bits, zero_bits = vector_costs(vectors, self._rate_of(qp, tables), finest)
-        bound = self._block_costs(x, mc, qp, block) + INTER_LAMBDA * (mc_bits - zero_bits)
+        bound = self._block_costs(x, mc, qp, block) + inter_lambda(x) * (mc_bits - zero_bits)
         chosen = FLAT_MARGIN * flat_cost(mc.fine) < bound
         if chosen.any():
             chosen &= FLAT_MARGIN * flat_cost(predicted(to_predictors(vectors, chosen)).fine) < bound
@@ -321,7 +338,7 @@ class InterCoder(nn.Module):
         per_unit[: costs.shape[0], : costs.shape[1]] = costs
         four = units_by_block(per_unit).sum(axis=-1)
         delta_bits = rate_of(deltas // finest, np.full(deltas.shape[:3], DELTA_BUCKET)).sum(axis=-1)
-        split = four + INTER_LAMBDA * (delta_bits + SPLIT_FLAG_BITS) < one
+        split = four + inter_lambda(x) * (delta_bits + SPLIT_FLAG_BITS) < one
         if field.flat is not None:
             split &= ~field.flat
         if not split.any():
@@ -358,7 +375,7 @@ class InterCoder(nn.Module):
     def _block_costs(self, x: torch.Tensor, prediction: Prediction, qp: int, block: int) -> np.ndarray:
         """(Hb, Wb) estimated D + lambda R of each motion block's residual, in squared steps."""
         scaled = self.analysis(x, prediction) / self.latent.steps(qp, x)
-        per_position = coding_cost(scaled, INTER_LAMBDA)
+        per_position = coding_cost(scaled, inter_lambda(x))
         return block_sums(per_position, block // POSITION).sum(dim=0).cpu().numpy()
 
     @torch.no_grad()
@@ -386,7 +403,7 @@ class InterCoder(nn.Module):
         assert field.modes is None or not field.modes.any(), "the modes are with_intra_blocks' to decide"
         prediction = self._prediction(reference, field, refine)
         y = self.analysis(x, prediction)
-        coding = _LatentCoding(self.latent, qp, tables, previous, shifts_allowed, table)
+        coding = _LatentCoding(self.latent, qp, tables, previous, shifts_allowed, table, inter_lambda(x))
         latent = coding.encode(y)
         x_hat = self._reconstruction(latent, prediction, field, qp, skip_edges, bits)
         stream = self.motion.encode(field, qp, tables)
@@ -447,7 +464,7 @@ class InterCoder(nn.Module):
         for m in range(1, len(MODES)):
             shaped = intra_blocks.predicted(levels, shapes, every * m).clamp(0, FINE_PEAK).to(torch.int32)
             estimate = self._block_costs(x, Prediction.exact(shaped, x.dtype), qp, MACROBLOCK)
-            best = np.minimum(best, estimate + INTER_LAMBDA * (bits[m] - bits[0]))
+            best = np.minimum(best, estimate + inter_lambda(x) * (bits[m] - bits[0]))
         return best < none
 
     @staticmethod

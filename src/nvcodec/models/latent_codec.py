@@ -236,12 +236,16 @@ class LatentCodec(nn.Module):
         previous: np.ndarray | None = None,
         shifts_allowed: bool = False,
         table: np.ndarray | None = None,
+        lam: float | None = None,
     ) -> LatentResult:
         """Quantise and code y; returns the decoder's own y_hat and the substream, with table
         shifts where they are allowed and the encoder expects them to save bits; `table`: the
-        frame's (C, BUCKETS) table indices when not the fitted ones (adaptive tables)."""
+        frame's (C, BUCKETS) table indices when not the fitted ones (adaptive tables); `lam`: the
+        RD levels' lambda when not the codec's own."""
         scaled = self.scaled(y, qp)
-        decided = self._decide(scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed, table)
+        decided = self._decide(
+            scaled, self.quantize(scaled), qp, tables, previous, shifts_allowed, table, lam=lam
+        )
         return self._write(y, scaled, qp, tables, decided)
 
     def contexts(
@@ -291,11 +295,13 @@ class LatentCodec(nn.Module):
         table: np.ndarray | None = None,
         rd: bool = True,
         med_dc: bool = True,
+        lam: float | None = None,
     ) -> Decisions:
         """The symbols to code, step by step, each step's RD decisions made with its tables (with
         `adapt`, shifted as chosen on the step's levels before those decisions, then chosen again
         on the decided ones, and decided again without shifts when they would not pay for
-        themselves; without `rd`, the levels as they are)."""
+        themselves; without `rd`, the levels as they are; `lam`: as encode's)."""
+        lam = self.lam if lam is None else lam
         s = self.to_symbols(levels, med_dc)
         frame_table = self.frame_table(qp, table)
         shifts = np.zeros(GROUPS, dtype=np.int64)
@@ -313,7 +319,7 @@ class LatentCodec(nn.Module):
                 shifts[group], gain = choose(tables, unshifted, values, planes)
             k = shift_step(unshifted, shifts, j, planes)
             if rd and not (self.intra and j == 0):  # intra DC symbols are MED residuals: kept
-                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), self.lam)
+                values = rd_levels(scaled[channels], values, lambda c: tables.magnitude_bits(k, c), lam)
                 if adapt:  # chosen again on the decided levels: the shifts coded
                     shifts[group], gain = choose(tables, unshifted, values, planes)
                     k = shift_step(unshifted, shifts, j, planes)
@@ -324,7 +330,7 @@ class LatentCodec(nn.Module):
         s, seen = self._steps(s.shape[1:], previous, take)
         if adapt and not worth_coding(tables, sum(gains)):
             return self._decide(
-                scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd, med_dc=med_dc
+                scaled, levels, qp, tables, previous, adapt=False, table=table, rd=rd, med_dc=med_dc, lam=lam
             )
         return Decisions(s, seen, groups, shifts if adapt else None)
 
