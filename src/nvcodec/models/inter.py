@@ -57,11 +57,11 @@ INTER_DEAD_ZONE = 0.2
 # -2.3% on 24 of Cactus (27-32); the drift (first 16 frames minus the last 16) of Foreman falls by
 # 0.1-0.3 dB at every qp.
 INTER_LAMBDA = 0.19
-# From 1280x720 luma pixels on, the P frames weigh bits at LARGE_LAMBDA_SCALE times INTER_LAMBDA:
-# a large picture's blocks hold less detail each, and the levels a lower lambda keeps pay again in
-# the frames that follow. Against 0.19, on the released weights at qps 22-37: Cockatoo (1280x720,
-# 32 frames) -2.3%, Cactus (1280x720, 16) -0.8%, street (1920x1080, 8) -1.1%; the same scale at
-# 640x360 costs car_traffic +2.3%, and x0.75 costs Foreman +1.1% and people +0.5%.
+# From 1280x720 luma pixels on, the P frames weigh bits at LARGE_LAMBDA_SCALE times INTER_LAMBDA,
+# found by measurement (the reason not isolated). Against 0.19, on the released weights at qps
+# 22-37: Cockatoo (1280x720, 32 frames) -2.3%, Cactus (1280x720, 16) -0.8%, street (1920x1080, 8)
+# -1.1%; the same scale at 640x360 costs car_traffic +2.3%, and x0.75 costs Foreman (352x288)
+# +1.1% and people (320x192) +0.5%.
 LARGE_PICTURE = 1280 * 720
 LARGE_LAMBDA_SCALE = 0.6
 # The encoder's estimate of a flat block's residual cost is multiplied by this before it is compared:
