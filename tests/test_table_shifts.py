@@ -192,9 +192,9 @@ def test_the_frame_coders_pass_the_permission_to_their_latents(monkeypatch):
     asked = []
     original = LatentCodec.encode
 
-    def spy(self, y, qp, tables, previous=None, shifts_allowed=False, table=None):
+    def spy(self, y, qp, tables, previous=None, shifts_allowed=False, table=None, lam=None):
         asked.append((self.intra, previous is None, shifts_allowed))
-        return original(self, y, qp, tables, previous, shifts_allowed, table)
+        return original(self, y, qp, tables, previous, shifts_allowed, table, lam)
 
     monkeypatch.setattr(LatentCodec, "encode", spy)
     weights = make_weights(4)
