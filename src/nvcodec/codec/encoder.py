@@ -20,7 +20,15 @@ from nvcodec.codec.frame_loop import (
     shift_flag,
 )
 from nvcodec.codec.rate_control import RateContext, RateController, make_controller
-from nvcodec.codec.schedule import QP_MAX, CodingParams, FramePlan, ToolMode, plan_frame, scheduled_qp
+from nvcodec.codec.schedule import (
+    QP_MAX,
+    CodingParams,
+    FramePlan,
+    ToolMode,
+    group_length,
+    plan_frame,
+    scheduled_qp,
+)
 from nvcodec.frame import Frame, VideoInfo
 from nvcodec.models import sample_offsets
 from nvcodec.models.blocks import ResidualRefiner
@@ -405,12 +413,13 @@ class Encoder(FrameLoop):
 
     def _interpolations(self, plan: FramePlan) -> tuple[FilterSet, ...]:
         """The interpolation filters tried on this P frame: in auto mode both on the first P frame
-        of each group of the qp schedule (if its qp is at most SIX_TAP_UNTIL_QP, else the eight
-        taps alone), then the winner until the next group (not normative)."""
+        of each group of the qp schedule (schedule.group_length; if its qp is at most
+        SIX_TAP_UNTIL_QP, else the eight taps alone), then the winner until the next group (not
+        normative)."""
         mode = self.params.six_tap
         if mode != ToolMode.AUTO:
             return (SIX_TAP_FILTERS if mode == ToolMode.ON else HEVC_FILTERS,)
-        if (plan.position - 1) % len(self.params.qp_offsets) != 0:
+        if (plan.position - 1) % group_length(self.params.qp_offsets) != 0:
             return (self.interpolation,)
         return (HEVC_FILTERS, SIX_TAP_FILTERS) if plan.qp <= SIX_TAP_UNTIL_QP else (HEVC_FILTERS,)
 

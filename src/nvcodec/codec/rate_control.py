@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Protocol
 
-from nvcodec.codec.schedule import INTRA_QP_OFFSET, QP_MAX, RateTarget, intra_base, position_of, scheduled_qp
+from nvcodec.codec.schedule import (
+    INTRA_QP_OFFSET,
+    QP_MAX,
+    RateTarget,
+    group_length,
+    intra_base,
+    position_of,
+    scheduled_qp,
+)
 from nvcodec.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -186,7 +194,7 @@ class ModelController:
     def __init__(self, target: RateTarget, context: RateContext) -> None:
         self.target, self.context = target, context
         self.per_frame = target.bitrate / float(context.fps)
-        self.window = max(2 * len(context.qp_offsets), round(WINDOW_SECONDS * float(context.fps)))
+        self.window = max(2 * group_length(context.qp_offsets), round(WINDOW_SECONDS * float(context.fps)))
         self.model = LogRateModel(context.pixels)
         self.spent = float(context.header_bits)
         self.frames = 0
