@@ -591,7 +591,7 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert fields["model"] == f"tiny, weights {weights_id}"
     assert fields["segments"] == "1 (one intra frame; no index (one segment)): start at frames 0"
     assert fields["refresh"] == "32"
-    assert fields["qp offsets"] == "0 3 2 3 1 3 2 3"
+    assert fields["qp offsets"] == " ".join(map(str, OFFSETS))
     assert fields["size"].startswith(f"{info['file_bytes']} bytes")
     table = lines[lines.index("") + 2 :]
     assert len(table) == FRAMES
