@@ -18,7 +18,9 @@ GROUP_OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)
 # Above the groups, two more levels: the finest frame of every second group 2 qp finer, of every
 # fourth 4 finer (positions 16 and 32 of each 32). Their quality carries down the frames that
 # follow: on 96 Foreman frames the last 16 frames' drift below the first 16 falls from
-# 0.48/0.79/1.14/1.18/1.47 to 0.32/0.57/0.88/0.84/1.10 dB at qps 22-42 for BD-rate +0.26%.
+# 0.48/0.79/1.14/1.18/1.47 to 0.32/0.57/0.88/0.84/1.10 dB at qps 22-42, on Cactus from
+# 0.42/0.52/0.95/1.05/1.27 to 0.22/0.16/0.38/0.27/0.65, for BD-rate +0.30% and +0.65% (Cockatoo
+# +0.97%; `make bench`'s RD part, stop 52).
 GROUP_LEVELS = (-4, 0, -2, 0)
 DEFAULT_QP_OFFSETS = tuple(
     GROUP_LEVELS[p // len(GROUP_OFFSETS)]
@@ -171,7 +173,7 @@ def group_length(offsets: tuple[int, ...]) -> int:
 
 def served(position: int, offsets: tuple[int, ...]) -> int:
     """How many P frames follow P frame `position` before the next one whose offset is at most its
-    own: the frames its finer qp is for (7, 3, 1 and 0 with the default offsets)."""
+    own: the frames its finer qp is for (31, 15, 7, 3, 1 and 0 with the default offsets)."""
     n, own = len(offsets), offsets[position % len(offsets)]
     return next(d for d in range(1, n + 1) if offsets[(position + d) % n] <= own) - 1
 
