@@ -22,12 +22,7 @@ GROUP_OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)
 # 0.42/0.52/0.95/1.05/1.27 to 0.22/0.16/0.38/0.27/0.65, for BD-rate +0.30% and +0.65% (Cockatoo
 # +0.97%; `make bench`'s RD part, stop 52).
 GROUP_LEVELS = (-4, 0, -2, 0)
-DEFAULT_QP_OFFSETS = tuple(
-    GROUP_LEVELS[p // len(GROUP_OFFSETS)]
-    if p % len(GROUP_OFFSETS) == 0
-    else GROUP_OFFSETS[p % len(GROUP_OFFSETS)]
-    for p in range(len(GROUP_OFFSETS) * len(GROUP_LEVELS))
-)
+DEFAULT_QP_OFFSETS = tuple(o for level in GROUP_LEVELS for o in (level, *GROUP_OFFSETS[1:]))
 # Intra frames are coded this much finer than the base qp: x264's I/P quantiser ratio of 1.4 is
 # 6 log2(1.4) = 2.9 qp. Every P frame starts from the intra frame, so its quality pays twice.
 INTRA_QP_OFFSET = -3
