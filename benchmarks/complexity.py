@@ -71,6 +71,7 @@ def measure(name: str, height: int = HEIGHT, width: int = WIDTH) -> dict:
             has_offsets=False,
             has_half_pel=False,
             has_intra_blocks=False,
+            has_neighbour_levels=False,
         )
         inter.decode(
             coded.streams, ref, 32, tables, intra.latent.symbols, **flags, refine=model.context_filter

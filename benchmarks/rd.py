@@ -53,6 +53,7 @@ TOOL_MODES = {
     "block_modes": DECIDED,
     "sample_offsets": DECIDED,
     "half_pel": DECIDED,
+    "neighbour_levels": DECIDED,
 }
 
 

@@ -100,9 +100,10 @@ def test_a_context_takes_the_table_of_its_counts_the_others_keep_the_fitted_one(
     [
         (
             CodingParams(),
-            (2, 18),
+            (2, 19),
         ),  # 2.12: compact records, 2.13 intra blocks, 2.14 deep references, 2.15 pixel DC, 2.16 block
-        # modes, 2.17 sample offsets, 2.18 half-pel frames
+        # modes, 2.17 sample offsets, 2.18 half-pel frames, 2.19 neighbour levels
+        (CodingParams(neighbour_levels=ToolMode.OFF), (2, 18)),
         (CodingParams(half_pel=ToolMode.OFF), (2, 17)),
         (CodingParams(sample_offsets=ToolMode.OFF), (2, 16)),
         (CodingParams(block_modes=ToolMode.OFF), (2, 15)),

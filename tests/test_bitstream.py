@@ -321,7 +321,7 @@ def test_writer_refusals() -> None:
         (dict(tools=8, version=(2, 2)), "tools 8: large motion blocks (bit 3) need version 2.3"),
         (dict(qp_offsets=()), "number of qp offsets 0"),
         (dict(qp_offsets=(64,)), "qp offset 64 outside -63..63"),
-        (dict(version=(2, 19)), "bitstream version 2.19 is newer than this decoder"),
+        (dict(version=(2, 20)), "bitstream version 2.20 is newer than this decoder"),
         (dict(version=(2, 0), sar=(10, 11)), "a sample aspect ratio needs version 2.1"),
         (dict(sar=(0, 11)), "sar_num 0 outside 1..65535"),
         (dict(version=(3, 0)), "bitstream version 3.0 is newer than this decoder"),
@@ -382,6 +382,12 @@ def test_header_construction_refusals(kwargs: dict, message: str) -> None:
             (2, 18),
             ("sample_offsets", "block_modes"),
             "half-pel frames need version 2.18",
+        ),
+        (
+            "neighbour_levels",
+            (2, 19),
+            ("half_pel", "sample_offsets"),
+            "intra blocks with their neighbours' levels need version 2.19",
         ),
     ],
 )
@@ -448,9 +454,9 @@ def test_file_level_refusals() -> None:
     assert refused(b"GIF89a" + good) == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89P") == "not an nvcodec bitstream (bad magic)"
     assert refused(b"\x89NV") == "truncated header: expected at least 8 bytes, got 3"
-    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.18); upgrade nvcodec"
+    newer = "bitstream version 3.0 is newer than this decoder (reads up to 2.19); upgrade nvcodec"
     assert refused(raw_header(major=3)) == newer
-    assert refused(raw_header(minor=19)).startswith("bitstream version 2.19 is newer than this decoder")
+    assert refused(raw_header(minor=20)).startswith("bitstream version 2.20 is newer than this decoder")
     assert refused(raw_header(major=255, minor=255)).startswith("bitstream version 255.255 is newer")
     assert refused(raw_header(major=0, minor=9)) == "bitstream version 0.9 is not a released nvcodec version"
     # a version-1 stream (nvcodec 0.1, model v1) is refused with a pointer to the release that reads it

@@ -365,7 +365,8 @@ def test_adaptive_tables_off_writes_a_stream_that_2_10_decoders_read(
 @pytest.mark.parametrize(
     ("option", "version", "before"),
     [("pixel-dc", [2, 14], "deep_references"), ("block-modes", [2, 15], "pixel_dc"),
-     ("sample-offsets", [2, 16], "block_modes"), ("half-pel", [2, 17], "sample_offsets")],
+     ("sample-offsets", [2, 16], "block_modes"), ("half-pel", [2, 17], "sample_offsets"),
+     ("neighbour-levels", [2, 18], "half_pel")],
 )  # fmt: skip
 def test_a_decided_tool_off_writes_a_stream_that_the_version_before_reads(
     cli: Cli, tmp_path: Path, make_video, option: str, version: list[int], before: str
@@ -564,7 +565,7 @@ def test_start_near_the_end(cli: Cli, coded: Coded, tmp_path: Path) -> None:
 def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> None:
     info = cli.info_json(coded.nvc)
     weights_id = hashlib.sha256(Path(tiny_weights).read_bytes()).hexdigest()[:16]
-    assert info["version"] == [2, 18] and info["skip_edges"] and info["prediction_offsets"]  # auto
+    assert info["version"] == [2, 19] and info["skip_edges"] and info["prediction_offsets"]  # auto
     assert info["adaptive_tables"] and info["compact_records"] and info["intra_blocks"]
     assert (info["width"], info["height"], info["fps"], info["frame_count"]) == (96, 64, "25/1", FRAMES)
     assert (info["model"], info["weights"]) == ("tiny", weights_id)
@@ -583,8 +584,8 @@ def test_nvinfo_header_and_frames(cli: Cli, coded: Coded, tiny_weights: str) -> 
     assert res.code == 0 and res.err == ""
     lines = res.out.splitlines()
     fields = {line[:13].strip(): line[13:].strip() for line in lines if line and line[0].isalpha()}
-    assert fields["format"] == "nvcodec bitstream 2.18" and fields["tools"].endswith(
-        "intra_blocks, deep_references, pixel_dc, block_modes, sample_offsets, half_pel"
+    assert fields["format"] == "nvcodec bitstream 2.19" and fields["tools"].endswith(
+        "deep_references, pixel_dc, block_modes, sample_offsets, half_pel, neighbour_levels"
     )
     assert fields["picture"].startswith("96x64, 4:2:0, 8-bit, 25 fps")
     assert fields["frames"] == f"{FRAMES} announced, {FRAMES} readable"
@@ -910,7 +911,7 @@ def test_not_a_bitstream(cli: Cli, coded: Coded, tmp_path: Path) -> None:
     assert not (tmp_path / "out.y4m").exists()
 
 
-@pytest.mark.parametrize(("major", "minor"), [(2, 19), (3, 0)])
+@pytest.mark.parametrize(("major", "minor"), [(2, 20), (3, 0)])
 def test_newer_version(cli: Cli, coded: Coded, tmp_path: Path, major: int, minor: int) -> None:
     data = bytearray(coded.nvc.read_bytes())
     data[4:6] = bytes([major, minor])  # the version is checked before the header CRC
@@ -1123,7 +1124,7 @@ def test_version_and_help_answer_without_importing_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert f"nvenc (nvcodec) {__version__}, bitstream 2.18" in done.stdout
+    assert f"nvenc (nvcodec) {__version__}, bitstream 2.19" in done.stdout
 
 
 # --- container fuzzing through nvdec ----------------------------------------------------------

@@ -111,6 +111,7 @@ def read_field(coder: MotionCoder, stream: bytes, grid: tuple[int, int], qp: int
         has_offsets=False,
         has_half_pel=False,
         macroblocks=None,
+        has_neighbour_levels=False,
     )
 
 

@@ -54,6 +54,7 @@ def _read(stream: bytes, has_half_pel: bool) -> MotionField:
         has_offsets=True,
         has_half_pel=has_half_pel,
         macroblocks=None,
+        has_neighbour_levels=False,
     )
 
 

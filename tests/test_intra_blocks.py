@@ -1,5 +1,6 @@
-"""Intra blocks in P frames (bitstream 2.13, models.intra_blocks): the map's coding, the
-decoder's reconstruction rule, the encoder's choice and the version they need."""
+"""Intra blocks in P frames (bitstream 2.13, with the neighbours' levels 2.19; models.intra_blocks):
+the map's coding, the decoder's reconstruction rule, the encoder's choice and the versions they
+need."""
 
 from __future__ import annotations
 
@@ -28,39 +29,98 @@ from nvcodec.weights import Weights
 
 TABLES = make_weights().model.probability_tables()
 
-maps = st.integers(1, 6).flatmap(
-    lambda h: st.integers(1, 9).flatmap(
-        lambda w: arrays(np.int64, (h, w), elements=st.sampled_from([0, 0, 0, 1, 2, 3]))
+
+def maps(count: int) -> st.SearchStrategy[np.ndarray]:
+    """Mode maps of 1-6 by 1-9 macroblocks, mostly none, the others of modes 1..count - 1."""
+    modes = st.sampled_from([0, 0, 0, *range(1, count)])
+    return st.integers(1, 6).flatmap(
+        lambda h: st.integers(1, 9).flatmap(lambda w: arrays(np.int64, (h, w), elements=modes))
     )
-)
+
+
+def _round_trip(modes: np.ndarray, neighbour_levels: bool) -> tuple[np.ndarray, int]:
+    """The map written and read back, and its length in bytes."""
+    encoder = SymbolEncoder(TABLES)
+    intra_blocks.write_map(encoder, modes, neighbour_levels)
+    data = encoder.finish()
+    decoder = SymbolDecoder(TABLES, data)
+    read = intra_blocks.read_map(decoder, modes.shape, neighbour_levels)
+    decoder.finish()
+    return read, len(data)
 
 
 @settings(deadline=None, max_examples=150)
-@given(maps)
-def test_maps_round_trip(modes: np.ndarray) -> None:
-    encoder = SymbolEncoder(TABLES)
-    intra_blocks.write_map(encoder, modes)
-    decoder = SymbolDecoder(TABLES, encoder.finish())
-    assert np.array_equal(intra_blocks.read_map(decoder, modes.shape), modes)
-    decoder.finish()
+@given(maps(4))
+def test_maps_of_the_shapes_round_trip(modes: np.ndarray) -> None:
+    assert np.array_equal(_round_trip(modes, False)[0], modes)
+
+
+@settings(deadline=None, max_examples=150)
+@given(maps(8))
+def test_maps_with_the_neighbours_levels_round_trip(modes: np.ndarray) -> None:
+    assert np.array_equal(_round_trip(modes, True)[0], modes)
 
 
 def test_a_frame_without_intra_blocks_codes_one_flag() -> None:
-    encoder = SymbolEncoder(TABLES)
-    intra_blocks.write_map(encoder, np.zeros((40, 60), dtype=np.int64))
-    decoder = SymbolDecoder(TABLES, encoder.finish())
-    assert not intra_blocks.read_map(decoder, (40, 60)).any()
-    decoder.finish()
+    for neighbour_levels in (False, True):
+        read, _ = _round_trip(np.zeros((40, 60), dtype=np.int64), neighbour_levels)
+        assert not read.any()
 
 
-def test_mode_bits_price_the_flags_the_map_codes() -> None:
-    modes = np.array([[0, 1, 0], [2, 0, 3]])
-    bits = intra_blocks.mode_bits(modes, np.array([1, 1]), np.array([0, 1]))
+class _Flags:
+    """Stands in for a SymbolEncoder: keeps the (flag, probability) pairs it is given."""
+
+    def __init__(self) -> None:
+        self.coded: list[tuple[bool, int]] = []
+
+    def add_flags(self, flags: np.ndarray, probabilities: np.ndarray) -> None:
+        self.coded += list(zip(np.asarray(flags, dtype=bool).tolist(), np.asarray(probabilities).tolist()))
+
+
+def _flags(modes: np.ndarray, neighbour_levels: bool) -> list[tuple[bool, int]]:
+    recorder = _Flags()
+    intra_blocks.write_map(recorder, modes, neighbour_levels)
+    return recorder.coded
+
+
+def test_the_levelled_flags_are_coded_only_from_2_19() -> None:
+    """A map of shapes codes the same flags in both syntaxes, but from 2.19 one 'levelled' flag
+    (0) per macroblock with a mode before the planar flags; the same macroblocks with the
+    neighbours' levels code that flag 1, then a DC flag each, and no planar flag where DC."""
+    modes = np.zeros((8, 12), dtype=np.int64)
+    modes[::2, ::2] = 1 + np.arange(24).reshape(4, 6) % 3  # 24 macroblocks with a shape, 1-3
+    shapes, levelled = _flags(modes, False), _flags(modes, True)
+    head = 1 + modes.size  # the 'any' flag and the map
+    assert levelled[:head] == shapes[:head]
+    assert levelled[head : head + 24] == [(False, intra_blocks.LEVELLED_PROBABILITY)] * 24
+    assert levelled[head + 24 :] == shapes[head:]
+    modes[0, :4] = (4, 0, 5, 0)  # the first macroblock DC, the second planar, both levelled
+    moved = _flags(modes, True)
+    assert moved[head : head + 2] == [(True, intra_blocks.LEVELLED_PROBABILITY)] * 2
+    dc = moved[head + 24 : head + 26]
+    assert dc == [(True, intra_blocks.DC_PROBABILITY), (False, intra_blocks.DC_PROBABILITY)]
+    planar = [f for f in moved[head + 26 :] if f[1] == intra_blocks.PLANAR_PROBABILITY]
+    assert len(planar) == 23 and planar[0] == (True, intra_blocks.PLANAR_PROBABILITY)
+
+
+@pytest.mark.parametrize("neighbour_levels", [False, True])
+def test_mode_bits_price_the_flags_the_map_codes(neighbour_levels: bool) -> None:
+    modes = np.array([[0, 1, 0], [2, 0, 7]])
+    at = (np.array([1, 1]), np.array([0, 1]))
+    bits = intra_blocks.mode_bits(modes, *at, neighbour_levels)
+    assert len(bits) == (8 if neighbour_levels else 4)
     above = 1 + 0  # (1, 0): above-left outside, above 0, above-right 1; (1, 1): 0, 1, 0
     p = np.asarray(intra_blocks.MODE_PROBABILITIES)[[above, 1]] / 256
+    levelled = -np.log2(intra_blocks.LEVELLED_PROBABILITY / 256) if neighbour_levels else 0
+    shaped = -np.log2(p) - (np.log2(1 - intra_blocks.LEVELLED_PROBABILITY / 256) if neighbour_levels else 0)
     assert np.allclose(bits[0], -np.log2(1 - p))
-    assert np.allclose(bits[1], -np.log2(p) - np.log2(intra_blocks.PLANAR_PROBABILITY / 256))
+    assert np.allclose(bits[1], shaped - np.log2(intra_blocks.PLANAR_PROBABILITY / 256))
     assert np.allclose(bits[2], bits[3]) and (bits[2] > bits[0]).all()
+    if neighbour_levels:  # DC has no planar flag; planar, vertical, horizontal the shapes' flags
+        dc = -np.log2(intra_blocks.DC_PROBABILITY / 256)
+        assert np.allclose(bits[4], -np.log2(p) + levelled + dc)
+        not_dc = -np.log2(1 - intra_blocks.DC_PROBABILITY / 256)
+        assert np.allclose(bits[5:] - (-np.log2(p) + levelled + not_dc), bits[1:4] - shaped)
 
 
 def _picture(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
@@ -68,15 +128,16 @@ def _picture(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
     return torch.randint(0, FINE_PEAK + 1, (1, 6, h // 2, w // 2), generator=g, dtype=torch.int32)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
 def test_the_decoder_adds_each_shape_from_the_final_neighbours(seed: int) -> None:
-    """Every block of a macroblock with a mode is clip(its prediction's mean + its residual +
-    the mode's shape from the row above and the column left of it in the output itself); every
+    """Every block of a macroblock with a mode 1-3 is clip(its prediction's mean + its residual +
+    the mode's shape from the row above and the column left of it in the output itself); of a
+    mode 4-7 clip(its residual + pixel DC's mode 0-3 from those neighbours, mean kept); every
     other block is clip(prediction + residual)."""
     model = make_weights().model.inter
     prediction = Prediction.exact(_picture(seed), torch.float32)
     y_hat = torch.randn(1, 96, 6, 8, generator=torch.Generator().manual_seed(seed + 10)) * 0.05
-    modes = np.random.default_rng(seed).integers(0, 4, size=(3, 4))
+    modes = np.random.default_rng(seed).integers(0, 8, size=(3, 4))
     out = model._unfiltered(y_hat, prediction, modes)
     plain = model._unfiltered(y_hat, prediction, None)
     residual = plain - prediction.fine
@@ -92,10 +153,11 @@ def test_the_decoder_adds_each_shape_from_the_final_neighbours(seed: int) -> Non
                     assert np.array_equal(got[i, j], np.clip(base[i, j], 0, FINE_PEAK))
                     continue
                 top, left, _ = neighbours(got, np.array([i]), np.array([j]))
-                shape = predictions(top, left)[mode, 0]
-                assert np.array_equal(
-                    got[i, j, 0], np.clip(mean[i, j, 0] + res[i, j, 0] + shape, 0, FINE_PEAK)
-                )
+                if mode < 4:
+                    want = mean[i, j, 0] + res[i, j, 0] + predictions(top, left)[mode, 0]
+                else:
+                    want = res[i, j, 0] + predictions(top, left, pixel_dc=True)[mode - 4, 0]
+                assert np.array_equal(got[i, j, 0], np.clip(want, 0, FINE_PEAK))
 
 
 def test_a_map_without_modes_reconstructs_as_the_motion_alone() -> None:
@@ -139,24 +201,40 @@ def _modes(weights: Weights, data: bytes) -> tuple[tuple[int, int], list[np.ndar
                 has_offsets=True,
                 has_half_pel=reader.header.half_pel,
                 macroblocks=macroblock_grid(shape) if reader.header.intra_blocks else None,
+                has_neighbour_levels=reader.header.neighbour_levels,
             )
             out.append(field.modes)
     return reader.header.version, out
 
 
+def _p_frame_bytes(coded: list) -> int:
+    return sum(c.bytes for c in coded[1:])
+
+
 def test_stripes_take_intra_blocks_and_decode_exactly() -> None:
+    """The stripes' levels are the row above's, not the grey reference's: from 2.19 mostly
+    vertical with the neighbours' levels (mode 6); with --neighbour-levels off, 2.18, the vertical
+    shape on the motion's level (mode 2), for more bytes; without intra blocks, more still."""
     weights = make_weights()
     source = _stripes(3)
     coded, data = encode_frames(weights, CodingParams(qp=30), source)
     version, modes = _modes(weights, data)
-    assert version == (2, 18) and all((m == 2).mean() > 0.5 for m in modes)  # mostly vertical
+    assert version == (2, 19) and all((m == 6).mean() > 0.5 for m in modes)
     for c, d in zip(coded, decode(weights, data)):
+        assert d.recon_matches and d.picture.recon == c.picture.recon
+    shapes, shapes_data = encode_frames(weights, CodingParams(qp=30, neighbour_levels=ToolMode.OFF), source)
+    version, modes = _modes(weights, shapes_data)
+    assert version == (2, 18) and all((m == 2).mean() > 0.5 for m in modes)
+    for c, d in zip(shapes, decode(weights, shapes_data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     off, off_data = encode_frames(weights, CodingParams(qp=30, intra_blocks=ToolMode.OFF), source)
     assert _modes(weights, off_data) == ((2, 12), [None, None])
-    assert sum(c.bytes for c in coded[1:]) < sum(c.bytes for c in off[1:])
+    assert _p_frame_bytes(coded) < _p_frame_bytes(shapes) < _p_frame_bytes(off)
 
 
-def test_intra_blocks_on_is_refused() -> None:
-    with pytest.raises(InputError, match="--intra-blocks is auto or off"):
-        CodingParams(intra_blocks=ToolMode.ON)
+@pytest.mark.parametrize(
+    ("tool", "flag"), [("intra_blocks", "--intra-blocks"), ("neighbour_levels", "--neighbour-levels")]
+)
+def test_intra_blocks_on_is_refused(tool: str, flag: str) -> None:
+    with pytest.raises(InputError, match=f"{flag} is auto or off"):
+        CodingParams(**{tool: ToolMode.ON})

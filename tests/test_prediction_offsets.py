@@ -53,6 +53,7 @@ def _read(stream: bytes, has_offsets: bool) -> MotionField:
         has_offsets=has_offsets,
         has_half_pel=False,
         macroblocks=None,
+        has_neighbour_levels=False,
     )
 
 
@@ -91,8 +92,8 @@ def test_an_offset_adds_whole_levels_to_its_plane_and_clips():
     [
         # 2.11 adds adaptive tables, 2.12 compact records, 2.13 intra blocks, 2.14 deep references,
         # 2.15 intra frames' DC predicted from pixels, 2.16 a mode per 8x8 block, 2.17 sample offsets,
-        # 2.18 half-pel frames
-        (CodingParams(), (2, 18)),
+        # 2.18 half-pel frames, 2.19 neighbour levels
+        (CodingParams(), (2, 19)),
         (CodingParams(adaptive_tables=ToolMode.OFF), (2, 10)),
         (CodingParams(prediction_offsets=ToolMode.OFF), (2, 9)),
         (CodingParams(skip_edges=ToolMode.OFF), (2, 8)),  # 2.10 would skip edges: no offsets either

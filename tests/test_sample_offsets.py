@@ -133,7 +133,7 @@ def test_sample_offsets_decode_exactly_and_off_writes_2_16():
     for c, d in zip(coded, decode(weights, data)):
         assert d.recon_matches and d.picture.recon == c.picture.recon
     reader = BitstreamReader(io.BytesIO(data))
-    assert reader.header.version == (2, 18) and reader.header.sample_offsets
+    assert reader.header.version == (2, 19) and reader.header.sample_offsets
     tables = weights.model.probability_tables()
     first = so.read(next(iter(reader)).substreams[-1], tables)[0]
     assert first[0] is not None and first[0].direction == 2  # along the stripes

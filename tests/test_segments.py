@@ -112,7 +112,7 @@ def test_bad_positions_are_refused(text: str) -> None:
 def test_segments_start_with_intra_frames_and_the_index_points_at_them(segmented: dict) -> None:
     nvc = segmented["nvc"]
     info = read_info(nvc)
-    assert info.error is None and info.header.version == (2, 18) and info.header.intra_period == PERIOD
+    assert info.error is None and info.header.version == (2, 19) and info.header.intra_period == PERIOD
     assert [f.frame_type for f in info.frames] == [0 if i % PERIOD == 0 else 1 for i in range(FRAMES)]
     starts, offset = [], info.header_bytes
     for f in info.frames:
@@ -198,7 +198,7 @@ def test_one_segment_is_coded_here_whatever_jobs_says(cli: Cli, segmented: dict,
     assert res.code == 0 and "the video is one segment, so it is coded here" in res.err
     info = read_info(nvc)
     assert (
-        info.header.version == (2, 18) and info.index is None
+        info.header.version == (2, 19) and info.index is None
     )  # intra blocks (and compact records), no index
 
 
@@ -228,7 +228,7 @@ def test_cutting_copies_whole_segments(
     assert info.error is None and info.header.frame_count == last - first + 1
     assert info.header.tools == read_info(segmented["nvc"]).header.tools  # with the six taps' bit 7:
     assert (
-        info.header.version == (2, 18) and info.header.prediction_offsets and info.header.adaptive_tables
+        info.header.version == (2, 19) and info.header.prediction_offsets and info.header.adaptive_tables
     )  # the cut's records are compact and its P frames skip edges, offset and adapt as the input's
     assert (info.index is not None) == (len(info.segment_starts) > 1)
     assert cli.dec(cut, "-o", out).code == 0

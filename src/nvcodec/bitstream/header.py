@@ -14,7 +14,7 @@ from typing import BinaryIO
 from nvcodec.errors import BitstreamError
 
 MAGIC = b"\x89NVC"
-VERSION = (2, 18)  # the newest version this code reads and writes
+VERSION = (2, 19)  # the newest version this code reads and writes
 BASE_VERSION = (2, 0)  # what a stream is written as when it needs nothing newer (section 10)
 SAR_VERSION = (2, 1)  # adds the optional sample aspect ratio
 INDEX_VERSION = (2, 2)  # adds the segment index after the last record (section 8.3)
@@ -34,6 +34,7 @@ PIXEL_DC_VERSION = (2, 15)  # intra frames predict each block's DC from its neig
 BLOCK_MODES_VERSION = (2, 16)  # intra frames give each 8x8 block one of eight modes (7.8.1; no bit)
 SAMPLE_OFFSETS_VERSION = (2, 17)  # latent substreams start with sample offsets (5.4.6, 7.6.1; no bit)
 HALF_PEL_VERSION = (2, 18)  # P frames' motion substreams say whether their vectors are half-pel (no bit)
+NEIGHBOUR_LEVELS_VERSION = (2, 19)  # P frames' intra blocks may take their levels from neighbours (no bit)
 VERSIONS = (
     BASE_VERSION,
     SAR_VERSION,
@@ -54,6 +55,7 @@ VERSIONS = (
     BLOCK_MODES_VERSION,
     SAMPLE_OFFSETS_VERSION,
     HALF_PEL_VERSION,
+    NEIGHBOUR_LEVELS_VERSION,
 )
 MAX_DIMENSION = 8192  # the same limit as nvcodec.frame.MAX_DIMENSION (not imported: that module needs numpy)
 MAX_FPS = 1000
@@ -110,6 +112,11 @@ IMPLIED_TOOLS = (  # tools no bit signals: the version alone says a stream uses 
     ("block_modes", BLOCK_MODES_VERSION, "a mode per 8x8 block in intra frames needs version 2.16"),
     ("sample_offsets", SAMPLE_OFFSETS_VERSION, "sample offsets need version 2.17"),
     ("half_pel", HALF_PEL_VERSION, "half-pel frames need version 2.18"),
+    (
+        "neighbour_levels",
+        NEIGHBOUR_LEVELS_VERSION,
+        "intra blocks with their neighbours' levels need version 2.19",
+    ),
 )
 
 
@@ -133,7 +140,7 @@ def check_int(name: str, value: object, lo: int, hi: int) -> int:
 
 
 def check_version(major: int, minor: int) -> None:
-    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.18)."""
+    """Refuse any version this decoder cannot read (every version other than 2.0 to 2.19)."""
     if major == 1:
         raise BitstreamError(
             f"bitstream version {major}.{minor} was made by nvcodec 0.1 (model v1), which this decoder "
@@ -175,6 +182,7 @@ class Header:
     block_modes: bool = False  # predicted intra frames have a mode of eight per 8x8 block (2.16 and later)
     sample_offsets: bool = False  # frames offset their samples by class after deblocking (2.17 and later)
     half_pel: bool = False  # P frames flag whether their vectors are whole half pixels (2.18 and later)
+    neighbour_levels: bool = False  # P frames' intra blocks may take neighbours' levels (2.19 and later)
     version: tuple[int, int] | None = None  # None: the lowest version that can express the header
 
     @property

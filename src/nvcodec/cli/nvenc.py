@@ -238,6 +238,15 @@ DECIDED_MODES = click.Choice(["auto", "off"])  # tools the encoder decides for e
     help="P frames from qp 32 on may code their vectors in half pixels where that costs less, on "
     "every stream with sample offsets in auto (off: quarter pixels, readable by 2.17 decoders).",
 )
+@click.option(
+    "--neighbour-levels",
+    "neighbour_levels",
+    type=DECIDED_MODES,
+    default="auto",
+    show_default=True,
+    help="P frames' intra blocks may take their levels from their decoded neighbours instead of the "
+    "motion, on every stream with half-pel frames in auto (off: readable by 2.18 decoders).",
+)
 @MAX_SIZE
 @WEIGHTS
 @click.option("--stats", type=click.Path(dir_okay=False), help="Write per-frame statistics as JSON.")
@@ -284,6 +293,7 @@ def command(
     block_modes: str,
     sample_offsets: str,
     half_pel: str,
+    neighbour_levels: str,
     max_size: tuple[int, int] | None,
     weights: str | None,
     stats: str | None,
@@ -320,6 +330,7 @@ def command(
         block_modes=ToolMode(block_modes),
         sample_offsets=ToolMode(sample_offsets),
         half_pel=ToolMode(half_pel),
+        neighbour_levels=ToolMode(neighbour_levels),
     )
     job = EncodeJob(
         input=input,

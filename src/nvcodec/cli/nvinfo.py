@@ -35,8 +35,8 @@ def _header_lines(info: StreamInfo) -> list[str]:
 def _tool_names(h: Header) -> list[str]:
     """The tools the header allows: its bits, then skipped edges (2.9), prediction offsets (2.10),
     adaptive tables (2.11), intra blocks (2.13), 10-bit references (2.14), pixel DC (2.15), block
-    modes (2.16), sample offsets (2.17) and half-pel frames (2.18), which the version implies (the compact records of
-    2.12 are framing, not a coding tool)."""
+    modes (2.16), sample offsets (2.17), half-pel frames (2.18) and neighbour levels (2.19), which
+    the version implies (the compact records of 2.12 are framing, not a coding tool)."""
     implied = [
         ("skip_edges", h.skip_edges),
         ("prediction_offsets", h.prediction_offsets),
@@ -47,6 +47,7 @@ def _tool_names(h: Header) -> list[str]:
         ("block_modes", h.block_modes),
         ("sample_offsets", h.sample_offsets),
         ("half_pel", h.half_pel),
+        ("neighbour_levels", h.neighbour_levels),
     ]
     return [t.name.lower() for t in Tools if h.tools & t] + [name for name, on in implied if on]
 
@@ -118,6 +119,7 @@ def _as_json(info: StreamInfo) -> str:
             "block_modes": h.block_modes,
             "sample_offsets": h.sample_offsets,
             "half_pel": h.half_pel,
+            "neighbour_levels": h.neighbour_levels,
             "qp_offsets": list(h.qp_offsets),
             "sar": list(h.sar) if h.sar else None,
             "file_bytes": info.file_bytes,

@@ -110,6 +110,7 @@ class Decoder(FrameLoop):
                 has_offsets=self.header.prediction_offsets,
                 has_half_pel=self.header.half_pel,
                 has_intra_blocks=self.header.intra_blocks,
+                has_neighbour_levels=self.header.neighbour_levels,
                 refine=refine,
                 table=self.latent_table(record.qp),
                 bits=self.bits,

@@ -179,6 +179,12 @@ def half_pel_possible(params: CodingParams) -> bool:
     return sample_offsets_possible(params) and params.half_pel != ToolMode.OFF
 
 
+def neighbour_levels_possible(params: CodingParams) -> bool:
+    """Whether P frames' intra blocks may take their levels from their neighbours (then the stream
+    is version 2.19, which has every tool of 2.18: off with any of them)."""
+    return half_pel_possible(params) and params.neighbour_levels != ToolMode.OFF
+
+
 def table_shifts_possible(params: CodingParams) -> bool:
     """Whether a frame may shift its latent's tables (then the stream is version 2.5)."""
     return params.table_shifts != ToolMode.OFF
@@ -219,6 +225,7 @@ def header_for(weights: Weights, params: CodingParams, info: VideoInfo, indexed:
         block_modes=block_modes_possible(params),
         sample_offsets=sample_offsets_possible(params),
         half_pel=half_pel_possible(params),
+        neighbour_levels=neighbour_levels_possible(params),
     )
 
 
@@ -361,6 +368,7 @@ class Encoder(FrameLoop):
         flow = inter.flow(x, ref.picture)
         no_modes = self._no_modes(x)
         quarter = False if self.header.half_pel else None  # the flag, when the stream codes it
+        levelled = self.header.neighbour_levels
 
         def coded(
             picture: InterpolatedFrame, block: int, half_pel: bool | None = quarter
@@ -370,7 +378,9 @@ class Encoder(FrameLoop):
             flat = None
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block, finest)
-            field = MotionField(vectors, block, flat, modes=no_modes, half_pel=half_pel)
+            field = MotionField(
+                vectors, block, flat, modes=no_modes, half_pel=half_pel, neighbour_levels=levelled
+            )
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)
             if self.header.prediction_offsets:

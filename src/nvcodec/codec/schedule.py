@@ -93,6 +93,7 @@ class CodingParams:
     block_modes: ToolMode = ToolMode.AUTO  # intra frames' modes per 8x8 block, eight of them (auto or off)
     sample_offsets: ToolMode = ToolMode.AUTO  # offsets by sample class after deblocking (auto or off)
     half_pel: ToolMode = ToolMode.AUTO  # P frames' vectors in half pixels where cheaper (auto or off)
+    neighbour_levels: ToolMode = ToolMode.AUTO  # intra blocks may take their neighbours' levels (auto or off)
     rate: RateTarget | None = None  # a target bitrate: each frame's base qp from rate control
 
     def __post_init__(self) -> None:
@@ -130,6 +131,8 @@ class CodingParams:
             raise InputError("--sample-offsets is auto or off (the encoder decides frame by frame)")
         if self.half_pel == ToolMode.ON:
             raise InputError("--half-pel is auto or off (the encoder decides frame by frame)")
+        if self.neighbour_levels == ToolMode.ON:
+            raise InputError("--neighbour-levels is auto or off (the encoder decides block by block)")
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from nvcodec.codec.encoder import (
     half_pel_possible,
     header_for,
     intra_blocks_possible,
+    neighbour_levels_possible,
     pixel_dc_possible,
     prediction_offsets_possible,
     sample_offsets_possible,
@@ -93,8 +94,9 @@ def _segment_encoder(
     # the video's header, not the segment's, says whether P frames skip edges, code prediction
     # offsets and adapt their tables, whether records are compact, whether P frames may have
     # intra blocks, whether references are kept in 10-bit levels, whether intra frames predict
-    # their DCs from pixels and give each block a mode, whether frames code sample offsets and
-    # whether P frames flag half-pel vectors (no record bit does)
+    # their DCs from pixels and give each block a mode, whether frames code sample offsets,
+    # whether P frames flag half-pel vectors and whether their intra blocks may take their
+    # neighbours' levels (no record bit does)
     decided = dict(
         skip_edges=params.skip_edges if skip_edges_possible(params) else ToolMode.OFF,
         prediction_offsets=params.prediction_offsets if prediction_offsets_possible(params) else ToolMode.OFF,
@@ -106,6 +108,7 @@ def _segment_encoder(
         block_modes=params.block_modes if block_modes_possible(params) else ToolMode.OFF,
         sample_offsets=params.sample_offsets if sample_offsets_possible(params) else ToolMode.OFF,
         half_pel=params.half_pel if half_pel_possible(params) else ToolMode.OFF,
+        neighbour_levels=params.neighbour_levels if neighbour_levels_possible(params) else ToolMode.OFF,
     )
     return Encoder(
         weights,

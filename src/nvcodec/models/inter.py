@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import coding_cost, flatten, to_predictors, vector_costs
-from nvcodec.models.intra_prediction import MACROBLOCK, MODES, macroblock_grid
+from nvcodec.models.intra_prediction import MACROBLOCK, macroblock_grid
 from nvcodec.models.intra_search import BlockQuantiser, IntraDecision, search_modes
 from nvcodec.models.latent_codec import ALL_CHANNELS, LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.layout import (
@@ -236,7 +237,8 @@ class InterCoder(nn.Module):
         if modes is None or not modes.any():
             return prediction.fine + residual
         levels = intra_blocks.levels_of(prediction.fine, modes)
-        return intra_prediction.reconstruct(levels + residual, modes, intra_prediction.SHAPES)
+        # 2.19's modes, of which 0-3 predict as the shapes alone (2.13-2.18) do
+        return intra_prediction.reconstruct(levels + residual, modes, intra_prediction.NEIGHBOUR_LEVELS)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
@@ -420,14 +422,17 @@ class InterCoder(nn.Module):
         assert start is not None, "intra blocks need the stream's map"
         coding, prediction = start.coding, start.prediction
         recon = self._unfiltered(out.latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
-        candidates = self._candidates(x, prediction, recon, coding.qp)
+        levelled = out.field.neighbour_levels
+        modes = intra_blocks.mode_set(levelled)
+        candidates = self._candidates(x, prediction, recon, coding.qp, levelled)
         if not candidates.any():
             return out
         levels = self.latent.from_symbols(out.latent.symbols)
         begin = IntraDecision(out.field.modes, self.latent.scaled(start.y, coding.qp), levels, recon)
         bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
         quantise = coding.quantiser(self.transform, out.latent.buckets)
-        decision = search_modes(x, quantise, begin, intra_blocks.mode_bits, bases, candidates)
+        bits_of = partial(intra_blocks.mode_bits, neighbour_levels=levelled)
+        decision = search_modes(x, quantise, begin, bits_of, bases, candidates, modes)
         field = replace(out.field, modes=decision.modes)
         latent = coding.encode_decided(decision.scaled, decision.levels, x)
         x_hat = self._reconstruction(latent, prediction, field, coding.qp, start.skip_edges, start.bits)
@@ -448,20 +453,20 @@ class InterCoder(nn.Module):
         return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes, bits)
 
     def _candidates(
-        self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int
+        self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int, levelled: bool
     ) -> np.ndarray:
-        """(Hm, Wm) the macroblocks where a mode's prediction, its shape taken from `recon`, has a
-        lower estimated D + lambda R (flat_blocks.coding_cost, the map's bits at its sparsest
-        context) than the motion's."""
+        """(Hm, Wm) the macroblocks where a mode's prediction (of 2.19's modes when `levelled`),
+        taken from `recon`, has a lower estimated D + lambda R (flat_blocks.coding_cost, the map's
+        bits at its sparsest context) than the motion's."""
         hm, wm = macroblock_grid(tuple(recon.shape))
         every = np.ones((hm, wm), dtype=np.int64)
-        levels = intra_blocks.levels_of(prediction.fine, every)
-        shapes = intra_blocks.shapes(recon)
+        shapes = intra_blocks.shapes(recon, intra_blocks.mode_set(levelled))
         grid = np.indices((hm, wm)).reshape(2, -1)
-        bits = intra_blocks.mode_bits(np.zeros_like(every), *grid).reshape(len(MODES), hm, wm)
+        bits = intra_blocks.mode_bits(np.zeros_like(every), *grid, levelled).reshape(-1, hm, wm)
         none = self._block_costs(x, prediction, qp, MACROBLOCK)
         best = np.full(none.shape, np.inf)
-        for m in range(1, len(MODES)):
+        for m in range(1, len(bits)):
+            levels = intra_blocks.levels_of(prediction.fine, every * m)
             shaped = intra_blocks.predicted(levels, shapes, every * m).clamp(0, FINE_PEAK).to(torch.int32)
             estimate = self._block_costs(x, Prediction.exact(shaped, x.dtype), qp, MACROBLOCK)
             best = np.minimum(best, estimate + inter_lambda(x) * (bits[m] - bits[0]))
@@ -499,6 +504,7 @@ class InterCoder(nn.Module):
         has_offsets: bool,
         has_half_pel: bool,
         has_intra_blocks: bool,
+        has_neighbour_levels: bool,
         refine: Refine | None = None,
         table: np.ndarray | None = None,
         bits: int = 8,
@@ -508,7 +514,8 @@ class InterCoder(nn.Module):
         map, a split map; `has_shifts`: its latent substream starts with table shifts;
         `skip_edges`: deblocked on the motion's edges alone, 2.9; `has_offsets`: its motion
         substream starts with prediction offsets, 2.10; `has_half_pel`: then the half-pel flag,
-        2.18; `has_intra_blocks`: it ends with the intra blocks' map, 2.13; `table`, `bits`: as
+        2.18; `has_intra_blocks`: it ends with the intra blocks' map, 2.13, with modes 4-7 when
+        `has_neighbour_levels`, 2.19; `table`, `bits`: as
         encode's)."""
         shape = tuple(reference.frame.shape)
         grid = block_grid(shape, block)
@@ -523,6 +530,7 @@ class InterCoder(nn.Module):
             has_offsets=has_offsets,
             has_half_pel=has_half_pel,
             macroblocks=macroblock_grid(shape) if has_intra_blocks else None,
+            has_neighbour_levels=has_neighbour_levels,
         )
         prediction = self._prediction(reference, field, refine)
         like = prediction.values

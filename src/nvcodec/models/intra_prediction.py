@@ -18,8 +18,10 @@ version 2.15 on ("pixel DC"), an intra frame's predictions keep their means and 
 
 so that each block's mean is predicted from its neighbours' pixels, as in H.264, and its DC
 levels are coded as they are: on the first frames of the development clips, 4-15% fewer bits than
-the MED of the levels at equal PSNR. A missing row above (the first row of blocks) takes the value
-of left[0]; a missing column (the first column) takes top[0]; with neither, both are 128 levels.
+the MED of the levels at equal PSNR (from version 2.19 on, P frames' intra blocks may take these
+four predictions too, as their modes 4-7: models.intra_blocks). A missing row above (the first
+row of blocks) takes the value of left[0]; a missing column (the first column) takes top[0]; with
+neither, both are 128 levels.
 From version 2.16 on ("block modes"), an intra frame gives each 8x8 block (and its two 4x4
 chroma blocks) its own mode among eight: the four above, with their means, and four directions
 along the neighbours filtered by [1 2 1] (directional):
@@ -158,17 +160,25 @@ class ModeSet:
     same: tuple[int, ...]  # P(the predicted mode) in 1/256 by context
     other: tuple[tuple[int, ...], ...]  # per predicted mode, P(rank >= t | rank >= t - 1), t = 1, 2, ...
     adaptive: bool = False  # the map's probabilities adapt row by row (MapProbabilities)
+    neighbour_levels: bool = False  # modes 4-7 are pixel DC's modes 0-3, means kept (P frames, 2.19)
 
     @property
     def count(self) -> int:
-        return len(MODES) + (len(DIRECTIONS) if self.directions else 0)
+        return len(MODES) * (2 if self.neighbour_levels else 1) + (len(DIRECTIONS) if self.directions else 0)
 
     def predict(self, top: Array, left: Array, corner: Array) -> Array:
         """(count, k, n, n) predictions of every mode from (k, n) neighbours and (k,) corners."""
         out = predictions(top, left, self.pixel_dc)
+        if self.neighbour_levels:
+            return _namespace(top).concatenate([out, predictions(top, left, pixel_dc=True)])
         if not self.directions:
             return out
         return _namespace(top).concatenate([out, directional(top, left, corner)])
+
+    def levelled(self, modes: Array) -> Array:
+        """Which of a P frame's `modes` predict their blocks' levels from the neighbours too
+        (4-7 from 2.19), not from the motion."""
+        return (modes >= len(MODES)) & self.neighbour_levels
 
 
 def reconstruct(residual: torch.Tensor, modes: np.ndarray, mode_set: ModeSet) -> torch.Tensor:
@@ -222,7 +232,9 @@ BLOCK_OTHER_PROBABILITIES = (
     (161, 119, 220, 105, 183, 178),
 )
 
-SHAPES = ModeSet(2, False, False, SAME_PROBABILITIES, OTHER_PROBABILITIES)  # 2.8-2.14; P frames' predictions
+SHAPES = ModeSet(2, False, False, SAME_PROBABILITIES, OTHER_PROBABILITIES)  # 2.8-2.14; P frames' to 2.18
+# P frames' from 2.19 (their map is intra_blocks', the probabilities are not used)
+NEIGHBOUR_LEVELS = ModeSet(2, False, False, SAME_PROBABILITIES, OTHER_PROBABILITIES, neighbour_levels=True)
 MACROBLOCK_DC = ModeSet(2, True, False, SAME_PROBABILITIES, OTHER_PROBABILITIES)  # 2.15
 BLOCK_MODES = ModeSet(
     1, True, True, BLOCK_SAME_PROBABILITIES, BLOCK_OTHER_PROBABILITIES, adaptive=True

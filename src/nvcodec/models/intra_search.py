@@ -189,7 +189,8 @@ def search_modes(
 ) -> IntraDecision:
     """`start` with the `candidates` areas of `mode_set` (all when None) decided again, closed
     loop along anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64
-    levels, mode none's and the others'; zero when None) plus the mode's prediction, the mode of
+    levels, mode none's and the others'; zero when None and in the modes that take the
+    neighbours' levels) plus the mode's prediction, the mode of
     least squared error plus lambda times the levels' and the mode's estimated bits (`bits_of`)
     wins. The other areas keep their levels and reconstruction (`start.fine`, before deblocking)."""
     source = [p[0].float() * FINE_PEAK for p in to_planes(x.float())]
@@ -267,6 +268,7 @@ def _try_modes(
     patches = [p.repeat(n_modes, 1, 1) for p in _patches(recon, mi, mj, side)]
     device = mi.device
     mode = torch.arange(n_modes, device=device).repeat_interleave(len(mi))
+    own_level = mode_set.levelled(mode)[:, None, None]
     mi4, mj4, rows4 = mi.repeat(n_modes), mj.repeat(n_modes), torch.arange(len(mode), device=device)
     at4 = (mi4.cpu().numpy(), mj4.cpu().numpy())
     tried = _Tried(np.zeros(len(mode)), patches, [], [])
@@ -284,7 +286,8 @@ def _try_modes(
             else:
                 pred = mode_set.predict(top, left, corner)[mode, rows4]
             if bases is not None:
-                pred = pred + bases[p][(mode > 0).long()[:, None, None], rows, cols]
+                base = bases[p][(mode > 0).long()[:, None, None], rows, cols]
+                pred = pred + torch.where(own_level, 0, base)
             preds.append(pred)
             sources.append(plane_src[rows, cols])
         residual = from_planes([(s - p) / FINE_PEAK for s, p in zip(sources, preds)])

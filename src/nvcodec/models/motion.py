@@ -88,6 +88,7 @@ class MotionField:
     offsets: tuple[int, int, int] | None = None  # levels added to the Y, U, V prediction; None: not coded
     modes: np.ndarray | None = None  # (Hm, Wm) intra mode per macroblock (models.intra_blocks); None: no map
     half_pel: bool | None = None  # vectors in half pixels (2.18); None: no flag coded
+    neighbour_levels: bool = False  # the intra blocks' map may give modes 4-7 (2.19)
 
     @property
     def vector_step(self) -> int:
@@ -309,7 +310,7 @@ class MotionCoder(nn.Module):
             assert not (field.deltas % step).any(), "a half-pel frame's deltas are whole half pixels"
             self._add_deltas(encoder, qp, split, field.deltas // step)
         if field.modes is not None:
-            intra_blocks.write_map(encoder, field.modes)
+            intra_blocks.write_map(encoder, field.modes, field.neighbour_levels)
         return encoder.finish()
 
     def _add_deltas(self, encoder: SymbolEncoder, qp: int, split: np.ndarray, deltas: np.ndarray) -> None:
@@ -343,12 +344,13 @@ class MotionCoder(nn.Module):
         has_offsets: bool,
         has_half_pel: bool,
         macroblocks: tuple[int, int] | None,
+        has_neighbour_levels: bool,
     ) -> MotionField:
         """The field of a motion substream of `grid` blocks of `block` luma pixels; `has_flat`,
         `has_split`: the record says it holds a flat-block map, a split map; `has_offsets`: it
         starts with prediction offsets (2.10); `has_half_pel`: the half-pel flag follows them
         (2.18); `macroblocks`: the grid of the intra blocks' map that ends it (2.13), None when
-        it has none."""
+        it has none; `has_neighbour_levels`: that map may give modes 4-7 (2.19)."""
         decoder = SymbolDecoder(tables, stream)
         offsets = _read_offsets(decoder) if has_offsets else None
         half_pel = bool(decoder.read_flags(np.array([HALF_PEL_PROBABILITY]))[0]) if has_half_pel else None
@@ -361,7 +363,8 @@ class MotionCoder(nn.Module):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
         deltas = None if split is None else step * self._read_deltas(decoder, qp, split)
-        modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks)
+        levelled = has_neighbour_levels
+        modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks, levelled)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(step * d), -MAX_VECTOR, MAX_VECTOR)
-        return MotionField(vectors, block, flat, split, deltas, offsets, modes, half_pel)
+        return MotionField(vectors, block, flat, split, deltas, offsets, modes, half_pel, levelled)

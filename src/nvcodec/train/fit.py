@@ -255,6 +255,7 @@ def coded_field(weights: Weights, encoder: Encoder, rec: FrameRecord) -> MotionF
         macroblocks=macroblock_grid(tuple(encoder.reference.picture.frame.shape))
         if encoder.header.intra_blocks
         else None,
+        has_neighbour_levels=encoder.header.neighbour_levels,
     )
 
 
