@@ -22,7 +22,15 @@ from nvcodec.errors import InputError
 from nvcodec.frame import Frame
 from nvcodec.models import intra_blocks
 from nvcodec.models.compensation import Prediction
-from nvcodec.models.intra_prediction import block_view, macroblock_grid, neighbours, predictions
+from nvcodec.models.intra_prediction import (
+    NEIGHBOUR_LEVELS,
+    SHAPES,
+    block_view,
+    macroblock_grid,
+    neighbours,
+    predictions,
+    reconstruct,
+)
 from nvcodec.models.layout import FINE_PEAK, block_means, padded_size, to_planes
 from nvcodec.models.motion import block_grid
 from nvcodec.weights import Weights
@@ -38,33 +46,35 @@ def maps(count: int) -> st.SearchStrategy[np.ndarray]:
     )
 
 
-def _round_trip(modes: np.ndarray, neighbour_levels: bool) -> tuple[np.ndarray, int]:
-    """The map written and read back, and its length in bytes."""
+def _round_trip(modes: np.ndarray, neighbour_levels: bool) -> np.ndarray:
+    """The map written and read back."""
     encoder = SymbolEncoder(TABLES)
     intra_blocks.write_map(encoder, modes, neighbour_levels)
     data = encoder.finish()
     decoder = SymbolDecoder(TABLES, data)
     read = intra_blocks.read_map(decoder, modes.shape, neighbour_levels)
     decoder.finish()
-    return read, len(data)
+    return read
 
 
 @settings(deadline=None, max_examples=150)
 @given(maps(4))
 def test_maps_of_the_shapes_round_trip(modes: np.ndarray) -> None:
-    assert np.array_equal(_round_trip(modes, False)[0], modes)
+    assert np.array_equal(_round_trip(modes, False), modes)
 
 
 @settings(deadline=None, max_examples=150)
 @given(maps(8))
 def test_maps_with_the_neighbours_levels_round_trip(modes: np.ndarray) -> None:
-    assert np.array_equal(_round_trip(modes, True)[0], modes)
+    assert np.array_equal(_round_trip(modes, True), modes)
 
 
 def test_a_frame_without_intra_blocks_codes_one_flag() -> None:
     for neighbour_levels in (False, True):
-        read, _ = _round_trip(np.zeros((40, 60), dtype=np.int64), neighbour_levels)
-        assert not read.any()
+        assert not _round_trip(np.zeros((40, 60), dtype=np.int64), neighbour_levels).any()
+        assert _flags(np.zeros((40, 60), dtype=np.int64), neighbour_levels) == [
+            (False, intra_blocks.ANY_PROBABILITY)
+        ]
 
 
 class _Flags:
@@ -105,7 +115,7 @@ def test_the_levelled_flags_are_coded_only_from_2_19() -> None:
 
 @pytest.mark.parametrize("neighbour_levels", [False, True])
 def test_mode_bits_price_the_flags_the_map_codes(neighbour_levels: bool) -> None:
-    modes = np.array([[0, 1, 0], [2, 0, 7]])
+    modes = np.array([[0, 1, 0], [2, 0, 7 if neighbour_levels else 3]])
     at = (np.array([1, 1]), np.array([0, 1]))
     bits = intra_blocks.mode_bits(modes, *at, neighbour_levels)
     assert len(bits) == (8 if neighbour_levels else 4)
@@ -158,6 +168,19 @@ def test_the_decoder_adds_each_shape_from_the_final_neighbours(seed: int) -> Non
                 else:
                     want = res[i, j, 0] + predictions(top, left, pixel_dc=True)[mode - 4, 0]
                 assert np.array_equal(got[i, j, 0], np.clip(want, 0, FINE_PEAK))
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_modes_0_to_3_reconstruct_as_before_2_19(seed: int) -> None:
+    """A 2.13-2.18 map (modes 0-3) is rebuilt by 2.19's mode set exactly as by the shapes alone:
+    older streams decode as they did."""
+    prediction = Prediction.exact(_picture(seed), torch.float32)
+    residual = _picture(seed + 1) - FINE_PEAK // 2
+    modes = np.random.default_rng(seed).integers(0, 4, size=(3, 4))
+    levels = intra_blocks.levels_of(prediction.fine, modes) + residual
+    shapes = reconstruct(levels, modes, SHAPES)
+    assert torch.equal(reconstruct(levels, modes, NEIGHBOUR_LEVELS), shapes)
+    assert not torch.equal(shapes, torch.clamp(prediction.fine + residual, 0, FINE_PEAK))  # the modes predict
 
 
 def test_a_map_without_modes_reconstructs_as_the_motion_alone() -> None:

@@ -368,7 +368,7 @@ class Encoder(FrameLoop):
         flow = inter.flow(x, ref.picture)
         no_modes = self._no_modes(x)
         quarter = False if self.header.half_pel else None  # the flag, when the stream codes it
-        levelled = self.header.neighbour_levels
+        neighbour_levels = self.header.neighbour_levels
 
         def coded(
             picture: InterpolatedFrame, block: int, half_pel: bool | None = quarter
@@ -379,7 +379,7 @@ class Encoder(FrameLoop):
             if flat_blocks_possible(self.params):
                 vectors, flat = inter.flat_blocks(x, picture, plan.qp, self.tables, vectors, block, finest)
             field = MotionField(
-                vectors, block, flat, modes=no_modes, half_pel=half_pel, neighbour_levels=levelled
+                vectors, block, flat, modes=no_modes, half_pel=half_pel, neighbour_levels=neighbour_levels
             )
             if split_blocks_possible(self.params):
                 field = inter.split_blocks(x, picture, plan.qp, self.tables, flow, field)

@@ -26,7 +26,7 @@ from nvcodec.models.compensation import InterpolatedFrame, Prediction
 from nvcodec.models.config import ModelConfig
 from nvcodec.models.deblock import Edges, deblock
 from nvcodec.models.flat_blocks import coding_cost, flatten, to_predictors, vector_costs
-from nvcodec.models.intra_prediction import MACROBLOCK, macroblock_grid
+from nvcodec.models.intra_prediction import MACROBLOCK, NEIGHBOUR_LEVELS, macroblock_grid
 from nvcodec.models.intra_search import BlockQuantiser, IntraDecision, search_modes
 from nvcodec.models.latent_codec import ALL_CHANNELS, LatentCodec, LatentResult, base_step, latent_positions
 from nvcodec.models.layout import (
@@ -237,8 +237,9 @@ class InterCoder(nn.Module):
         if modes is None or not modes.any():
             return prediction.fine + residual
         levels = intra_blocks.levels_of(prediction.fine, modes)
-        # 2.19's modes, of which 0-3 predict as the shapes alone (2.13-2.18) do
-        return intra_prediction.reconstruct(levels + residual, modes, intra_prediction.NEIGHBOUR_LEVELS)
+        # modes 0-3 predict alike in both sets: the shapes alone unless a mode takes the neighbours' levels
+        mode_set = intra_blocks.mode_set(bool(NEIGHBOUR_LEVELS.levelled(modes).any()))
+        return intra_prediction.reconstruct(levels + residual, modes, mode_set)
 
     @torch.no_grad()
     def flow(self, x: torch.Tensor, reference: InterpolatedFrame) -> torch.Tensor:
@@ -422,17 +423,17 @@ class InterCoder(nn.Module):
         assert start is not None, "intra blocks need the stream's map"
         coding, prediction = start.coding, start.prediction
         recon = self._unfiltered(out.latent.y_hat, prediction, None).clamp(0, FINE_PEAK)  # as the decoder's
-        levelled = out.field.neighbour_levels
-        modes = intra_blocks.mode_set(levelled)
-        candidates = self._candidates(x, prediction, recon, coding.qp, levelled)
+        neighbour_levels = out.field.neighbour_levels
+        candidates = self._candidates(x, prediction, recon, coding.qp, neighbour_levels)
         if not candidates.any():
             return out
         levels = self.latent.from_symbols(out.latent.symbols)
         begin = IntraDecision(out.field.modes, self.latent.scaled(start.y, coding.qp), levels, recon)
         bases = torch.cat([prediction.fine, block_means(prediction.fine, MACROBLOCK // 2)])
         quantise = coding.quantiser(self.transform, out.latent.buckets)
-        bits_of = partial(intra_blocks.mode_bits, neighbour_levels=levelled)
-        decision = search_modes(x, quantise, begin, bits_of, bases, candidates, modes)
+        bits_of = partial(intra_blocks.mode_bits, neighbour_levels=neighbour_levels)
+        mode_set = intra_blocks.mode_set(neighbour_levels)
+        decision = search_modes(x, quantise, begin, bits_of, bases, candidates, mode_set)
         field = replace(out.field, modes=decision.modes)
         latent = coding.encode_decided(decision.scaled, decision.levels, x)
         x_hat = self._reconstruction(latent, prediction, field, coding.qp, start.skip_edges, start.bits)
@@ -453,22 +454,24 @@ class InterCoder(nn.Module):
         return self.synthesis(latent.y_hat, prediction, qp, edges, field.modes, bits)
 
     def _candidates(
-        self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int, levelled: bool
+        self, x: torch.Tensor, prediction: Prediction, recon: torch.Tensor, qp: int, neighbour_levels: bool
     ) -> np.ndarray:
-        """(Hm, Wm) the macroblocks where a mode's prediction (of 2.19's modes when `levelled`),
-        taken from `recon`, has a lower estimated D + lambda R (flat_blocks.coding_cost, the map's
-        bits at its sparsest context) than the motion's."""
+        """(Hm, Wm) the macroblocks where a mode's prediction (of 2.19's modes with
+        `neighbour_levels`), taken from `recon`, has a lower estimated D + lambda R
+        (flat_blocks.coding_cost, the map's bits at its sparsest context) than the motion's."""
         hm, wm = macroblock_grid(tuple(recon.shape))
         every = np.ones((hm, wm), dtype=np.int64)
-        shapes = intra_blocks.shapes(recon, intra_blocks.mode_set(levelled))
+        mode_set = intra_blocks.mode_set(neighbour_levels)
+        predictions = intra_blocks.mode_predictions(recon, mode_set)
         grid = np.indices((hm, wm)).reshape(2, -1)
-        bits = intra_blocks.mode_bits(np.zeros_like(every), *grid, levelled).reshape(-1, hm, wm)
+        bits = intra_blocks.mode_bits(np.zeros_like(every), *grid, neighbour_levels).reshape(-1, hm, wm)
         none = self._block_costs(x, prediction, qp, MACROBLOCK)
+        means = intra_blocks.levels_of(prediction.fine, every)  # what modes 1-3 add to; 4-7 add to 0
         best = np.full(none.shape, np.inf)
         for m in range(1, len(bits)):
-            levels = intra_blocks.levels_of(prediction.fine, every * m)
-            shaped = intra_blocks.predicted(levels, shapes, every * m).clamp(0, FINE_PEAK).to(torch.int32)
-            estimate = self._block_costs(x, Prediction.exact(shaped, x.dtype), qp, MACROBLOCK)
+            levels = torch.zeros_like(means) if mode_set.levelled(m) else means
+            moded = intra_blocks.predicted(levels, predictions, every * m).clamp(0, FINE_PEAK)
+            estimate = self._block_costs(x, Prediction.exact(moded.to(torch.int32), x.dtype), qp, MACROBLOCK)
             best = np.minimum(best, estimate + inter_lambda(x) * (bits[m] - bits[0]))
         return best < none
 

@@ -41,7 +41,8 @@ ANY_PROBABILITY = 128  # that a frame has a macroblock with a mode
 PLANAR_PROBABILITY = 96  # that a macroblock's mode is planar
 VERTICAL_PROBABILITY = 128  # that a mode other than planar is vertical
 # From the modes the encoder chose on Cockatoo's first 9 frames at qps 17-32 (2.19, flags at 1/2):
-# 66-76% of the macroblocks with a mode take the neighbours' levels, 12-16% of those are DC.
+# 66-76% of the macroblocks with a mode took the neighbours' levels, 12-16% of those DC (72-80%
+# and 8-12% once coded with these probabilities).
 LEVELLED_PROBABILITY = 184  # that a mode takes the neighbours' levels (2.19)
 DC_PROBABILITY = 36  # that a mode with the neighbours' levels is DC
 TENSOR_SIDE = MACROBLOCK // 2  # a macroblock's side in the frame tensor (half resolution)
@@ -66,11 +67,12 @@ def levels_of(fine: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
     return torch.where(mask(NEIGHBOUR_LEVELS.levelled(modes), fine), 0, means)
 
 
-def shapes(recon: torch.Tensor, modes: ModeSet) -> torch.Tensor:
-    """(count - 1, 6, h, w) int64: every block's prediction in each mode of `modes` but none,
-    from the neighbours it has in `recon` (1, 6, h, w), 1/64 levels (the encoder's estimate of
-    what the decoder will predict once the neighbours are final)."""
-    count = modes.count - 1
+def mode_predictions(recon: torch.Tensor, mode_set: ModeSet) -> torch.Tensor:
+    """(count - 1, 6, h, w) int64: every block's prediction in each mode of `mode_set` but none
+    (a zero-mean shape in modes 1-3), from the neighbours it has in `recon` (1, 6, h, w), 1/64
+    levels (the encoder's estimate of what the decoder will predict once the neighbours are
+    final)."""
+    count = mode_set.count - 1
     out = []
     for plane, n in zip(to_planes(recon.long()), (8, 4, 4)):
         p = plane.cpu().numpy()
@@ -78,7 +80,7 @@ def shapes(recon: torch.Tensor, modes: ModeSet) -> torch.Tensor:
         hb, wb = view.shape[:2]
         i, j = (a.ravel() for a in np.meshgrid(np.arange(hb), np.arange(wb), indexing="ij"))
         top, left, corner = intra_prediction.neighbours(view, i, j)
-        pred = modes.predict(top, left, corner)[1:]  # (count, k P, n, n)
+        pred = mode_set.predict(top, left, corner)[1:]  # (count, k P, n, n)
         blocks = pred.reshape(count, hb, wb, p.shape[0], n, n).transpose(0, 3, 1, 4, 2, 5)
         out.append(torch.from_numpy(blocks.reshape(count, p.shape[0], hb * n, wb * n)).to(recon.device))
     return from_planes([o[:, 0] for o in out])
@@ -86,7 +88,7 @@ def shapes(recon: torch.Tensor, modes: ModeSet) -> torch.Tensor:
 
 def predicted(levels: torch.Tensor, candidates: torch.Tensor, modes: np.ndarray) -> torch.Tensor:
     """The prediction in 1/64 levels: `levels` (levels_of), plus the prediction of its mode from
-    the (count - 1, 6, h, w) `candidates` (shapes) in every macroblock with one."""
+    the (count - 1, 6, h, w) `candidates` (mode_predictions) in every macroblock with one."""
     per_sample = torch.from_numpy(modes).to(levels.device)[None]
     chosen = spread_blocks(per_sample, TENSOR_SIDE, *levels.shape[-2:])[0, 0]
     out = levels.long()
@@ -103,13 +105,13 @@ def _map_contexts(flags: np.ndarray) -> np.ndarray:
 def _split(modes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Modes 1-7 as (whether each takes the neighbours' levels, its prediction: 0 DC, 1 planar,
     2 vertical, 3 horizontal)."""
-    levelled = modes >= len(MODES)
+    levelled = NEIGHBOUR_LEVELS.levelled(modes)
     return levelled, np.where(levelled, modes - len(MODES), modes)
 
 
 def write_map(encoder: SymbolEncoder, modes: np.ndarray, neighbour_levels: bool) -> None:
     """The macroblocks' modes as 5.4.5 codes them (`neighbour_levels`: with 2.19's modes)."""
-    assert neighbour_levels or modes.max(initial=0) < len(MODES), "modes 4-7 need 2.19's map"
+    assert neighbour_levels or not NEIGHBOUR_LEVELS.levelled(modes).any(), "modes 4-7 need 2.19's map"
     flags = modes != 0
     encoder.add_flags(np.array([flags.any()]), np.array([ANY_PROBABILITY]))
     if not flags.any():
@@ -166,7 +168,7 @@ def mode_bits(modes: np.ndarray, i: np.ndarray, j: np.ndarray, neighbour_levels:
     ]  # DC, planar, vertical, horizontal (the last two alike at 1/2)
     each = shapes[1:]
     if neighbour_levels:
-        levelled = [_bits(DC_PROBABILITY, m == 0) + s for m, s in enumerate(shapes)]
+        with_levels = [_bits(DC_PROBABILITY, m == 0) + s for m, s in enumerate(shapes)]
         each = [_bits(LEVELLED_PROBABILITY, False) + s for s in each]
-        each += [_bits(LEVELLED_PROBABILITY, True) + s for s in levelled]
+        each += [_bits(LEVELLED_PROBABILITY, True) + s for s in with_levels]
     return np.stack([-np.log2(1 - p), *(-np.log2(p) + b for b in each)])

@@ -175,6 +175,9 @@ class ModeSet:
             return out
         return _namespace(top).concatenate([out, directional(top, left, corner)])
 
+    def __post_init__(self) -> None:
+        assert not (self.directions and self.neighbour_levels), "modes 4-7 are one or the other"
+
     def levelled(self, modes: Array) -> Array:
         """Which of a P frame's `modes` predict their blocks' levels from the neighbours too
         (4-7 from 2.19), not from the motion."""

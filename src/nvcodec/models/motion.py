@@ -363,7 +363,7 @@ class MotionCoder(nn.Module):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
         deltas = None if split is None else step * self._read_deltas(decoder, qp, split)
-        levelled = has_neighbour_levels
+        levelled = has_neighbour_levels  # the map's syntax
         modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks, levelled)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(step * d), -MAX_VECTOR, MAX_VECTOR)
