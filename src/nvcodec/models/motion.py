@@ -363,8 +363,11 @@ class MotionCoder(nn.Module):
             indices = self.row_indices(qp, d[i - 1] if i else None, grid[1])
             d[i, coded[i]] = decoder.read(indices[:, coded[i]]).T
         deltas = None if split is None else step * self._read_deltas(decoder, qp, split)
-        levelled = has_neighbour_levels  # the map's syntax
-        modes = None if macroblocks is None else intra_blocks.read_map(decoder, macroblocks, levelled)
+        modes = None
+        if macroblocks is not None:
+            modes = intra_blocks.read_map(decoder, macroblocks, has_neighbour_levels)
         decoder.finish()
         vectors = np.clip(reconstruct_vectors(step * d), -MAX_VECTOR, MAX_VECTOR)
-        return MotionField(vectors, block, flat, split, deltas, offsets, modes, half_pel, levelled)
+        return MotionField(
+            vectors, block, flat, split, deltas, offsets, modes, half_pel, has_neighbour_levels
+        )
