@@ -44,9 +44,9 @@ from nvcodec.models.config import TINY
 from nvcodec.weights import random_model, save_weights
 
 GROUP = (3, 2, 3, 1, 3, 2, 3)  # the default hierarchical qp offsets after each group's finest frame
-OFFSETS = (-4, *GROUP, 0, *GROUP, -2, *GROUP, 0, *GROUP)
+OFFSETS = (-3, *GROUP, 0, *GROUP)
 # the P frames after each position before one as fine
-SERVED = (31, 0, 1, 0, 3, 0, 1, 0, 7, 0, 1, 0, 3, 0, 1, 0, 15, 0, 1, 0, 3, 0, 1, 0, 7, 0, 1, 0, 3, 0, 1, 0)
+SERVED = (15, 0, 1, 0, 3, 0, 1, 0, 7, 0, 1, 0, 3, 0, 1, 0)
 INTRA_OFFSET = -3  # intra frames are coded 3 qp finer than the base
 DEFAULT_QP = 32
 FRAMES = 6
@@ -153,7 +153,7 @@ def fix_header_crc(data: bytearray) -> bytearray:
 
 
 def expected_qp(index: int, qp: int, intra_period: int, count: int) -> tuple[str, int]:
-    """Type and qp of frame `index` of `count`: intra at base - 3, P at base + offset[position % 32],
+    """Type and qp of frame `index` of `count`: intra at base - 3, P at base + offset[position % 16],
     clamped; a P frame followed by fewer frames of its segment than its offset serves takes the
     finest offset that serves no more (the last frame the coarsest)."""
     position = index if intra_period <= 0 else index % intra_period

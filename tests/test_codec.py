@@ -89,15 +89,15 @@ def test_schedule_types_qp_and_refresh():
 
 
 def test_frames_near_the_end_give_up_the_finer_qp_of_frames_that_do_not_follow():
-    params = CodingParams(qp=32)  # offsets (-4, 3, 2, 3, 1, 3, 2, 3, 0, ..., -2, ..., 0, ...)
-    assert [served(p, params.qp_offsets) for p in range(8)] == [31, 0, 1, 0, 3, 0, 1, 0]
+    params = CodingParams(qp=32)  # offsets (-3, 3, 2, 3, 1, 3, 2, 3, 0, 3, 2, 3, 1, 3, 2, 3)
+    assert [served(p, params.qp_offsets) for p in range(8)] == [15, 0, 1, 0, 3, 0, 1, 0]
     assert [served(p, params.qp_offsets) for p in (8, 16, 24)] == [7, 15, 7]
     assert [plan_frame(i, params, 9).qp for i in range(9)] == [29, 35, 34, 35, 33, 35, 34, 35, 35]
     # frame 8 serves the 7 after it; as fewer follow, the finest offset that serves no more
     assert [plan_frame(8, params, n).qp for n in (10, 11, 12, 15, 16)] == [34, 34, 33, 33, 32]
-    # every second group's finest frame 2 finer, every fourth's 4 finer, unless too few follow
-    assert [plan_frame(i, params, 96).qp for i in (8, 16, 24, 32, 64, 80)] == [32, 30, 32, 28, 28, 30]
-    assert [plan_frame(64, params, n).qp for n in (90, 96)] == [30, 28]
+    # every second group's finest frame 3 finer, unless too few follow
+    assert [plan_frame(i, params, 96).qp for i in (8, 16, 24, 32, 64, 80)] == [32, 29, 32, 29, 29, 29]
+    assert [plan_frame(80, params, n).qp for n in (90, 96)] == [32, 29]
     assert plan_frame(32, params, 40).qp == 32
     whole_groups = [plan_frame(i, params, 96).qp for i in range(96)]
     assert whole_groups == [plan_frame(i, params).qp for i in range(96)]  # the benchmark clips' schedule

@@ -85,10 +85,14 @@ def test_model_controller_moves_its_base_qp_in_bounded_steps_and_settles():
 
 def test_model_controller_is_closer_than_the_buffer_rule_with_a_steady_qp():
     for slope in (0.06, 0.11, 0.16):
-        model, model_qps, _ = drive("model", 250, slope=slope)
-        buffer, _, _ = drive("baseline", 250, slope=slope)
-        assert abs(model / 250 - 1) < abs(buffer / 250 - 1)
-        assert np.abs(np.diff(base_qps(model_qps)[16:])).mean() < 0.5  # under one step every two frames
+        model_errors, buffer_errors = [], []
+        for seed in range(4):  # on average over the noise: either may land on the target by chance
+            model, model_qps, _ = drive("model", 250, slope=slope, seed=seed)
+            buffer, _, _ = drive("baseline", 250, slope=slope, seed=seed)
+            model_errors.append(abs(model / 250 - 1))
+            buffer_errors.append(abs(buffer / 250 - 1))
+            assert np.abs(np.diff(base_qps(model_qps)[16:])).mean() < 0.5  # under one step every two frames
+        assert np.mean(model_errors) < np.mean(buffer_errors)
 
 
 def test_a_scene_cut_is_absorbed_and_the_target_still_met():

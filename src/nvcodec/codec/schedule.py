@@ -15,13 +15,14 @@ DEFAULT_QP = 32
 # Halved from (0, 6, 4, 6, 2, 6, 4, 6) together with INTRA_QP_OFFSET: -4.3% BD-rate on 96 Foreman
 # frames, -0.8% on 16 of Cockatoo (a third, (0, 2, 1, 2, 1, 2, 1, 2), gave -2.8% on Foreman).
 GROUP_OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)
-# Above the groups, two more levels: the finest frame of every second group 2 qp finer, of every
-# fourth 4 finer (positions 16 and 32 of each 32). Their quality carries down the frames that
-# follow: on 96 Foreman frames the last 16 frames' drift below the first 16 falls from
-# 0.48/0.79/1.14/1.18/1.47 to 0.32/0.57/0.88/0.84/1.10 dB at qps 22-42, on Cactus from
-# 0.42/0.52/0.95/1.05/1.27 to 0.22/0.16/0.38/0.27/0.65, for BD-rate +0.30% and +0.65% (Cockatoo
-# +0.97%; `make bench`'s RD part, stop 52).
-GROUP_LEVELS = (-4, 0, -2, 0)
+# Above the groups, one more level: the finest frame of every second group 3 qp finer (every 16th
+# P frame), its quality carrying down the 15 frames that follow. Stop 52 made it every fourth
+# group's 4 finer and the others' between them 2 finer, which keeps the same mean over 32 frames
+# but makes every second run of 16 frames worse than the one before it (on 96 Foreman frames at
+# qp 42, 0.3-0.6 dB): with one level every such run has the same schedule. The 96 Foreman frames,
+# qps 22-42: BD-rate -0.01% against those two levels, the last 16 frames' drift below the first
+# 16 0.27/0.47/0.72/0.72/0.91 dB instead of 0.37/0.57/0.87/0.82/1.07 (stop 54).
+GROUP_LEVELS = (-3, 0)
 DEFAULT_QP_OFFSETS = tuple(o for level in GROUP_LEVELS for o in (level, *GROUP_OFFSETS[1:]))
 # Intra frames are coded this much finer than the base qp: x264's I/P quantiser ratio of 1.4 is
 # 6 log2(1.4) = 2.9 qp. Every P frame starts from the intra frame, so its quality pays twice.
@@ -171,7 +172,7 @@ def group_length(offsets: tuple[int, ...]) -> int:
 
 def served(position: int, offsets: tuple[int, ...]) -> int:
     """How many P frames follow P frame `position` before the next one whose offset is at most its
-    own: the frames its finer qp is for (31, 15, 7, 3, 1 and 0 with the default offsets)."""
+    own: the frames its finer qp is for (15, 7, 3, 1 and 0 with the default offsets)."""
     n, own = len(offsets), offsets[position % len(offsets)]
     return next(d for d in range(1, n + 1) if offsets[(position + d) % n] <= own) - 1
 
