@@ -71,6 +71,7 @@ def test_report_renders_from_results(clip, tiny_weights, tmp_path):
     text = render(tmp_path, tmp_path / "RESULTS.md")
     assert "| people (96x64) | 6 |" in text and "vs x264" in text and "### All points" in text
     assert "| people | " in text.split("intra frame vs x264's")[1]
+    assert "| people | n/a | 10: +0.000, 50: +0.000 dB |" in text.split("its untrained start")[1]
     assert "- **nvcodec**, qp 10, 50: `nvenc --large-blocks auto --flat-blocks off`" in text
     if importlib.util.find_spec("matplotlib"):  # pictures come with the bench extra
         assert "![people](rd_people.png)" in text  # linked relative to this RESULTS.md

@@ -15,6 +15,7 @@ from nvcodec.codec.decoder import Decoder
 from nvcodec.codec.encoder import Encoder, header_for, large_blocks_possible
 from nvcodec.codec.schedule import CodingParams, RateTarget, ToolMode, plan_frame, served
 from nvcodec.errors import InputError, WeightsError
+from nvcodec.evaluation import code_sequence
 from nvcodec.frame import VideoInfo
 from nvcodec.metrics import frame_psnr
 from nvcodec.models.config import TINY
@@ -157,6 +158,18 @@ def test_round_trip_is_bit_exact_with_every_tool_forced_on():
         assert d.output != d.picture.recon  # the enhancement really changed the picture
     skipped = decode(make_weights(1, refiners=True), data, enhance=False)
     assert all(d.output == c.picture.recon and d.output_matches is None for c, d in zip(coded, skipped))
+
+
+def test_reports_give_what_the_stream_shows_without_its_enhancement():
+    weights = make_weights(1, refiners=True)
+    source = list(synthetic_frames(WIDTH, HEIGHT, 4))
+    on = code_sequence(weights, source, CodingParams(qp=24, enhance=ToolMode.ON))
+    off = code_sequence(weights, source, CodingParams(qp=24, enhance=ToolMode.OFF))
+    assert on.total_bytes == off.total_bytes  # the flag is a bit of a byte every record has
+    for enhanced, plain in zip(on.frames, off.frames):
+        assert plain.unenhanced is None and plain.plain_psnr == plain.psnr
+        assert enhanced.unenhanced == enhanced.plain_psnr == plain.psnr != enhanced.psnr
+    assert "psnr_yuv_unenhanced" in on.to_dict()["per_frame"][0]
 
 
 def test_automatic_decisions_pick_one_of_two_real_codings(monkeypatch):

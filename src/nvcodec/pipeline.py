@@ -262,8 +262,9 @@ def coded_frames(encoder: SegmentedEncoder, frames: Iterable[Frame], keep_shown:
     reads a schedule's length of frames ahead, to know the last ones."""
     for frame, following in with_following(frames, len(encoder.params.qp_offsets)):
         coded = encoder.encode(frame, following)
-        shown = coded.picture.output
-        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, shown))
+        shown, recon = coded.picture.output, coded.picture.recon
+        unenhanced = None if shown is recon else frame_psnr(frame, recon)
+        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, shown), unenhanced)
         yield coded.record, report, shown if keep_shown else None
 
 

@@ -26,17 +26,34 @@ class FrameReport:
     flags: list[str]
     bytes: int
     psnr: FramePsnr | None = None
+    # of the reconstruction before the out-of-loop enhancement, on a frame the encoder enhanced:
+    # what the same stream coded with `--enhance off` shows
+    unenhanced: FramePsnr | None = None
 
     @classmethod
-    def of(cls, index: int, record: FrameRecord, psnr: FramePsnr | None = None) -> FrameReport:
+    def of(
+        cls,
+        index: int,
+        record: FrameRecord,
+        psnr: FramePsnr | None = None,
+        unenhanced: FramePsnr | None = None,
+    ) -> FrameReport:
         kind = "I" if record.kind == "intra" else "P"
-        return cls(index, kind, record.qp, flag_names(record.flags), record.size, psnr)
+        return cls(index, kind, record.qp, flag_names(record.flags), record.size, psnr, unenhanced)
+
+    @property
+    def plain_psnr(self) -> FramePsnr | None:
+        """The PSNR of the picture without enhancement (the shown picture's where none was applied)."""
+        return self.unenhanced or self.psnr
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d.pop("psnr")
+        d.pop("unenhanced")
         if self.psnr is not None:
             d.update(psnr_y=self.psnr.y, psnr_u=self.psnr.u, psnr_v=self.psnr.v, psnr_yuv=self.psnr.yuv)
+        if self.unenhanced is not None:
+            d.update(psnr_yuv_unenhanced=self.unenhanced.yuv)
         return d
 
 
