@@ -89,7 +89,7 @@ def run_nvcodec(
         points.append(
             point(qp, [8 * f.bytes for f in s.frames], psnr, frames, fps, seconds, 8 * s.header_bytes)
         )
-        points[-1]["frame_psnr_yuv_unenhanced"] = [f.plain_psnr.yuv for f in s.frames]
+        points[-1]["frame_psnr_yuv_unenhanced"] = [f.unenhanced_psnr.yuv for f in s.frames]
         points[-1]["frame_types"] = [f.type for f in s.frames]
         points[-1]["frame_flags"] = [f.flags for f in s.frames]
     return points

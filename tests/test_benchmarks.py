@@ -10,7 +10,7 @@ import pytest
 from benchmarks import ratecontrol, rd, x264_tools
 from benchmarks.anchors import ANCHORS, encode
 from benchmarks.rd import run_anchor, run_nvcodec
-from benchmarks.report import measured_apart, points_table, render, split_table
+from benchmarks.report import measured_apart, points_table, render, split_table, untrained_table
 
 from nvcodec.codec.schedule import CodingParams
 from nvcodec.pipeline import EncodeJob, encode_video
@@ -121,6 +121,21 @@ def test_points_table_splits_the_drift_into_luma_and_chroma():
     rows = points_table(clip)[4:]
     assert "| +3.00 / +1.00 / +9.00 |" in rows[0]
     assert rows[1].count("| - |") == 1  # without a luma trace there is no split
+
+
+def test_untrained_table_compares_the_same_streams_with_and_without_enhancement():
+    def point(qp: int, added: float) -> dict:
+        psnr = 60.0 - qp / 2
+        return {"qp": qp, "bits": 1e6 * 2 ** (-qp / 6), "psnr_yuv": psnr + added,
+                "frame_psnr_yuv_unenhanced": [psnr] * 4}  # fmt: skip
+
+    points = [point(qp, 0.5 if 22 <= qp <= 42 else 0.0) for qp in (0, 22, 27, 32, 37, 42, 63)]
+    clip = {"clip": "c", "nvcodec": points, "settings": {"x264": {"qps": [22, 27, 32, 37, 42]}}}
+    row = untrained_table([clip])[2]
+    bd = float(row.split("|")[2].strip().rstrip("%"))
+    assert -11.5 < bd < -10.3  # 3 dB per doubling of the rate: +0.5 dB is 2^(-1/6) - 1 = -10.9% of the bits
+    assert "0: +0.000, 22: +0.500" in row and "63: +0.000 dB" in row
+    assert untrained_table([{**clip, "nvcodec": [{"qp": 22}]}]) == []  # measured before it was recorded
 
 
 def test_split_table_tells_the_intra_frames_gap_from_the_p_frames():

@@ -258,14 +258,15 @@ def with_following(frames: Iterable[Frame], horizon: int) -> Iterator[tuple[Fram
 
 
 def coded_frames(encoder: SegmentedEncoder, frames: Iterable[Frame], keep_shown: bool) -> Iterator[Coded]:
-    """Each frame's record, report (with its PSNR) and, when kept, shown picture; the encoder
-    reads a schedule's length of frames ahead, to know the last ones."""
+    """Each frame's record, report (with its PSNR, and its reconstruction's where that was
+    enhanced) and, when kept, shown picture; the encoder reads a schedule's length of frames
+    ahead, to know the last ones."""
     for frame, following in with_following(frames, len(encoder.params.qp_offsets)):
         coded = encoder.encode(frame, following)
-        shown, recon = coded.picture.output, coded.picture.recon
-        unenhanced = None if shown is recon else frame_psnr(frame, recon)
-        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, shown), unenhanced)
-        yield coded.record, report, shown if keep_shown else None
+        picture = coded.picture
+        unenhanced = frame_psnr(frame, picture.recon) if picture.enhanced else None
+        report = FrameReport.of(coded.plan.index, coded.record, frame_psnr(frame, picture.output), unenhanced)
+        yield coded.record, report, picture.output if keep_shown else None
 
 
 class _SegmentPlan:

@@ -26,8 +26,8 @@ class FrameReport:
     flags: list[str]
     bytes: int
     psnr: FramePsnr | None = None
-    # of the reconstruction before the out-of-loop enhancement, on a frame the encoder enhanced:
-    # what the same stream coded with `--enhance off` shows
+    # of the reconstruction before the out-of-loop enhancement, on a frame the encoder enhanced
+    # (None on the others): what `nvdec --no-enhance` shows, and the same stream with `--enhance off`
     unenhanced: FramePsnr | None = None
 
     @classmethod
@@ -42,9 +42,9 @@ class FrameReport:
         return cls(index, kind, record.qp, flag_names(record.flags), record.size, psnr, unenhanced)
 
     @property
-    def plain_psnr(self) -> FramePsnr | None:
-        """The PSNR of the picture without enhancement (the shown picture's where none was applied)."""
-        return self.unenhanced or self.psnr
+    def unenhanced_psnr(self) -> FramePsnr | None:
+        """The PSNR of the picture without enhancement, on every frame."""
+        return self.psnr if self.unenhanced is None else self.unenhanced
 
     def to_dict(self) -> dict:
         d = asdict(self)

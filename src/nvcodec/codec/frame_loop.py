@@ -132,13 +132,17 @@ class Picture:
     recon: Frame
     output: Frame
 
+    @property
+    def enhanced(self) -> bool:
+        return self.output is not self.recon
+
     @cached_property
     def recon_crc(self) -> int:
         return frame_crc(self.recon)
 
     @cached_property
     def output_crc(self) -> int:
-        return self.recon_crc if self.output is self.recon else frame_crc(self.output)
+        return frame_crc(self.output) if self.enhanced else self.recon_crc
 
 
 class FrameLoop:
