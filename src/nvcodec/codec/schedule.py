@@ -21,7 +21,8 @@ GROUP_OFFSETS = (0, 3, 2, 3, 1, 3, 2, 3)
 # but makes every second run of 16 frames worse than the one before it (on 96 Foreman frames at
 # qp 42, 0.3-0.6 dB): with one level every such run has the same schedule. The 96 Foreman frames,
 # qps 22-42: BD-rate -0.01% against those two levels, the last 16 frames' drift below the first
-# 16 0.27/0.47/0.72/0.72/0.91 dB instead of 0.37/0.57/0.87/0.82/1.07 (stop 54).
+# 16 0.27/0.47/0.72/0.72/0.91 dB instead of 0.37/0.57/0.87/0.82/1.07; Cactus -0.38%, Cockatoo
+# +0.09% (`make bench`'s RD part, stop 54).
 GROUP_LEVELS = (-3, 0)
 DEFAULT_QP_OFFSETS = tuple(o for level in GROUP_LEVELS for o in (level, *GROUP_OFFSETS[1:]))
 # Intra frames are coded this much finer than the base qp: x264's I/P quantiser ratio of 1.4 is
