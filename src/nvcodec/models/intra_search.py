@@ -191,7 +191,8 @@ def search_modes(
     loop along anti-diagonals: each mode's prediction is its base (`bases`: (2, 6, H/2, W/2) 1/64
     levels, mode none's and the others'; zero when None and in the modes that take the
     neighbours' levels) plus the mode's prediction, the mode of least squared error plus lambda
-    times the levels' and the mode's estimated bits (`bits_of`) wins. The other areas keep their levels and reconstruction (`start.fine`, before deblocking)."""
+    times the levels' and the mode's estimated bits (`bits_of`) wins. The other areas keep their
+    levels and reconstruction (`start.fine`, before deblocking)."""
     source = [p[0].float() * FINE_PEAK for p in to_planes(x.float())]
     recon = [p[0].clone() for p in to_planes(start.fine)]
     base_planes = None if bases is None else [p.long() for p in to_planes(bases)]
